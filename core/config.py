@@ -1,0 +1,181 @@
+"""One typed configuration for the whole platform (env prefix ``SMA_``, ``.env`` supported).
+
+Top-level fields are the run inputs that flows also take as parameters and CLI flags
+(``SMA_STORE``, ``SMA_TICKERS``, ...); nested sections hold the tuning knobs of one
+concern each (``SMA_QUALITY__BAD_TICK_FACTOR``, ...).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SourceName = Literal["yfinance", "local", "synthetic"]
+
+
+class S3Settings(BaseModel):
+    """Where an ``s3://`` store lives; credentials come from the usual AWS variables."""
+
+    endpoint_url: str | None = Field(
+        default=None,
+        description="S3-compatible endpoint (MinIO, LocalStack, moto); falls back to AWS_ENDPOINT_URL.",
+    )
+    region: str | None = Field(default=None, description="AWS region; falls back to AWS_REGION.")
+
+
+class CollectSettings(BaseModel):
+    """How collection behaves: incremental overlap, retries, caching, parallelism."""
+
+    overlap_days: int = Field(
+        default=5,
+        ge=0,
+        le=250,
+        description="Stored trading days refetched to detect re-adjusted history.",
+    )
+    overlap_tolerance: float = Field(
+        default=1e-3,
+        gt=0,
+        lt=1,
+        description="Relative close difference on the overlap that triggers a full refetch.",
+    )
+    retries: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="Task retries for retryable (network, rate-limit) errors.",
+    )
+    retry_backoff_seconds: float = Field(
+        default=2.0, ge=0, description="First retry delay; doubles on each retry."
+    )
+    retry_jitter_factor: float = Field(
+        default=0.5,
+        ge=0,
+        le=5,
+        description="Random jitter added to each retry delay, as a fraction of it.",
+    )
+    cache_hours: float = Field(
+        default=12.0, ge=0, description="How long a completed batch is reused instead of refetched."
+    )
+    yfinance_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds before one Yahoo request gives up."
+    )
+    yfinance_threads: int = Field(
+        default=8, ge=1, le=64, description="Threads yfinance uses inside one batch download."
+    )
+
+
+class SyntheticSettings(BaseModel):
+    """The synthetic source: seeded random walks for load tests."""
+
+    seed: int = 7
+    start_price: float = Field(default=50.0, gt=0)
+
+
+class QualitySettings(BaseModel):
+    """Thresholds of the data-quality rules (see ``core.quality``)."""
+
+    ohlc_tolerance: float = Field(
+        default=0.005,
+        ge=0,
+        lt=0.5,
+        description="Relative slack allowed for open/close outside [low, high].",
+    )
+    bad_tick_factor: float = Field(
+        default=1.9,
+        gt=1,
+        description="A close jumping by this factor (up or down) from the previous close is suspect.",
+    )
+    bad_tick_revert_factor: float = Field(
+        default=1.6,
+        gt=1,
+        description="...and is rejected as a bad tick when the next close reverts by at least this factor.",
+    )
+    min_rows: int = Field(
+        default=60,
+        ge=1,
+        description="Valid rows a symbol needs to be usable; fewer marks it 'insufficient'.",
+    )
+
+
+class Settings(BaseSettings):
+    """All configuration; precedence: CLI flags / flow parameters > environment > .env > defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SMA_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    store: str = Field(
+        default="data/store", description="Store root: a local folder or s3://bucket/prefix."
+    )
+    tickers: str = Field(
+        default="data/sample/tickers.csv",
+        description="Tickers file: Nasdaq screener CSV or one symbol per line.",
+    )
+    source: SourceName = Field(default="yfinance", description="Market data source.")
+    source_path: str | None = Field(
+        default=None, description="Folder of per-symbol files for the 'local' source."
+    )
+    start: dt.date = Field(
+        default=dt.date(2000, 1, 1), description="First date fetched for a new symbol."
+    )
+    end: dt.date | None = Field(
+        default=None, description="Last date fetched (inclusive); default today."
+    )
+    batch_size: int = Field(default=50, ge=1, le=1000, description="Symbols per collection task.")
+    full_refresh: bool = Field(default=False, description="Refetch every symbol from `start`.")
+    synthetic_years: float = Field(
+        default=20.0,
+        gt=0,
+        le=100,
+        description="History length of the synthetic source when `start` is not given.",
+    )
+
+    s3: S3Settings = S3Settings()
+    collect: CollectSettings = CollectSettings()
+    quality: QualitySettings = QualitySettings()
+    synthetic: SyntheticSettings = SyntheticSettings()
+
+    @field_validator("store", "tickers")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check_run(self) -> Settings:
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        if self.source == "local" and not self.source_path:
+            raise ValueError("source 'local' needs source_path (--source-path or SMA_SOURCE_PATH)")
+        return self
+
+    def resolved_end(self, today: dt.date | None = None) -> dt.date:
+        """The inclusive end date of a run: `end`, or today."""
+        return self.end or (today or dt.date.today())
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names every offending setting."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings with overrides (CLI flags, flow parameters) on top; None means 'not given'."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+

@@ -1,0 +1,89 @@
+"""The ingestion table (``raw/ingestion.parquet``): one row per symbol, its last outcome."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import polars as pl
+
+STATUSES = ("ok", "failed", "no_data", "insufficient")
+INGESTION_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String,
+        "status": pl.String,
+        "first_date": pl.Date,
+        "last_date": pl.Date,
+        "rows": pl.Int64,
+        "attempts": pl.Int64,
+        "last_attempt_at": pl.Datetime("us", "UTC"),
+        "last_success_at": pl.Datetime("us", "UTC"),
+        "error": pl.String,
+    }
+)
+
+
+def empty_ingestion() -> pl.DataFrame:
+    return pl.DataFrame(schema=INGESTION_SCHEMA)
+
+
+def update_ingestion(
+    previous: pl.DataFrame | None, outcomes: Iterable[dict[str, Any]], now: dt.datetime
+) -> pl.DataFrame:
+    """Upsert this run's outcomes into the table.
+
+    ``attempts`` counts the runs that tried a symbol; ``last_success_at`` keeps its old value
+    when this run failed. Symbols not in this run keep their row: none is ever dropped.
+    """
+    previous = (
+        empty_ingestion()
+        if previous is None
+        else previous.select(list(INGESTION_SCHEMA)).cast(INGESTION_SCHEMA)
+    )  # pyright: ignore[reportArgumentType]
+    rows = [
+        {
+            "symbol": o["symbol"],
+            "status": o["status"],
+            "first_date": o.get("first_date"),
+            "last_date": o.get("last_date"),
+            "rows": o.get("rows", 0),
+            "error": o.get("error"),
+        }
+        for o in outcomes
+    ]
+    if not rows:
+        return previous
+    fresh = pl.DataFrame(
+        rows,
+        schema={
+            "symbol": pl.String,
+            "status": pl.String,
+            "first_date": pl.String,
+            "last_date": pl.String,
+            "rows": pl.Int64,
+            "error": pl.String,
+        },
+    ).with_columns(pl.col("first_date", "last_date").str.to_date("%Y-%m-%d"))
+    old = previous.select(
+        "symbol",
+        pl.col("attempts").alias("old_attempts"),
+        pl.col("last_success_at").alias("old_success"),
+    )
+    now_lit = pl.lit(now).cast(pl.Datetime("us", "UTC"))
+    updated = (
+        fresh.join(old, on="symbol", how="left")
+        .with_columns(
+            (pl.col("old_attempts").fill_null(0) + 1).alias("attempts"),
+            now_lit.alias("last_attempt_at"),
+            pl.when(pl.col("status") != "failed")
+            .then(now_lit)
+            .otherwise(pl.col("old_success"))
+            .alias("last_success_at"),
+        )
+        .select(list(INGESTION_SCHEMA))
+        .cast(INGESTION_SCHEMA)
+    )
+    kept = previous.filter(~pl.col("symbol").is_in(updated["symbol"].implode()))
+    return pl.concat([kept, updated]).sort("symbol")
+

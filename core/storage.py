@@ -1,0 +1,164 @@
+"""The artifact store: one root URL, a local folder or ``s3://bucket/prefix``.
+
+Keys are ``/``-separated paths under the root. Every write is atomic: a local write goes
+to a temporary file in the same folder and is renamed into place; an S3 write is one PUT
+(S3 shows an object only once it is complete), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import fsspec
+import polars as pl
+
+if TYPE_CHECKING:
+    from core.config import Settings
+
+
+class StoreError(RuntimeError):
+    """A store operation failed or a key is not allowed."""
+
+
+def _check_key(key: str) -> str:
+    """Reject keys that could leave the store root."""
+    key = key.strip("/")
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") for p in parts) or "\\" in key:
+        raise StoreError(f"invalid store key {key!r}")
+    return key
+
+
+class Store:
+    """Read and write Parquet and JSON under one root, locally or on S3."""
+
+    def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None):
+        self.is_s3 = url.startswith("s3://")
+        self.url = (
+            url.rstrip("/") if not self.is_s3 else "s3://" + url.removeprefix("s3://").strip("/")
+        )
+        if self.is_s3:
+            import s3fs
+
+            endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+            region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            client_kwargs: dict[str, Any] = {}
+            if region:
+                client_kwargs["region_name"] = region
+            self.fs: fsspec.AbstractFileSystem = s3fs.S3FileSystem(
+                endpoint_url=endpoint,
+                client_kwargs=client_kwargs,
+                use_listings_cache=False,
+                skip_instance_cache=True,
+            )
+            self.root = self.url.removeprefix("s3://")
+            if not self.root:
+                raise StoreError("an S3 store needs a bucket: s3://bucket[/prefix]")
+        elif "://" in self.url and not self.url.startswith("file://"):
+            raise StoreError(
+                f"unsupported store URL {url!r}: use a local folder or s3://bucket/prefix"
+            )
+        else:
+            self.fs = fsspec.filesystem("file")
+            self.root = str(Path(self.url.removeprefix("file://")).resolve())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        """The store named by settings (root URL plus S3 endpoint and region)."""
+        return cls(settings.store, endpoint_url=settings.s3.endpoint_url, region=settings.s3.region)
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def path(self, key: str) -> str:
+        """The filesystem path of a key (without protocol)."""
+        return f"{self.root}/{_check_key(key)}"
+
+    def uri(self, key: str) -> str:
+        """A full URL of a key, for messages and outside tools."""
+        return f"s3://{self.path(key)}" if self.is_s3 else self.path(key)
+
+    def storage_options(self) -> dict[str, str]:
+        """Options for Polars' native cloud readers (``scan_parquet``) pointing at the same S3."""
+        if not self.is_s3:
+            return {}
+        opts = {}
+        endpoint = getattr(self.fs, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            opts["aws_endpoint_url"] = endpoint
+            if endpoint.startswith("http://"):
+                opts["aws_allow_http"] = "true"
+        return opts
+
+    # -- queries ---------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.path(key)))
+
+    def list(self, prefix: str = "") -> list[str]:
+        """All keys (files) under a prefix, sorted, relative to the root."""
+        base = self.root if not prefix else self.path(prefix)
+        if not self.fs.exists(base):
+            return []
+        found = self.fs.find(base)
+        cut = len(self.root) + 1
+        keys = [str(p)[cut:] if str(p).startswith(self.root) else str(p) for p in found]
+        return sorted(k for k in keys if not Path(k).name.startswith(".tmp-"))
+
+    # -- bytes -----------------------------------------------------------------------
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            data = self.fs.cat_file(self.path(key))
+        except FileNotFoundError:
+            raise StoreError(f"not found in store: {self.uri(key)}") from None
+        return data if isinstance(data, bytes) else data.encode()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write a whole object atomically."""
+        path = self.path(key)
+        if self.is_s3:
+            self.fs.pipe_file(path, data)
+            return
+        folder = Path(path).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def delete(self, key: str) -> None:
+        if self.exists(key):
+            self.fs.rm(self.path(key))
+
+    # -- formats ---------------------------------------------------------------------
+    def read_parquet(self, key: str) -> pl.DataFrame:
+        # One open handle, not a path: Polars would re-open a path and could mix the old
+        # and the new inode when a writer replaces the file meanwhile.
+        if not self.is_s3:
+            try:
+                with open(self.path(key), "rb") as handle:
+                    return pl.read_parquet(handle)
+            except FileNotFoundError:
+                raise StoreError(f"not found in store: {self.uri(key)}") from None
+        return pl.read_parquet(io.BytesIO(self.read_bytes(key)))
+
+    def write_parquet(self, key: str, frame: pl.DataFrame) -> None:
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd", statistics=True)
+        self.write_bytes(key, buffer.getvalue())
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.read_bytes(key))
+
+    def write_json(self, key: str, obj: Any) -> None:
+        self.write_bytes(key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())

@@ -1,0 +1,98 @@
+"""Shared fixtures: a Prefect test server for the session, real data paths, S3 via moto."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+# Prefect reads its settings at import: keep its home, results and caches out of the
+# user's ~/.prefect and fresh for every test session (cached results must not leak).
+_PREFECT_TMP = Path(tempfile.mkdtemp(prefix="sma-test-prefect-"))
+os.environ["PREFECT_HOME"] = str(_PREFECT_TMP)
+os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_PREFECT_TMP / "storage")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
+for _name in [n for n in os.environ if n.startswith("SMA_")]:
+    del os.environ[_name]
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+SAMPLE = ROOT / "data" / "sample"
+KAGGLE = SHARED / "kaggle_sp500_2013_2018"
+STOOQ = SHARED / "stooq_messy"
+YAHOO = SHARED / "yahoo_sp500_2005_2021"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """A real Prefect API (temporary SQLite) for the whole session; yields its URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture()
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Run in a temp cwd (no stray .env) with fast retries."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SMA_COLLECT__RETRY_BACKOFF_SECONDS", "0")
+    monkeypatch.setenv("SMA_COLLECT__RETRY_JITTER_FACTOR", "0")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 (random port) with test credentials in the environment."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    }
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture()
+def s3_bucket(s3_endpoint: str) -> str:
+    """A fresh bucket on the moto server; yields its name."""
+    import uuid
+
+    import boto3
+
+    name = f"sma-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+def require(path: Path) -> Path:
+    """The shared real data are part of the test contract: fail loudly when absent."""
+    if not path.exists():
+        raise FileNotFoundError(f"shared data not found at {path}: the tests read ../shared/data")
+    return path
