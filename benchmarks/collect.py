@@ -32,11 +32,31 @@ def scenario_args(name: str, work: Path) -> list[str]:
     tickers = work / "tickers.csv"
     if name == "synthetic":
         tickers.write_text("Symbol\n" + "\n".join(f"SYN{i:04d}" for i in range(500)) + "\n")
-        return ["--tickers", str(tickers), "--source", "synthetic", "--start", "2001-01-01", "--end", "2020-12-31"]
+        return [
+            "--tickers",
+            str(tickers),
+            "--source",
+            "synthetic",
+            "--start",
+            "2001-01-01",
+            "--end",
+            "2020-12-31",
+        ]
     if not YAHOO.is_dir():
         raise SystemExit(f"missing {YAHOO}")
     tickers.write_text("Symbol\n" + "\n".join(sorted(p.stem for p in YAHOO.glob("*.csv"))) + "\n")
-    return ["--tickers", str(tickers), "--source", "local", "--source-path", str(YAHOO), "--start", "2005-01-01", "--end", "2021-02-05"]
+    return [
+        "--tickers",
+        str(tickers),
+        "--source",
+        "local",
+        "--source-path",
+        str(YAHOO),
+        "--start",
+        "2005-01-01",
+        "--end",
+        "2021-02-05",
+    ]
 
 
 def child(args: list[str]) -> None:
@@ -95,7 +115,9 @@ def main() -> None:
     # that first (cold) run is reported apart from the median of the warm repeats.
     cold = measure("synthetic" if ns.only != "yahoo" else "yahoo", home)
     print(f"cold start (new PREFECT_HOME, database created): wall {cold['wall_seconds']:.1f} s")
-    print(f"{'scenario':<10} {'rows':>10} {'wall s':>8} {'flow s':>8} {'rows/s':>10} {'flow RSS MB':>12} {'server RSS MB':>14}")
+    print(
+        f"{'scenario':<10} {'rows':>10} {'wall s':>8} {'flow s':>8} {'rows/s':>10} {'flow RSS MB':>12} {'server RSS MB':>14}"
+    )
     for name in [ns.only] if ns.only else ["synthetic", "yahoo"]:
         runs = [measure(name, home) for _ in range(ns.repeats)]
         wall = statistics.median(r["wall_seconds"] for r in runs)
@@ -103,8 +125,12 @@ def main() -> None:
         rss = statistics.median(r["rss_mb"] for r in runs)
         server = statistics.median(r["server_rss_mb"] for r in runs)
         rows = runs[0]["rows"]
-        print(f"{name:<10} {rows:>10,} {wall:>8.1f} {flow_s:>8.1f} {rows / wall:>10,.0f} {rss:>12,.0f} {server:>14,.0f}")
-        print(f"  runs: walls {[round(r['wall_seconds'], 1) for r in runs]}, ok {runs[0]['ok']}, failed {runs[0]['failed']}")
+        print(
+            f"{name:<10} {rows:>10,} {wall:>8.1f} {flow_s:>8.1f} {rows / wall:>10,.0f} {rss:>12,.0f} {server:>14,.0f}"
+        )
+        print(
+            f"  runs: walls {[round(r['wall_seconds'], 1) for r in runs]}, ok {runs[0]['ok']}, failed {runs[0]['failed']}"
+        )
 
 
 if __name__ == "__main__":

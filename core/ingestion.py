@@ -86,4 +86,3 @@ def update_ingestion(
     )
     kept = previous.filter(~pl.col("symbol").is_in(updated["symbol"].implode()))
     return pl.concat([kept, updated]).sort("symbol")
-
