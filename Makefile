@@ -21,6 +21,7 @@ setup: .venv/.synced
 demo: setup  ## the whole pipeline offline on the bundled sample, local store, no server needed
 	$(RUN) python -m flows.collect --tickers data/sample/tickers.csv --source local \
 		--source-path data/sample/prices --store $(DEMO_STORE) --start 2013-01-01 --end 2018-02-07
+	$(RUN) python -m flows.features --store $(DEMO_STORE) --groups seed,alpha158
 
 test: setup  ## the test suite (starts and stops the servers it needs)
 	$(RUN) pytest -q
@@ -42,6 +43,7 @@ verify: setup  ## format check, lint, types, tests
 
 bench: setup
 	$(RUN) python -m benchmarks.collect
+	$(RUN) python -m benchmarks.features
 
 clean:
 	rm -rf .venv $(DEMO_STORE) .pytest_cache .ruff_cache

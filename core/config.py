@@ -8,6 +8,7 @@ concern each (``SMA_QUALITY__BAD_TICK_FACTOR``, ...).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -100,6 +101,54 @@ class QualitySettings(BaseModel):
     )
 
 
+class FeatureSettings(BaseModel):
+    """The feature table: which groups, the forecast horizon, how windows run."""
+
+    groups: list[str] = Field(
+        default=["seed"], min_length=1, description="Feature groups (core.features.GROUPS)."
+    )
+    horizon: int = Field(
+        default=3, ge=1, le=60, description="Trading days ahead of the target log return."
+    )
+    window_mode: Literal["over", "masked", "auto"] = Field(
+        default="auto",
+        description="Rolling windows per symbol ('over'), over the sorted panel with warm-up rows masked "
+        "('masked'), or per group the mode measured fastest ('auto').",
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, description="Symbols per task; None builds the panel in one task."
+    )
+    chunk_rows: int = Field(
+        default=150_000,
+        ge=10_000,
+        description="Input rows built at once inside a task (bounds memory); one part each.",
+    )
+
+    @field_validator("groups", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            return (
+                json.loads(value)
+                if value.startswith("[")
+                else [g.strip() for g in value.split(",") if g.strip()]
+            )
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        from core.features import GROUPS
+
+        unknown = [g for g in value if g not in GROUPS]
+        if unknown:
+            raise ValueError(
+                f"unknown feature group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}"
+            )
+        return list(dict.fromkeys(value))
+
+
 class Settings(BaseSettings):
     """All configuration; precedence: CLI flags / flow parameters > environment > .env > defaults."""
 
@@ -142,6 +191,7 @@ class Settings(BaseSettings):
     collect: CollectSettings = CollectSettings()
     quality: QualitySettings = QualitySettings()
     synthetic: SyntheticSettings = SyntheticSettings()
+    features: FeatureSettings = FeatureSettings()
 
     @field_validator("store", "tickers")
     @classmethod
@@ -169,9 +219,13 @@ class ConfigError(ValueError):
 
 def load_settings(**overrides: Any) -> Settings:
     """Build settings with overrides (CLI flags, flow parameters) on top; None means 'not given'."""
-    given = {key: value for key, value in overrides.items() if value is not None}
+    given: dict[str, Any] = {
+        key: {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
+        for key, value in overrides.items()
+        if value is not None
+    }
     try:
-        return Settings(**given)
+        return Settings.model_validate(given)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"

@@ -11,13 +11,16 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import fsspec
 import polars as pl
 
 if TYPE_CHECKING:
+    from polars._typing import ParquetCompression
+
     from core.config import Settings
 
 
@@ -45,13 +48,15 @@ class Store:
         if self.is_s3:
             import s3fs
 
-            endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-            region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            self.endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+            self.region = (
+                region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            )
             client_kwargs: dict[str, Any] = {}
-            if region:
-                client_kwargs["region_name"] = region
+            if self.region:
+                client_kwargs["region_name"] = self.region
             self.fs: fsspec.AbstractFileSystem = s3fs.S3FileSystem(
-                endpoint_url=endpoint,
+                endpoint_url=self.endpoint,
                 client_kwargs=client_kwargs,
                 use_listings_cache=False,
                 skip_instance_cache=True,
@@ -87,11 +92,10 @@ class Store:
         """Options for Polars' native cloud readers (``scan_parquet``) pointing at the same S3."""
         if not self.is_s3:
             return {}
-        opts = {}
-        endpoint = getattr(self.fs, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            opts["aws_endpoint_url"] = endpoint
-            if endpoint.startswith("http://"):
+        opts = {"aws_region": self.region or "us-east-1"}
+        if self.endpoint:
+            opts["aws_endpoint_url"] = self.endpoint
+            if self.endpoint.startswith("http://"):
                 opts["aws_allow_http"] = "true"
         return opts
 
@@ -109,6 +113,14 @@ class Store:
         keys = [str(p)[cut:] if str(p).startswith(self.root) else str(p) for p in found]
         return sorted(k for k in keys if not Path(k).name.startswith(".tmp-"))
 
+    def scan_parquet(self, keys: list[str]) -> pl.LazyFrame:
+        """One lazy scan over several Parquet objects (Polars' native reader, local or S3)."""
+        if not keys:
+            raise StoreError("nothing to scan")
+        if not self.is_s3:
+            return pl.scan_parquet([self.path(k) for k in keys])
+        return pl.scan_parquet([self.uri(k) for k in keys], storage_options=self.storage_options())
+
     # -- bytes -----------------------------------------------------------------------
     def read_bytes(self, key: str) -> bytes:
         try:
@@ -119,16 +131,20 @@ class Store:
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write a whole object atomically."""
-        path = self.path(key)
         if self.is_s3:
-            self.fs.pipe_file(path, data)
+            self.fs.pipe_file(self.path(key), data)
             return
+        self._write_local(key, lambda handle: handle.write(data))
+
+    def _write_local(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
+        """Fill a temporary file beside the target, flush it to disk, rename it into place."""
+        path = self.path(key)
         folder = Path(path).parent
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                fill(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
@@ -152,10 +168,19 @@ class Store:
                 raise StoreError(f"not found in store: {self.uri(key)}") from None
         return pl.read_parquet(io.BytesIO(self.read_bytes(key)))
 
-    def write_parquet(self, key: str, frame: pl.DataFrame) -> None:
-        buffer = io.BytesIO()
-        frame.write_parquet(buffer, compression="zstd", statistics=True)
-        self.write_bytes(key, buffer.getvalue())
+    def write_parquet(
+        self, key: str, frame: pl.DataFrame, compression: ParquetCompression = "zstd"
+    ) -> None:
+        """Write a frame atomically (locally straight into the temporary file: no extra copy)."""
+        if self.is_s3:
+            buffer = io.BytesIO()
+            frame.write_parquet(buffer, compression=compression, statistics=True)
+            self.write_bytes(key, buffer.getvalue())
+            return
+        self._write_local(
+            key,
+            lambda handle: frame.write_parquet(handle, compression=compression, statistics=True),
+        )  # pyright: ignore[reportArgumentType]
 
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key))

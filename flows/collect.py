@@ -28,6 +28,7 @@ from core.config import ConfigError, SourceName, load_settings
 from core.tickers import TickersFileError
 from tasks.collect import (
     batch_task_options,
+    cached_batch_still_valid,
     collect_batch,
     load_tickers_task,
     publish_summary,
@@ -94,8 +95,8 @@ def collect(
         if state.is_completed():
             results: list[dict[str, Any]] = future.result()  # pyright: ignore[reportAssignmentType]
             if state.name == "Cached":
-                if any(r["status"] == "failed" for r in results):
-                    # A cached batch must not keep failed symbols from being retried this run.
+                if not cached_batch_still_valid(results, settings):
+                    # Failed symbols are retried every run; data deleted from the store is refetched.
                     results = (
                         task.with_options(refresh_cache=True)
                         .submit(batch, settings, run_id)

@@ -14,7 +14,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.logging import get_run_logger
 from prefect.tasks import Task, exponential_backoff
 
-from core.collection import INGESTION_KEY, collect_symbols, outcome_dicts, report_key
+from core.collection import INGESTION_KEY, collect_symbols, outcome_dicts, prices_key, report_key
 from core.collectors import RetryableCollectorError, make_collector
 from core.config import Settings
 from core.ingestion import update_ingestion
@@ -76,6 +76,15 @@ def collect_batch(symbols: list[str], settings: Settings, run_id: str) -> list[d
         time.perf_counter() - started,
     )
     return outcome_dicts(outcomes)
+
+
+def cached_batch_still_valid(results: list[dict[str, Any]], settings: Settings) -> bool:
+    """A cached batch result may stand in for a fetch only if none of its symbols failed and
+    every symbol it stored is still in the store (someone may have deleted or moved it)."""
+    if any(r["status"] == "failed" for r in results):
+        return False
+    store = Store.from_settings(settings)
+    return all(store.exists(prices_key(r["symbol"])) for r in results if r["rows"])
 
 
 def batch_task_options(settings: Settings) -> dict[str, Any]:

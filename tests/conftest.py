@@ -96,3 +96,17 @@ def require(path: Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"shared data not found at {path}: the tests read ../shared/data")
     return path
+
+
+def assert_frames_close(got, expected, rtol: float = 1e-9, atol: float = 1e-10) -> None:
+    """Same keys in the same order, numeric columns equal up to float rounding."""
+    import numpy as np
+
+    keys = ["symbol", "date"]
+    got, expected = got.sort(keys), expected.sort(keys)
+    assert got.columns == expected.columns
+    assert got.select(keys).equals(expected.select(keys))
+    cols = [c for c in got.columns if c not in keys]
+    np.testing.assert_allclose(
+        got.select(cols).to_numpy(), expected.select(cols).to_numpy(), rtol=rtol, atol=atol
+    )

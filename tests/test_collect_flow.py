@@ -102,6 +102,13 @@ def test_sample_collection_layout_and_incremental_rerun(tmp_path, monkeypatch):
     again = run(tmp_path / "store", batch_size=15)
     assert len(recorder.calls) == 3 and again["ok"] == 39
 
+    # The store is wiped inside the cache window: the cached batches are not trusted.
+    shutil.rmtree(tmp_path / "store")
+    restored = run(tmp_path / "store", batch_size=15)
+    assert len(recorder.calls) == 6 and restored["new_rows"] == summary["new_rows"]
+    assert stored(store, "AOS").height == 1258
+    recorder.calls = recorder.calls[:3]
+
     # A later end date: an incremental fetch from 5 stored trading days back, no duplicates.
     before = stored(store, "AOS")
     later = run(tmp_path / "store", batch_size=15, end=dt.date(2018, 2, 9))
@@ -110,7 +117,8 @@ def test_sample_collection_layout_and_incremental_rerun(tmp_path, monkeypatch):
     assert later["new_rows"] == 0 and later["refetched_full"] == []  # the sample ends on 2018-02-07
     assert stored(store, "AOS").equals(before)
     assert (
-        store.read_parquet(INGESTION_KEY).filter(pl.col("symbol") == "AOS")["attempts"].item() == 3
+        store.read_parquet(INGESTION_KEY).filter(pl.col("symbol") == "AOS")["attempts"].item()
+        == 2  # since the wipe: the restoring run and this one
     )
 
 

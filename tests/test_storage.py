@@ -37,11 +37,13 @@ def test_s3_store(s3_bucket, s3_endpoint):
     exercise(store)
     # outside tools read the same objects, e.g. Polars' native S3 reader
     store.write_parquet("raw/prices/symbol=B/data.parquet", FRAME)
-    opts = store.storage_options() | {"aws_region": "us-east-1"}
     read = pl.read_parquet(
-        f"s3://{s3_bucket}/prefix/raw/prices/symbol=B/data.parquet", storage_options=opts
+        f"s3://{s3_bucket}/prefix/raw/prices/symbol=B/data.parquet",
+        storage_options=store.storage_options(),
     )
     assert read.equals(FRAME)
+    keys = ["raw/prices/symbol=A/data.parquet", "raw/prices/symbol=B/data.parquet"]
+    assert store.scan_parquet(keys).collect().height == 3
 
 
 def test_s3_endpoint_from_environment(s3_bucket, s3_endpoint, monkeypatch):

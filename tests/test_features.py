@@ -1,0 +1,192 @@
+import datetime as dt
+import random
+
+import numpy as np
+import polars as pl
+import pytest
+from pandera.errors import SchemaErrors
+
+from core.collectors.local import LocalCollector
+from core.config import QualitySettings
+from core.features import (
+    build_features,
+    feature_names,
+    features_schema,
+    non_finite_columns,
+    warmup_rows,
+)
+from core.quality import apply_rules
+from tests import feature_reference as ref
+from tests.conftest import SAMPLE, STOOQ, assert_frames_close, require
+
+H = 3
+
+
+def valid_bars(folder, symbols) -> pl.DataFrame:
+    raw = (
+        LocalCollector(require(folder))
+        .fetch(symbols, dt.date(1960, 1, 1), dt.date(2024, 1, 1))
+        .bars
+    )
+    return apply_rules(raw, QualitySettings(), dt.date(2024, 1, 1)).valid
+
+
+@pytest.fixture(scope="module")
+def sample() -> pl.DataFrame:
+    return valid_bars(SAMPLE / "prices", ["AOS", "KO", "NVDA", "DHR"])
+
+
+def arrays(
+    frame: pl.DataFrame, symbol: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    one = frame.filter(pl.col("symbol") == symbol).sort("date")
+    o, h, lo, c, v = (
+        one[k].to_numpy().astype(float) for k in ("open", "high", "low", "close", "volume")
+    )
+    return o, h, lo, c, v
+
+
+def test_feature_counts():
+    names = feature_names(["seed", "alpha158"])
+    assert len(names["seed"]) == 48 and names["seed"][0] == "symbol"
+    assert len(names["alpha158"]) == 158
+    assert len(set(names["seed"]) | set(names["alpha158"])) == 206
+
+
+@pytest.mark.parametrize("mode", ["over", "masked"])
+def test_seed_features_match_numpy_reference(sample, mode):
+    out = build_features(sample.lazy(), ["seed"], H, mode).collect()
+    expected = ref.seed(*arrays(sample, "AOS"), H)
+    got = out.filter(pl.col("symbol") == "AOS")
+    warm = warmup_rows(["seed"], H)
+    assert got.height == sample.filter(pl.col("symbol") == "AOS").height - warm
+    assert set(expected) | {"month", "day_of_week", "day_of_year", "symbol"} == set(
+        feature_names(["seed"])["seed"]
+    )
+    for name, values in expected.items():
+        np.testing.assert_allclose(
+            got[name].to_numpy(), values[warm:], rtol=1e-6, atol=1e-9, err_msg=name
+        )
+    dates = got["date"]
+    assert (got["day_of_week"].to_numpy() == dates.dt.weekday().to_numpy()).all()
+    assert (got["month"].to_numpy() == dates.dt.month().to_numpy()).all()
+
+
+@pytest.mark.parametrize("mode", ["over", "masked"])
+@pytest.mark.parametrize("d", [5, 20, 60])
+def test_alpha158_operators_match_numpy_reference(sample, d, mode):
+    out = build_features(sample.lazy(), ["alpha158"], H, mode).collect()
+    for symbol in ("KO", "NVDA"):
+        expected = ref.alpha158_sample(*arrays(sample, symbol), d)
+        got = out.filter(pl.col("symbol") == symbol)
+        warm = warmup_rows(["alpha158"], H)
+        for name, values in expected.items():
+            np.testing.assert_allclose(
+                got[name].to_numpy(),
+                values[warm:],
+                rtol=1e-6,
+                atol=1e-8,
+                err_msg=f"{symbol} {name}",
+            )
+
+
+def test_target_and_prediction_rows(sample):
+    out = build_features(sample.lazy(), ["seed"], H).collect().filter(pl.col("symbol") == "KO")
+    close = sample.filter(pl.col("symbol") == "KO").sort("date")["close"].to_numpy()
+    warm = warmup_rows(["seed"], H)
+    y = out["y"].to_numpy()
+    np.testing.assert_allclose(y[:-H], np.log(close[warm + H :] / close[warm:-H]), rtol=1e-12)
+    assert out["y"].tail(H).is_null().all() and out["y"].head(out.height - H).is_not_null().all()
+
+
+def test_no_lookahead(sample):
+    """Changing prices after date t changes no feature at or before t; the target does."""
+    t = dt.date(2016, 6, 1)
+    later = pl.col("date") > t
+    shocked = sample.with_columns(
+        [
+            pl.when(later).then(pl.col(c) * 1.7).otherwise(pl.col(c)).alias(c)
+            for c in ("open", "high", "low", "close")
+        ]
+        + [pl.when(later).then(pl.col("volume") * 3).otherwise(pl.col("volume")).alias("volume")]
+    )
+    groups = ["seed", "alpha158"]
+    a = build_features(sample.lazy(), groups, H).collect().filter(pl.col("date") <= t)
+    b = build_features(shocked.lazy(), groups, H).collect().filter(pl.col("date") <= t)
+    features = [c for c in a.columns if c not in ("symbol", "date", "y")]
+    # Equal up to float rounding of sliding sums (a real leak of a 1.7x shock is far larger).
+    np.testing.assert_allclose(
+        a.select(features).to_numpy(), b.select(features).to_numpy(), rtol=1e-7, atol=1e-9
+    )
+    changed = a.join(b, on=["symbol", "date"]).filter(pl.col("y") != pl.col("y_right"))
+    assert changed.height == 4 * H  # the last h targets of each symbol look past t
+    assert changed.select((pl.col("date") >= t - dt.timedelta(days=7)).all()).item()
+
+
+@pytest.mark.parametrize(("mode", "rtol"), [("over", 1e-9), ("masked", 1e-6)])
+def test_row_order_and_interleaving_do_not_matter(sample, mode, rtol):
+    """Same rows in any order give the same table; other symbols' neighbours change nothing
+    beyond float rounding (masked windows run sliding sums across the whole panel)."""
+    groups = ["seed", "alpha158"]
+    base = build_features(sample.lazy(), groups, H, mode).collect()
+    rows = list(range(sample.height))
+    random.Random(1).shuffle(rows)
+    assert build_features(sample[rows].lazy(), groups, H, mode).collect().equals(base)
+
+    def close_to_base(other: pl.DataFrame, symbols: list[str]) -> None:
+        assert_frames_close(
+            other, base.filter(pl.col("symbol").is_in(symbols)), rtol=rtol, atol=1e-9
+        )
+
+    renamed = sample.with_columns(pl.col("symbol").replace({"AOS": "ZZZ", "NVDA": "AAA"}))
+    again = build_features(renamed.lazy(), groups, H, mode).collect()
+    close_to_base(
+        again.with_columns(pl.col("symbol").replace({"ZZZ": "AOS", "AAA": "NVDA"})),
+        ["AOS", "KO", "NVDA", "DHR"],
+    )
+    alone = build_features(
+        sample.filter(pl.col("symbol") == "KO").lazy(), groups, H, mode
+    ).collect()
+    close_to_base(alone, ["KO"])
+
+
+def _validate(frame: pl.DataFrame, groups: list[str]) -> None:
+    names = feature_names(groups, H)
+    features_schema(list(dict.fromkeys(n for g in groups for n in names[g]))).validate(
+        frame, lazy=True
+    )
+
+
+@pytest.mark.parametrize("mode", ["over", "masked"])
+def test_stooq_after_quality_rules_is_finite(mode):
+    bars = valid_bars(STOOQ, [p.stem for p in sorted(require(STOOQ).glob("*.csv"))])
+    out = build_features(bars.lazy(), ["seed", "alpha158"], H, mode).collect()
+    assert out.height > 200_000
+    _validate(out, ["seed", "alpha158"])
+
+
+def test_flat_bars_zero_volume_and_short_histories_are_finite():
+    days = pl.date_range(dt.date(2020, 1, 1), dt.date(2020, 12, 31), eager=True)
+    days = days.filter(days.dt.weekday() <= 5)
+    flat = pl.DataFrame({"symbol": "FLAT", "date": days, "open": 5.0, "high": 5.0, "low": 5.0, "close": 5.0,
+                         "adj_close": 5.0, "volume": 0.0})  # fmt: skip
+    short = flat.head(40).with_columns(pl.lit("SHORT").alias("symbol"), pl.col("close") * 2)
+    for mode in ("over", "masked"):
+        out = build_features(
+            pl.concat([flat, short]).lazy(), ["seed", "alpha158"], H, mode
+        ).collect()
+        assert out["symbol"].unique().to_list() == ["FLAT"]  # SHORT never leaves its warm-up
+        _validate(out, ["seed", "alpha158"])
+
+
+def test_schema_rejects_non_finite_output(sample):
+    out = build_features(sample.lazy(), ["seed"], H).collect()
+    broken = out.with_columns(
+        pl.when(pl.col("date") == pl.col("date").max())
+        .then(float("inf"))
+        .otherwise(pl.col("atr"))
+        .alias("atr")
+    )
+    with pytest.raises(SchemaErrors, match="features_finite"):
+        _validate(broken, ["seed"])
+    assert non_finite_columns(broken, ["atr", "cmo"]) == {"atr": 4}  # last date of 4 symbols
