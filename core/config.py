@@ -149,6 +149,53 @@ class FeatureSettings(BaseModel):
         return list(dict.fromkeys(value))
 
 
+class ModelSettings(BaseModel):
+    """Training: the regressor, its quantiles, splits and conformal calibration."""
+
+    name: Literal["catboost", "lightgbm", "historical", "ewma"] = Field(
+        default="catboost", description="Regressor (core.models)."
+    )
+    quantiles: list[float] = Field(default=[0.1, 0.25, 0.5, 0.75, 0.9], min_length=2)
+    target_coverage: float = Field(
+        default=0.8, gt=0, lt=1, description="Coverage of the outer interval."
+    )
+    lookback_days: int = Field(
+        default=1960, ge=100, description="Calendar days of history used for the splits."
+    )
+    split_fractions: tuple[float, float, float, float] = (0.6, 0.1, 0.2, 0.1)
+    cqr_mode: Literal["symmetric", "asymmetric"] = "symmetric"
+    cqr_normalized: bool = Field(
+        default=False, description="Scores divided by the predicted width (adaptive to volatility)."
+    )
+    aci_gamma: float = Field(
+        default=0.005, gt=0, lt=1, description="Adaptive Conformal Inference step size."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Regressor parameters over its defaults."
+    )
+
+    @field_validator("quantiles")
+    @classmethod
+    def _sorted_unit(cls, value: list[float]) -> list[float]:
+        if sorted(set(value)) != value or not all(0 < q < 1 for q in value):
+            raise ValueError("quantiles must be increasing, distinct and inside (0, 1)")
+        return value
+
+    @property
+    def alpha(self) -> float:
+        return round(1 - self.target_coverage, 10)
+
+
+class TrackingSettings(BaseModel):
+    """Weights & Biases: offline unless an API key is set, so nothing blocks on the network."""
+
+    wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
+        default=None, description="None: online with WANDB_API_KEY, else offline."
+    )
+    project: str = "stock-market-analytics"
+    directory: str = Field(default="wandb", description="Where W&B writes its run files.")
+
+
 class Settings(BaseSettings):
     """All configuration; precedence: CLI flags / flow parameters > environment > .env > defaults."""
 
@@ -192,6 +239,17 @@ class Settings(BaseSettings):
     quality: QualitySettings = QualitySettings()
     synthetic: SyntheticSettings = SyntheticSettings()
     features: FeatureSettings = FeatureSettings()
+    model: ModelSettings = ModelSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
+        default=None, description="Shortcut for tracking.wandb_mode (SMA_WANDB_MODE)."
+    )
+
+    @model_validator(mode="after")
+    def _wandb_shortcut(self) -> Settings:
+        if self.wandb_mode is not None:
+            self.tracking.wandb_mode = self.wandb_mode
+        return self
 
     @field_validator("store", "tickers")
     @classmethod

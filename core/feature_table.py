@@ -57,6 +57,15 @@ def price_keys(store: Store) -> dict[str, str]:
     return dict(sorted(keys.items()))
 
 
+def close_prices(store: Store) -> pl.DataFrame:
+    """symbol, date, close of every stored symbol (baselines and volatility terciles use them)."""
+    return (
+        store.scan_parquet(list(price_keys(store).values()))
+        .select("symbol", "date", "close")
+        .collect()
+    )
+
+
 def input_fingerprint(store: Store, keys: dict[str, str]) -> dict[str, list[Any]]:
     """Per symbol: [last date, row count] of its stored prices (reads two columns only)."""
     stats = (

@@ -110,3 +110,16 @@ def assert_frames_close(got, expected, rtol: float = 1e-9, atol: float = 1e-10) 
     np.testing.assert_allclose(
         got.select(cols).to_numpy(), expected.select(cols).to_numpy(), rtol=rtol, atol=atol
     )
+
+
+@pytest.fixture(scope="session")
+def collected(prefect_server, tmp_path_factory) -> Path:
+    """A store holding the bundled sample, collected once per session (copy before changing it)."""
+    import datetime as dt
+
+    from flows.collect import collect
+
+    store = tmp_path_factory.mktemp("collected") / "store"
+    collect(tickers=str(SAMPLE / "tickers.csv"), source="local", source_path=str(SAMPLE / "prices"),
+            store=str(store), start=dt.date(2013, 1, 1), end=dt.date(2018, 2, 7))  # fmt: skip
+    return store

@@ -14,19 +14,10 @@ from core.collection import prices_key
 from core.feature_table import MANIFEST_KEY, load_features
 from core.features import build_features
 from core.storage import Store
-from flows.collect import collect
 from flows.features import features, main
-from tests.conftest import SAMPLE, assert_frames_close
+from tests.conftest import assert_frames_close
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
-
-
-@pytest.fixture(scope="module")
-def collected(prefect_server, tmp_path_factory) -> Path:
-    store = tmp_path_factory.mktemp("collected") / "store"
-    collect(tickers=str(SAMPLE / "tickers.csv"), source="local", source_path=str(SAMPLE / "prices"),
-            store=str(store), start=dt.date(2013, 1, 1), end=dt.date(2018, 2, 7))  # fmt: skip
-    return store
 
 
 @pytest.fixture()

@@ -1,0 +1,75 @@
+"""Experiment tracking with Weights & Biases.
+
+Mode: ``SMA_WANDB_MODE`` (online | offline | disabled); unset means online when
+``WANDB_API_KEY`` is set and offline otherwise, so a run never blocks on the network.
+Offline runs land under the tracking directory for a later ``wandb sync``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from core.config import TrackingSettings
+
+
+def resolve_mode(cfg: TrackingSettings) -> str:
+    if cfg.wandb_mode:
+        return cfg.wandb_mode
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+class Tracker:
+    """One W&B run (a no-op when disabled)."""
+
+    def __init__(self, cfg: TrackingSettings, name: str, config: dict[str, Any], job_type: str):
+        self.mode = resolve_mode(cfg)
+        self.run: Any = None
+        if self.mode == "disabled":
+            return
+        import wandb
+
+        Path(cfg.directory).mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=cfg.project, name=name, config=config, job_type=job_type, mode=self.mode,  # pyright: ignore[reportArgumentType]
+            dir=cfg.directory, reinit="finish_previous",
+        )  # fmt: skip
+
+    def log(self, values: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.log(values)
+
+    def log_images(self, paths: list[Path]) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({p.stem: wandb.Image(str(p)) for p in paths})
+
+    def log_folder(self, name: str, folder: Path, kind: str = "model") -> None:
+        if self.run is not None:
+            import wandb
+
+            artifact = wandb.Artifact(name, type=kind)
+            artifact.add_dir(str(folder))
+            self.run.log_artifact(artifact)
+
+    def finish(self) -> str | None:
+        """Close the run; returns its local directory (for `wandb sync` when offline)."""
+        if self.run is None:
+            return None
+        directory = str(Path(self.run.dir).parent)
+        self.run.finish()
+        return directory
+
+
+def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Nested numeric metrics as 'a/b/c' keys."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= flatten(value, f"{name}/")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
