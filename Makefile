@@ -22,6 +22,8 @@ demo: setup  ## the whole pipeline offline on the bundled sample, local store, n
 	$(RUN) python -m flows.collect --tickers data/sample/tickers.csv --source local \
 		--source-path data/sample/prices --store $(DEMO_STORE) --start 2013-01-01 --end 2018-02-07
 	$(RUN) python -m flows.features --store $(DEMO_STORE) --groups seed,alpha158
+	$(RUN) python -m flows.train --store $(DEMO_STORE)
+	$(RUN) python -m flows.predict --store $(DEMO_STORE)
 
 test: setup  ## the test suite (starts and stops the servers it needs)
 	$(RUN) pytest -q
@@ -44,6 +46,7 @@ verify: setup  ## format check, lint, types, tests
 bench: setup
 	$(RUN) python -m benchmarks.collect
 	$(RUN) python -m benchmarks.features
+	$(RUN) python -m benchmarks.model_quality
 
 clean:
 	rm -rf .venv $(DEMO_STORE) .pytest_cache .ruff_cache

@@ -59,9 +59,7 @@ def features(
         "building %s for %d symbols in %d part(s)", ",".join(cfg.groups), len(symbols), len(batches)
     )
     futures = [
-        build_part_task.submit(
-            settings.store, settings, {s: fingerprint[s] for s in batch}, version, index
-        )
+        build_part_task.submit(settings, {s: fingerprint[s] for s in batch}, version, index)
         for index, batch in enumerate(batches)
     ]
     parts = []
@@ -70,7 +68,7 @@ def features(
         if not parts_exist(settings, built):  # a cached result whose files were deleted since
             batch = batches[index]
             built = build_part_task.with_options(refresh_cache=True)(
-                settings.store, settings, {s: fingerprint[s] for s in batch}, version, index
+                settings, {s: fingerprint[s] for s in batch}, version, index
             )
         parts.extend(built)
     doc = publish_task(settings, version, fingerprint, parts, time.perf_counter() - started)

@@ -35,11 +35,11 @@ def fingerprint_task(settings: Settings) -> dict[str, list[Any]]:
     result_serializer="json",
 )
 def build_part_task(
-    store_url: str, settings: Settings, fingerprint: dict[str, list[Any]], version: str, index: int
+    settings: Settings, fingerprint: dict[str, list[Any]], version: str, index: int
 ) -> list[dict[str, Any]]:
     """Build and write the parts of one batch of symbols, ``chunk_rows`` input rows at a time.
 
-    Cached on (store, settings, the batch's fingerprint, version): never on frames."""
+    Cached on (settings, which name the store; the batch's fingerprint; version): never on frames."""
     store = Store.from_settings(settings)
     return write_parts(
         store, fingerprint, settings.features, version, index, log=get_run_logger().info

@@ -25,7 +25,7 @@ from core.conformal import (
     interval,
     score_quantile,
 )
-from core.feature_table import MissingInputError, digest, load_features, price_keys, read_manifest
+from core.feature_table import MissingInputError, close_prices, digest, load_features, read_manifest
 from core.models import load_model
 from core.models.baselines import Baseline
 from core.plots import run_plots
@@ -45,12 +45,7 @@ def load_training_data(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame, 
             f"no feature table in {store.uri('features')}: run `python -m flows.features` first"
         )
     table = load_features(store).collect()
-    prices = (
-        store.scan_parquet(list(price_keys(store).values()))
-        .select("symbol", "date", "close")
-        .collect()
-    )
-    return table, prices, manifest
+    return table, close_prices(store), manifest
 
 
 @task(name="fit-calibrate-evaluate", cache_policy=NO_CACHE)
@@ -167,11 +162,7 @@ def predict_task(settings: Settings, run: str) -> dict[str, Any]:
         store.read_json(state_key) if store.exists(state_key) else calibration["aci"]
     )
     if isinstance(model, Baseline):
-        model.attach_prices(
-            store.scan_parquet(list(price_keys(store).values()))
-            .select("symbol", "date", "close")
-            .collect()
-        )
+        model.attach_prices(close_prices(store))
 
     table = load_features(store).collect()
     seen = aci.history[-1][0] if aci.history else "0000-00-00"

@@ -96,13 +96,14 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     state = store.read_json(state_key)
 
     # Ten dates later the outcomes of those dates are known: the next prediction folds them in.
+    # (the state as it was 10 dates ago: only outcomes at least h dates older were folded in)
     keep = len(state["history"]) - 10
-    undone = sum(
-        state["target_alpha"] - err for _, err in state["history"][keep : state["applied"]]
-    )
+    applied = keep - state["horizon"] + 1
+    history = state["history"]
+    undone = sum(state["target_alpha"] - err for _, err in history[applied : state["applied"]])
     rewound = state | {
-        "history": state["history"][:keep],
-        "applied": min(state["applied"], keep),
+        "history": history[:keep],
+        "applied": applied,
         "alpha_t": state["alpha_t"] - state["gamma"] * undone,
     }
     store.write_json(state_key, rewound)
