@@ -47,6 +47,7 @@ bench: setup
 	$(RUN) python -m benchmarks.collect
 	$(RUN) python -m benchmarks.features
 	$(RUN) python -m benchmarks.model_quality
+	$(RUN) python -m benchmarks.tuning
 
 clean:
 	rm -rf .venv $(DEMO_STORE) .pytest_cache .ruff_cache

@@ -200,6 +200,23 @@ class TrackingSettings(BaseModel):
     directory: str = Field(default="wandb", description="Where W&B writes its run files.")
 
 
+class TuningSettings(BaseModel):
+    """Hyperparameter search (flows.tune)."""
+
+    trials: int = Field(default=20, ge=1, description="Trials to add to the study in one run.")
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, description="Stop starting trials after this."
+    )
+    study: str | None = Field(default=None, description="Study name; default: the model's name.")
+    concurrency: int = Field(
+        default=1, ge=1, le=32, description="Trials run at once, as Prefect tasks."
+    )
+    folds: int = Field(
+        default=3, ge=2, le=10, description="Expanding-window folds of train+validation."
+    )
+    seed: int = 7
+
+
 class Settings(BaseSettings):
     """All configuration; precedence: CLI flags / flow parameters > environment > .env > defaults."""
 
@@ -244,6 +261,10 @@ class Settings(BaseSettings):
     synthetic: SyntheticSettings = SyntheticSettings()
     features: FeatureSettings = FeatureSettings()
     model: ModelSettings = ModelSettings()
+    tuning: TuningSettings = TuningSettings()
+    optuna_storage: str | None = Field(
+        default=None, description="Optuna storage URL; default: a SQLite file beside a local store."
+    )
     tracking: TrackingSettings = TrackingSettings()
     wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
         default=None, description="Shortcut for tracking.wandb_mode (SMA_WANDB_MODE)."

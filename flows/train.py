@@ -1,6 +1,6 @@
 """Train flow: feature table -> split -> fit -> conformal calibration -> evaluation -> run folder.
 
-    python -m flows.train [--store URL] [--model catboost|lightgbm|historical|ewma] [--params FILE]
+    python -m flows.train [--store URL] [--model catboost|lightgbm|historical|ewma] [--params FILE|best]
 
 Writes ``models/<run_id>/`` (model in its native format, calibration.json, metrics.json,
 test_predictions.parquet, plots, manifest.json with the sha256 of every file), then
@@ -21,6 +21,7 @@ from core.config import ConfigError, load_settings
 from core.feature_table import MissingInputError
 from flows.collect import new_run_id
 from tasks.train import fit_task, load_training_data, publish_model_card, write_run_task
+from tasks.tune import TuningConfigError, best_params
 
 
 class ParamsFileError(ValueError):
@@ -44,16 +45,20 @@ def read_params(path: str | None) -> dict[str, Any] | None:
 
 @flow(name="train", log_prints=True)
 def train(
-    store: str | None = None, model: str | None = None, params: dict[str, Any] | None = None
+    store: str | None = None, model: str | None = None, params: dict[str, Any] | str | None = None
 ) -> dict[str, Any]:
-    """Train, calibrate and evaluate a model; parameters left as None come from settings."""
-    settings = load_settings(store=store, model={"name": model, "params": params})
+    """Train, calibrate and evaluate a model; parameters left as None come from settings.
+
+    ``params="best"`` takes the best parameters of the model's tuning study from the store."""
     logger = get_run_logger()
+    source = None
+    if params == "best":
+        source, params = best_params(load_settings(store=store, model={"name": model}))
+        print(f"using the tuned parameters in {source}: {params}")
+    settings = load_settings(store=store, model={"name": model, "params": params})
     table, prices, features_manifest = load_training_data(settings)
-    features = [
-        f for group in features_manifest["groups"] for f in features_manifest["features"][group]
-    ]
-    features = list(dict.fromkeys(features))
+    groups = features_manifest["groups"]
+    features = list(dict.fromkeys(f for g in groups for f in features_manifest["features"][g]))
     run_id = new_run_id()
     logger.info(
         "run %s: %s on %d rows, %d features",
@@ -63,7 +68,7 @@ def train(
         len(features),
     )
     result = fit_task(table, prices, features, settings, features_manifest["horizon"])
-    manifest = write_run_task(result, settings, run_id, features_manifest)
+    manifest = write_run_task(result, settings, run_id, features_manifest, params_source=source)
     card = publish_model_card(result.metrics, run_id)
     logger.info("run %s written to %s", run_id, settings.store)
     return {"run_id": run_id, "metrics": result.metrics, "model_card": card, "manifest": manifest}
@@ -75,17 +80,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--store", help="store root: a folder or s3://bucket/prefix")
     parser.add_argument("--model", choices=["catboost", "lightgbm", "historical", "ewma"])
-    parser.add_argument("--params", help="JSON file of regressor parameters over the defaults")
+    parser.add_argument(
+        "--params", help="JSON file of regressor parameters, or 'best' (the tuning study's)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        params = read_params(args.params)
-        load_settings(store=args.store, model={"name": args.model, "params": params})
+        params = args.params if args.params == "best" else read_params(args.params)
+        load_settings(store=args.store, model={"name": args.model})
         result: dict[str, Any] = train(store=args.store, model=args.model, params=params)  # pyright: ignore[reportAssignmentType]
-    except (ConfigError, MissingInputError, ParamsFileError) as exc:
+    except (ConfigError, MissingInputError, ParamsFileError, TuningConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(result["model_card"])

@@ -72,7 +72,11 @@ def run_files(result: TrainResult, folder: Path) -> list[Path]:
 
 @task(name="write-run", cache_policy=NO_CACHE)
 def write_run_task(
-    result: TrainResult, settings: Settings, run_id: str, features_manifest: dict[str, Any]
+    result: TrainResult,
+    settings: Settings,
+    run_id: str,
+    features_manifest: dict[str, Any],
+    params_source: str | None = None,
 ) -> dict[str, Any]:
     """Write ``models/<run_id>/`` (manifest with hashes last), then ``models/latest.json``;
     log the run to W&B."""
@@ -90,6 +94,7 @@ def write_run_task(
             "data_fingerprint": {"features_version": features_manifest["version"],
                                  "inputs": digest(features_manifest["input_fingerprint"])},
             "seconds": result.seconds,
+            "params_source": params_source or "settings",
         })  # fmt: skip
         tracker = Tracker(
             settings.tracking, run_id, settings.model_dump(mode="json"), job_type="train"

@@ -139,3 +139,35 @@ def test_baseline_model_run_predicts(store_dir):
     summary: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
     out = Store(str(store_dir)).read_parquet(f"predictions/{summary['as_of']}.parquet")
     assert out.filter(pl.col("hi") > pl.col("lo")).height == out.height
+
+
+def test_tune_writes_best_params_resumes_and_train_uses_them(
+    store_dir, tmp_path, monkeypatch, capsys
+):
+    from flows.tune import tune
+
+    monkeypatch.setenv("SMA_OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
+    monkeypatch.setenv("SMA_MODEL__PARAMS", json.dumps({"num_boost_round": 60}))
+    assert train_main(["--store", str(store_dir), "--model", "lightgbm", "--params", "best"]) == 2
+    assert "no tuned parameters" in capsys.readouterr().err
+
+    first: dict[str, Any] = tune(
+        store=str(store_dir), model="lightgbm", trials=5, concurrency=2, study="s1"
+    )  # pyright: ignore[reportAssignmentType]
+    store = Store(str(store_dir))
+    best = store.read_json("tuning/s1/best_params.json")
+    assert best["trials"] == 5 and best["model"] == "lightgbm" and set(best["params"]) == {
+        "num_leaves", "learning_rate", "min_data_in_leaf", "feature_fraction", "lambda_l2"}  # fmt: skip
+    assert best["score"] == first["score"] and best["data_fingerprint"]["features_version"]
+    assert store.exists("tuning/s1/plots/optimization_history.png")
+
+    again: dict[str, Any] = tune(store=str(store_dir), model="lightgbm", trials=2, study="s1")  # pyright: ignore[reportAssignmentType]
+    assert again["trials"] == 7  # resumed, not restarted
+
+    monkeypatch.setenv("SMA_TUNING__STUDY", "s1")
+    assert train_main(["--store", str(store_dir), "--model", "lightgbm", "--params", "best"]) == 0
+    run_id = store.read_json("models/latest.json")["run_id"]
+    manifest = store.read_json(f"models/{run_id}/manifest.json")
+    assert manifest["params_source"].endswith("tuning/s1/best_params.json")
+    tuned = store.read_json("tuning/s1/best_params.json")["params"]
+    assert {k: manifest["settings"]["model"]["params"][k] for k in tuned} == tuned
