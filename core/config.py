@@ -11,7 +11,7 @@ import datetime as dt
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SourceName = Literal["yfinance", "local", "synthetic"]
@@ -262,6 +262,13 @@ class Settings(BaseSettings):
     features: FeatureSettings = FeatureSettings()
     model: ModelSettings = ModelSettings()
     tuning: TuningSettings = TuningSettings()
+    slack_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Slack incoming webhook for failure alerts (a secret: never logged).",
+    )
+    slack_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Give up posting to Slack after this."
+    )
     optuna_storage: str | None = Field(
         default=None, description="Optuna storage URL; default: a SQLite file beside a local store."
     )

@@ -36,6 +36,7 @@ from tasks.collect import (
     summarize,
     summary_markdown,
 )
+from tasks.hooks import ALERT_HOOKS
 
 
 class NothingCollectedError(RuntimeError):
@@ -48,7 +49,7 @@ def new_run_id() -> str:
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{str(run).replace('-', '')[:8]}"
 
 
-@flow(name="collect", log_prints=True)
+@flow(name="collect", log_prints=True, **ALERT_HOOKS)
 def collect(
     tickers: str | None = None,
     source: SourceName | None = None,

@@ -28,9 +28,10 @@ from tasks.features import (
     publish_task,
     summary_markdown,
 )
+from tasks.hooks import ALERT_HOOKS
 
 
-@flow(name="features", log_prints=True)
+@flow(name="features", log_prints=True, **ALERT_HOOKS)
 def features(
     store: str | None = None,
     groups: list[str] | None = None,

@@ -19,10 +19,11 @@ from prefect import flow
 from core.config import ConfigError, load_settings
 from core.feature_table import MissingInputError
 from core.runs import MissingRunError, TamperedRunError
+from tasks.hooks import ALERT_HOOKS
 from tasks.train import predict_task
 
 
-@flow(name="predict", log_prints=True)
+@flow(name="predict", log_prints=True, **ALERT_HOOKS)
 def predict(store: str | None = None, run: str = "latest") -> dict[str, Any]:
     settings = load_settings(store=store)
     summary = predict_task(settings, run)

@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger
 from core.config import ConfigError, load_settings
 from core.feature_table import MissingInputError
 from flows.collect import new_run_id
+from tasks.hooks import ALERT_HOOKS
 from tasks.train import fit_task, load_training_data, publish_model_card, write_run_task
 from tasks.tune import TuningConfigError, best_params
 
@@ -43,7 +44,7 @@ def read_params(path: str | None) -> dict[str, Any] | None:
     return params
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train", log_prints=True, **ALERT_HOOKS)
 def train(
     store: str | None = None, model: str | None = None, params: dict[str, Any] | str | None = None
 ) -> dict[str, Any]:

@@ -20,11 +20,12 @@ from core.config import ConfigError, load_settings
 from core.feature_table import MissingInputError, digest
 from core.splits import make_splits
 from core.tuning import time_folds
+from tasks.hooks import ALERT_HOOKS
 from tasks.train import load_training_data
 from tasks.tune import TuningConfigError, open_study, publish_study, trial_task
 
 
-@flow(name="tune", log_prints=True)
+@flow(name="tune", log_prints=True, **ALERT_HOOKS)
 def tune(
     store: str | None = None, model: str | None = None, trials: int | None = None, timeout: float | None = None,
     study: str | None = None, concurrency: int | None = None,
