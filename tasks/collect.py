@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import polars as pl
@@ -11,6 +12,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.concurrency.sync import concurrency
 from prefect.logging import get_run_logger
 from prefect.tasks import Task, exponential_backoff
 
@@ -22,6 +24,8 @@ from core.quality import quality_report
 from core.storage import Store
 from core.tickers import Tickers, load_tickers
 
+YAHOO_LIMIT = "yahoo-requests"
+RESULTS_BLOCK = "sma-results"
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
     RetryableCollectorError,
     ConnectionError,
@@ -61,11 +65,18 @@ def load_tickers_task(path: str) -> Tickers:
     retry_condition_fn=is_retryable,
 )
 def collect_batch(symbols: list[str], settings: Settings, run_id: str) -> list[dict[str, Any]]:
-    """Fetch, validate and store one batch; cached on (symbols, settings) for ``cache_hours``."""
+    """Fetch, validate and store one batch; cached on (symbols, settings) for ``cache_hours``.
+    Yahoo batches hold a slot of the ``yahoo-requests`` global concurrency limit when the
+    API has one (``python -m deployments.setup`` creates it)."""
     started = time.perf_counter()
-    outcomes = collect_symbols(
-        make_collector(settings), Store.from_settings(settings), symbols, settings, run_id
-    )
+    with (
+        concurrency(YAHOO_LIMIT, occupy=1, strict=False)
+        if settings.source == "yfinance"
+        else nullcontext()
+    ):
+        outcomes = collect_symbols(
+            make_collector(settings), Store.from_settings(settings), symbols, settings, run_id
+        )
     get_run_logger().info(
         "batch %s..%s: %d ok, %d failed, %d new rows in %.1fs",
         symbols[0],
@@ -98,7 +109,21 @@ def batch_task_options(settings: Settings) -> dict[str, Any]:
         "retry_jitter_factor": c.retry_jitter_factor,
         "cache_expiration": dt.timedelta(hours=c.cache_hours),
         "refresh_cache": settings.full_refresh or c.cache_hours == 0,
-    }
+    } | ({"result_storage": storage} if (storage := s3_result_storage(settings)) else {})
+
+
+def s3_result_storage(settings: Settings) -> str | None:
+    """The saved S3Bucket block for task results when the store is on S3 (so caches are
+    shared across workers); None keeps Prefect's local default."""
+    if not settings.store.startswith("s3://"):
+        return None
+    try:
+        from prefect_aws import S3Bucket
+
+        S3Bucket.load(RESULTS_BLOCK)
+    except Exception:  # no block saved on this API (run `python -m deployments.setup`)
+        return None
+    return f"s3-bucket/{RESULTS_BLOCK}"
 
 
 @task(name="record-run", cache_policy=NO_CACHE)

@@ -31,7 +31,7 @@ def slack() -> Iterator[tuple[str, list[dict]]]:
             self.end_headers()
             self.wfile.write(b"ok")
 
-        def log_message(self, *args) -> None:
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
