@@ -1,4 +1,5 @@
-"""The ingestion table (``raw/ingestion.parquet``): one row per symbol, its last outcome."""
+"""The ingestion table (``raw/ingestion.parquet``): one row per symbol, its last outcome
+(status ok, failed, no_data or insufficient)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 import polars as pl
 
-STATUSES = ("ok", "failed", "no_data", "insufficient")
 INGESTION_SCHEMA = pl.Schema(
     {
         "symbol": pl.String,
