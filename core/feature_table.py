@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 from pandera.errors import SchemaErrors
 
+from core.collection import INGESTION_KEY
 from core.config import FeatureSettings
 from core.features import (
     TARGET,
@@ -44,12 +45,19 @@ class MissingInputError(RuntimeError):
 
 
 def price_keys(store: Store) -> dict[str, str]:
-    """symbol -> key of its prices file."""
+    """symbol -> key of its prices file, for every symbol usable downstream: symbols whose
+    last collection marked them ``insufficient`` (too short a history) are left out."""
+    excluded = set()
+    if store.exists(INGESTION_KEY):
+        table = store.read_parquet(INGESTION_KEY)
+        excluded = set(table.filter(pl.col("status") == "insufficient")["symbol"].to_list())
     keys = {}
     for key in store.list(PRICES_PREFIX):
         part = key.split("/")
         if len(part) == 4 and part[2].startswith("symbol=") and part[3] == "data.parquet":
-            keys[part[2].removeprefix("symbol=")] = key
+            symbol = part[2].removeprefix("symbol=")
+            if symbol not in excluded:
+                keys[symbol] = key
     if not keys:
         raise MissingInputError(
             f"no prices in {store.uri(PRICES_PREFIX)}: run `python -m flows.collect` first"

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from core.collection import prices_key
-from core.feature_table import MANIFEST_KEY, load_features
+from core.feature_table import MANIFEST_KEY, load_features, price_keys
 from core.features import build_features
 from core.storage import Store
 from flows.features import features, main
@@ -32,8 +32,7 @@ def run(store: Path | str, **kw: Any) -> dict[str, Any]:
 
 
 def prices(store: Store) -> pl.DataFrame:
-    keys = [k for k in store.list("raw/prices") if k.endswith("data.parquet")]
-    return store.scan_parquet(keys).collect()
+    return store.scan_parquet(list(price_keys(store).values())).collect()
 
 
 def test_builds_table_and_manifest_then_skips_when_unchanged(store_dir):
@@ -47,7 +46,8 @@ def test_builds_table_and_manifest_then_skips_when_unchanged(store_dir):
         and manifest["windows"]["long"] == 15
         and manifest["warmup_rows"] == 61
     )
-    assert len(manifest["input_fingerprint"]) == 40
+    assert len(manifest["input_fingerprint"]) == 39  # APTV is `insufficient` (44 rows): left out
+    assert "APTV" not in manifest["input_fingerprint"]
     assert manifest["input_fingerprint"]["AOS"] == ["2018-02-07", 1258]
     table = load_features(store).collect()
     assert table.height == manifest["rows"] > 40_000
