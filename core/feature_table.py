@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 from pandera.errors import SchemaErrors
 
-from core.collection import INGESTION_KEY
+from core.collection import INGESTION_KEY, prices_key
 from core.config import FeatureSettings
 from core.features import (
     TARGET,
@@ -141,13 +141,12 @@ def write_parts(
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Build the symbols of ``fingerprint`` ``chunk_rows`` input rows at a time and write one
     part per chunk; a chunk's write overlaps the next chunk's build."""
-    keys = price_keys(store)
     parts: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending: Future[None] | None = None
         for n, symbols in enumerate(chunks(fingerprint, list(fingerprint), cfg.chunk_rows)):
             started = time.perf_counter()
-            table = build_chunk(store, [keys[s] for s in symbols], cfg)
+            table = build_chunk(store, [prices_key(s) for s in symbols], cfg)
             key = part_key(version, index, n)
             if pending is not None:
                 pending.result()

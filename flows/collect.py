@@ -86,12 +86,13 @@ def collect(
 
     task = collect_batch.with_options(**batch_task_options(settings))
     futures = [task.submit(batch, settings, run_id) for batch in batches]
+    batch_of = dict(zip(futures, batches, strict=True))
     progress: Any = create_progress_artifact(
         0.0, key="collect-progress", description=f"Collection run {run_id}"
     )
     outcomes: list[dict[str, Any]] = []
     for done, future in enumerate(as_completed(futures), start=1):
-        batch = batches[futures.index(future)]
+        batch = batch_of[future]
         state = future.wait() or future.state
         if state.is_completed():
             results: list[dict[str, Any]] = future.result()  # pyright: ignore[reportAssignmentType]

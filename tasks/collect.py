@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import Counter
 from contextlib import nullcontext
 from typing import Any
 
-import polars as pl
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
@@ -172,8 +172,7 @@ def summarize(
     seconds: float,
 ) -> dict[str, Any]:
     """The flow's summary: what was asked, what happened, where the report is."""
-    frame = pl.DataFrame(outcomes, infer_schema_length=None) if outcomes else None
-    by_status = dict(frame.group_by("status").len().iter_rows()) if frame is not None else {}
+    by_status = Counter(o["status"] for o in outcomes)
     failed = {o["symbol"]: o["error"] for o in outcomes if o["status"] == "failed"}
     return {
         "run_id": run_id,
