@@ -21,7 +21,7 @@ setup: .venv/.synced
 demo: setup  ## the whole pipeline offline on the bundled sample, local store, no server needed
 	$(RUN) python -m flows.collect --tickers data/sample/tickers.csv --source local \
 		--source-path data/sample/prices --store $(DEMO_STORE) --start 2013-01-01 --end 2018-02-07
-	$(RUN) python -m flows.features --store $(DEMO_STORE) --groups seed,alpha158
+	$(RUN) python -m flows.features --store $(DEMO_STORE) --groups seed,risk,alpha158
 	$(RUN) python -m flows.train --store $(DEMO_STORE)
 	$(RUN) python -m flows.predict --store $(DEMO_STORE)
 

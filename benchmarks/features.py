@@ -1,6 +1,6 @@
 """Feature benchmark: wall time and peak RSS of building the feature table.
 
-    python -m benchmarks.features [--repeats 3] [--quick]
+    python -m benchmarks.features [--repeats 3] [--quick] [--modes auto,masked,over] [--groups seed seed,risk ...]
 
 Input: the 249 tickers of ../shared/data/yahoo_sp500_2005_2021 (0.93 M rows) after the
 quality rules, written as a store's raw/prices, and the same panel replicated 4x under
@@ -57,13 +57,15 @@ def prepare(folder: Path, copies: int) -> int:
 
 def child(store_dir: str, groups: str, mode: str) -> None:
     from core.config import load_settings
-    from core.feature_table import input_fingerprint, price_keys, write_parts
+    from core.feature_table import input_fingerprint, price_keys, write_market, write_parts
     from core.storage import Store
 
     store = Store(store_dir)
     cfg = load_settings(features={"groups": groups.split(","), "window_mode": mode}).features
     started = time.perf_counter()
-    parts = write_parts(store, input_fingerprint(store, price_keys(store)), cfg, "bench", 0)
+    fingerprint = input_fingerprint(store, price_keys(store))
+    write_market(store, list(fingerprint), cfg, "bench")  # what the flow writes before batches
+    parts = write_parts(store, fingerprint, cfg, "bench", 0)
     rows = sum(p["rows"] for p in parts)
     seconds = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -87,6 +89,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1x panel only")
     parser.add_argument("--modes", default="auto,masked,over")
+    parser.add_argument(
+        "--groups", nargs="+", default=["seed", "seed,risk", "seed,alpha158", "seed,risk,alpha158"]
+    )
     parser.add_argument("--child", nargs=3)
     ns = parser.parse_args()
     if ns.child:
@@ -95,20 +100,20 @@ def main() -> None:
     if not YAHOO.is_dir():
         raise SystemExit(f"missing {YAHOO}")
     print(
-        f"{'panel':<6} {'rows in':>10} {'groups':<14} {'mode':<7} {'seconds':>8} {'s per 1M':>9} {'vs ref':>7} {'peak RSS MB':>12} {'MB per 1M':>10}"
+        f"{'panel':<6} {'rows in':>10} {'groups':<18} {'mode':<7} {'seconds':>8} {'s per 1M':>9} {'vs ref':>7} {'peak RSS MB':>12} {'MB per 1M':>10}"
     )
     with tempfile.TemporaryDirectory(prefix="sma-bench-features-") as tmp:
         for copies in [1] if ns.quick else [1, 4]:
             folder = Path(tmp) / f"x{copies}"
             rows = prepare(folder, copies)
-            for groups in ["seed", "seed,alpha158"]:
+            for groups in ns.groups:
                 for mode in ns.modes.split(","):
                     runs = [measure(folder, groups, mode) for _ in range(ns.repeats)]
                     sec = statistics.median(r["seconds"] for r in runs)
                     rss = statistics.median(r["rss_mb"] for r in runs)
                     per_m = sec / rows * 1e6
                     print(
-                        f"{copies}x{'':<4} {rows:>10,} {groups:<14} {mode:<7} {sec:>8.2f} {per_m:>9.2f} "
+                        f"{copies}x{'':<4} {rows:>10,} {groups:<18} {mode:<7} {sec:>8.2f} {per_m:>9.2f} "
                         f"{REFERENCE_SECONDS_PER_M_ROWS / per_m:>6.1f}x {rss:>12,.0f} {rss / rows * 1e6:>10,.0f}",
                         flush=True,
                     )

@@ -1,6 +1,7 @@
 """Model quality benchmark: collect -> features -> train on the whole Yahoo S&P 500 set.
 
-    python -m benchmarks.model_quality [--models catboost,lightgbm] [--groups seed|seed,alpha158 ...]
+    python -m benchmarks.model_quality [--models catboost,lightgbm] [--groups seed seed,risk ...]
+                                       [--cv]
 
 Runs the real flows in one process on ../shared/data/yahoo_sp500_2005_2021 (249 tickers)
 with default settings, then prints, per model and feature groups, the test-period metrics
@@ -8,6 +9,11 @@ of the raw model, CQR and CQR+ACI against the baselines, and the fit time.
 Targets: CQR+ACI coverage of the 80% interval within 0.80 +/- 0.015 overall and +/- 0.05
 in each volatility tercile; mean pinball >= 3% below `ewma` and >= 7% below `historical`;
 fit on 2 cores: catboost <= 3 min, lightgbm <= 1 min (seed group).
+
+It also prints what perfect foresight of volatility would score on the same test rows
+(an upper bound for any volatility model, see ``foresight_bound``) and, with ``--cv``, the
+time-series cross-validation before the test period that chose the inner parameters of
+volatility-scaled models (``core.models.scaled.INNER_DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -34,15 +40,102 @@ def row(model: str, groups: str, metrics: dict[str, Any], fit_s: float) -> str:
     vs_hist = 1 - aci["pinball_mean"] / b["historical"]["pinball_mean"]
     return (
         f"| {model} | {groups} | {fit_s:.0f} | {t['raw']['coverage']:.3f} | {t['cqr']['coverage']:.3f} | {aci['coverage']:.3f} | "
-        f"{terciles} | {aci['mean_width']:.4f} | {aci['pinball_mean']:.5f} | {vs_ewma:+.1%} | {vs_hist:+.1%} | "
+        f"{terciles} | {aci['mean_width']:.4f} | {aci['pinball_mean']:.5f} | {vs_ewma:+.2%} | {vs_hist:+.2%} | "
         f"{aci['rank_ic_mean']:.3f} |"
     )
+
+
+QUANTILES = [0.1, 0.25, 0.5, 0.75, 0.9]
+CV_CANDIDATES: dict[str, list[dict[str, Any]]] = {
+    "lightgbm": [{"num_leaves": 31, "min_data_in_leaf": 200}, {"num_leaves": 7, "min_data_in_leaf": 2000},
+                 {"num_leaves": 3, "min_data_in_leaf": 5000}, {"num_leaves": 2, "min_data_in_leaf": 5000},
+                 {"num_leaves": 2, "min_data_in_leaf": 20000}],
+    "catboost": [{"depth": 5}, {"depth": 2}, {"depth": 1}],
+}  # fmt: skip
+
+
+def foresight_bound(store: str, metrics: dict[str, Any], horizon: int) -> dict[str, float]:
+    """Pinball of quantiles built from the *realized* range volatility of each test row's next
+    h days (Parkinson), times the empirical quantiles of y over that scale before the test
+    period: what a perfect volatility forecast with a fixed shape would score."""
+    import numpy as np
+    import polars as pl
+
+    from core.feature_table import price_keys
+    from core.metrics import pinball
+    from core.storage import Store
+
+    st = Store(store)
+    pk = (pl.col("high") / pl.col("low")).log().pow(2) / (4 * np.log(2))
+    rows = (
+        st.scan_parquet(list(price_keys(st).values()))
+        .sort("symbol", "date")
+        .with_columns(
+            (pl.col("close").shift(-horizon) / pl.col("close")).log().over("symbol").alias("y"),
+            pl.sum_horizontal([pk.shift(-k).over("symbol") for k in range(1, horizon + 1)])
+            .sqrt()
+            .alias("scale"),
+        )
+        .filter(pl.col("y").is_not_null() & (pl.col("scale") > 0))
+        .collect()
+    )
+    splits = {k: [dt.date.fromisoformat(d) for d in v] for k, v in metrics["splits"].items()}
+    before = rows.filter(pl.col("date").is_between(splits["train"][0], splits["cal"][1]))
+    test = rows.filter(pl.col("date").is_between(splits["test"][0], splits["test"][1]))
+    shape = np.quantile((before["y"] / before["scale"]).to_numpy(), QUANTILES)
+    preds = test["scale"].to_numpy()[:, None] * shape[None, :]
+    loss = pinball(test["y"].to_numpy(), preds, QUANTILES)["pinball_mean"]
+    b = metrics["baselines"]
+    return {
+        "pinball": loss,
+        "vs_ewma": 1 - loss / b["ewma"]["pinball_mean"],
+        "vs_historical": 1 - loss / b["historical"]["pinball_mean"],
+    }
+
+
+def cross_validate(store: str, models: list[str]) -> None:
+    """Mean pinball of volatility-scaled models over the tuning flow's time-series folds on
+    the train and validation segments (never the calibration or test rows)."""
+    import numpy as np
+    import polars as pl
+
+    from core.config import ModelSettings
+    from core.feature_table import load_features, read_manifest
+    from core.splits import make_splits, segment_expr
+    from core.storage import Store
+    from core.tuning import fold_score, time_folds
+
+    st = Store(store)
+    manifest = read_manifest(st)
+    assert manifest is not None
+    features = list(dict.fromkeys(f for g in manifest["groups"] for f in manifest["features"][g]))
+    table = load_features(st).filter(pl.col("y").is_not_null()).collect()
+    cfg, h = ModelSettings(), manifest["horizon"]
+    splits = make_splits(table["date"], h, cfg.lookback_days, cfg.split_fractions)
+    before = table.with_columns(segment_expr(splits)).filter(
+        pl.col("segment").is_in(["train", "val"])
+    )
+    folds = time_folds(before["date"], 3, h)
+    print(
+        f"\ncross-validation of scaled inner parameters ({', '.join(manifest['groups'])}; 3 folds before {splits.cal[0]}):"
+    )
+    for model in models:
+        for params in CV_CANDIDATES[model]:
+            scores = [
+                fold_score(model, params, before, features, cfg.quantiles, h, f, True)
+                for f in folds
+            ]
+            print(
+                f"  {model} {params}: mean pinball {np.mean(scores):.6f}  folds {[round(x, 6) for x in scores]}",
+                flush=True,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", default="catboost,lightgbm")
-    parser.add_argument("--groups", nargs="+", default=["seed", "seed,alpha158"])
+    parser.add_argument("--groups", nargs="+", default=["seed", "seed,risk", "seed,risk,alpha158"])
+    parser.add_argument("--cv", action="store_true", help="also cross-validate scaled inner params")
     ns = parser.parse_args()
     if not YAHOO.is_dir():
         raise SystemExit(f"missing {YAHOO}")
@@ -66,7 +159,7 @@ def main() -> None:
             "ACI width | ACI pinball | vs ewma | vs historical | rank IC |",
             "|---" * 12 + "|",
         ]
-        baselines = None
+        last: dict[str, Any] | None = None
         for groups in ns.groups:
             started = time.perf_counter()
             features(store=store, groups=groups.split(","))
@@ -75,15 +168,23 @@ def main() -> None:
                 result: dict[str, Any] = train(store=store, model=model)  # pyright: ignore[reportAssignmentType]
                 metrics = result["metrics"]
                 lines.append(row(model, groups, metrics, result["manifest"]["seconds"]["fit"]))
-                baselines = metrics["baselines"]
+                last = metrics
                 print(lines[-1], flush=True)
         print("\n".join(lines))
-        if baselines:
+        if last is not None:
             print("\nbaselines (test period):")
-            for name, m in baselines.items():
+            for name, m in last["baselines"].items():
                 print(
                     f"  {name}: coverage {m['coverage']:.3f}, width {m['mean_width']:.4f}, pinball {m['pinball_mean']:.5f}"
                 )
+            bound = foresight_bound(store, last, last["horizon"])
+            print(
+                f"\nperfect foresight of the next {last['horizon']} days' range volatility: pinball "
+                f"{bound['pinball']:.5f}, {bound['vs_ewma']:+.2%} vs ewma, {bound['vs_historical']:+.2%} vs historical"
+            )
+        if ns.cv:
+            features(store=store, groups=["seed", "risk"])
+            cross_validate(store, ns.models.split(","))
 
 
 if __name__ == "__main__":

@@ -105,7 +105,9 @@ class FeatureSettings(BaseModel):
     """The feature table: which groups, the forecast horizon, how windows run."""
 
     groups: list[str] = Field(
-        default=["seed"], min_length=1, description="Feature groups (core.features.GROUPS)."
+        default=["seed", "risk"],
+        min_length=1,
+        description="Feature groups (core.features.GROUPS).",
     )
     horizon: int = Field(
         default=3, ge=1, le=60, description="Trading days ahead of the target log return."
@@ -173,6 +175,11 @@ class ModelSettings(BaseModel):
         lt=1,
         description="ACI step size. Each step uses a date's miss rate averaged over the cross-section, far "
         "less noisy than the single outcomes Gibbs & Candes's 0.005 was set for (benchmarks/model_quality.py).",
+    )
+    volatility_scaling: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Fit GBMs on returns divided by a volatility forecast (core.models.scaled); "
+        "'auto': when the features include the 'risk' group.",
     )
     params: dict[str, Any] = Field(
         default_factory=dict, description="Regressor parameters over its defaults."

@@ -27,6 +27,8 @@ from core.features import (
     code_version,
     feature_names,
     features_schema,
+    market_frame,
+    needs_market,
     non_finite_columns,
     warmup_rows,
 )
@@ -114,12 +116,36 @@ def chunks(fingerprint: dict[str, list[Any]], symbols: list[str], max_rows: int)
     return [g for g in groups if g]
 
 
-def build_chunk(store: Store, keys: list[str], cfg: FeatureSettings) -> pl.DataFrame:
+def market_key(version: str) -> str:
+    return f"features/{version}/market.parquet"
+
+
+def write_market(
+    store: Store, symbols: list[str], cfg: FeatureSettings, version: str
+) -> str | None:
+    """The universe's market series (``core.features.market_frame``), written once per build
+    before the batches that join it; None when no feature group needs it."""
+    if not needs_market(cfg.groups):
+        return None
+    table = market_frame(
+        store.scan_parquet([prices_key(s) for s in symbols]).select("symbol", "date", "close")
+    ).collect()
+    key = market_key(version)
+    store.write_parquet(key, table)
+    return key
+
+
+def build_chunk(
+    store: Store, keys: list[str], cfg: FeatureSettings, market: pl.LazyFrame | None = None
+) -> pl.DataFrame:
     """Features of the symbols behind ``keys``, checked against the output schema and stored
-    as Float32 (what the regressors bin them to anyway; half the memory and disk)."""
+    as Float32 (what the regressors bin them to anyway; half the memory and disk).
+    ``market``: the whole universe's market series, for groups that need it."""
     names = feature_names(cfg.groups, cfg.horizon)
     columns = list(dict.fromkeys(n for g in cfg.groups for n in names[g]))
-    query = build_features(store.scan_parquet(keys), cfg.groups, cfg.horizon, cfg.window_mode)
+    query = build_features(
+        store.scan_parquet(keys), cfg.groups, cfg.horizon, cfg.window_mode, market
+    )
     table = query.with_columns(pl.exclude("symbol", "date", TARGET).cast(pl.Float32)).collect()
     try:  # on the stored Float32 values: an overflow to inf is caught too
         features_schema(columns, pl.Float32).validate(table, lazy=True)
@@ -142,11 +168,12 @@ def write_parts(
     """Build the symbols of ``fingerprint`` ``chunk_rows`` input rows at a time and write one
     part per chunk; a chunk's write overlaps the next chunk's build."""
     parts: list[dict[str, Any]] = []
+    market = store.scan_parquet([market_key(version)]) if needs_market(cfg.groups) else None
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending: Future[None] | None = None
         for n, symbols in enumerate(chunks(fingerprint, list(fingerprint), cfg.chunk_rows)):
             started = time.perf_counter()
-            table = build_chunk(store, [prices_key(s) for s in symbols], cfg)
+            table = build_chunk(store, [prices_key(s) for s in symbols], cfg, market)
             key = part_key(version, index, n)
             if pending is not None:
                 pending.result()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -454,6 +455,85 @@ def alpha158_warmup(w: Windows) -> int:
     return max(ALPHA158_WINDOWS) + 1
 
 
+# -- group: risk ---------------------------------------------------------------------------
+RISK_WINDOWS = (5, 22, 63, 126)
+RISKMETRICS_ALPHA = 0.06  # lambda 0.94
+MARKET = ("_mkt_r", "_mkt_disp")  # the market series' columns joined in by date
+
+
+def market_frame(prices: pl.LazyFrame) -> pl.LazyFrame:
+    """Per date of the universe: equal-weight mean (``_mkt_r``) and cross-sectional standard
+    deviation (``_mkt_disp``) of the symbols' daily log returns, plus the date-level features
+    of that series. Computed once over the whole universe, whatever batch a symbol is built in."""
+    r = (pl.col("close") / pl.col("close").shift(1)).log().over("symbol")
+    m = pl.col("_mkt_r")
+    return (
+        prices.sort("symbol", "date")
+        .select("date", r.alias("_r"))
+        .group_by("date")
+        .agg(pl.col("_r").mean().alias("_mkt_r"), pl.col("_r").std().alias("_mkt_disp"))
+        .sort("date")
+        .with_columns(pl.col(*MARKET).fill_null(0.0))
+        .with_columns(
+            m.pow(2).ewm_mean(alpha=RISKMETRICS_ALPHA, adjust=False).sqrt().alias("mkt_vol_ewm"),
+            m.rolling_std(22, min_samples=2).fill_null(0.0).alias("mkt_vol22"),
+            pl.col("_mkt_disp")
+            .ewm_mean(alpha=RISKMETRICS_ALPHA, adjust=False)
+            .alias("mkt_disp_ewm"),
+            m.rolling_sum(5, min_samples=1).alias("mkt_ret5"),
+            m.rolling_sum(22, min_samples=1).alias("mkt_ret22"),
+        )
+    )
+
+
+MARKET_FEATURES = ("mkt_vol_ewm", "mkt_vol22", "mkt_disp_ewm", "mkt_ret5", "mkt_ret22")
+
+
+def risk_features(c: Ctx) -> list[dict[str, pl.Expr]]:
+    """Volatility in return units, the scale of the return distribution: close-to-close
+    (RiskMetrics EWMA, rolling 5/22/63/126 days), range-based (Parkinson 1/5/22 days,
+    Garman-Klass 22 days), overnight gaps, the largest recent move; and the market's:
+    its volatility, dispersion and trend (``market_frame``), the symbol's beta and
+    idiosyncratic volatility. ``core.models.scaled`` fits its volatility forecast on these."""
+    cl, o, hi, lo = (pl.col(n) for n in ("close", "open", "high", "low"))
+    prev_close = c.lag(cl)
+    base = {
+        "_rr": (cl / prev_close).log().fill_null(0.0),
+        "_gap": (o / prev_close).log().fill_null(0.0),
+        "_pk": (hi / lo).log().pow(2) / (4 * math.log(2)),
+        "_gk": (0.5 * (hi / lo).log().pow(2) - (2 * math.log(2) - 1) * (cl / o).log().pow(2)).clip(
+            lower_bound=0.0
+        ),
+    }
+    r, m = pl.col("_rr"), pl.col("_mkt_r")
+
+    def root(mean_square: pl.Expr) -> pl.Expr:
+        """sqrt, with a sliding sum's rounding below zero (about -1e-20) taken as 0."""
+        return mean_square.clip(lower_bound=0.0).sqrt()
+
+    def ewm_vol(x: pl.Expr) -> pl.Expr:
+        return x.pow(2).ewm_mean(alpha=RISKMETRICS_ALPHA, adjust=False).over("symbol").sqrt()
+
+    out = {
+        "vol_ewm": ewm_vol(r),
+        **{f"vol_cc{d}": c.by_symbol(r.rolling_std(d)) for d in RISK_WINDOWS},
+        **{f"vol_pk{d}": root(c.by_symbol(pl.col("_pk").rolling_mean(d))) for d in (1, 5, 22)},
+        "vol_gk22": root(c.by_symbol(pl.col("_gk").rolling_mean(22))),
+        "vol_gap": ewm_vol(pl.col("_gap")),
+        "absmax22": c.by_symbol(r.abs().rolling_max(22)),
+        "ret5": c.by_symbol(r.rolling_sum(5)),
+        "vol_idio": ewm_vol(r - m),
+        "beta126": safe_div(
+            c.by_symbol((r * m).rolling_mean(126)), c.by_symbol(m.pow(2).rolling_mean(126))
+        ),
+    }
+    return [base, out | {name: pl.col(name) for name in MARKET_FEATURES}]
+
+
+def risk_warmup(w: Windows) -> int:
+    return max(RISK_WINDOWS) + 1
+
+
 # -- registry and the query -----------------------------------------------------------------
 @dataclass(frozen=True)
 class FeatureGroup:
@@ -464,6 +544,7 @@ class FeatureGroup:
     warmup: Callable[[Windows], int]
     categorical: tuple[str, ...] = ()
     fastest: WindowMode = "over"  # the mode `auto` picks, as measured by benchmarks/features.py
+    market: bool = False  # needs the universe's market series (``market_frame``)
 
 
 GROUPS: dict[str, FeatureGroup] = {
@@ -471,6 +552,7 @@ GROUPS: dict[str, FeatureGroup] = {
         "seed", seed_features, seed_warmup, categorical=("symbol",), fastest="over"
     ),
     "alpha158": FeatureGroup("alpha158", alpha158_features, alpha158_warmup, fastest="masked"),
+    "risk": FeatureGroup("risk", risk_features, risk_warmup, fastest="over", market=True),
 }
 
 
@@ -491,23 +573,37 @@ def _group(name: str) -> FeatureGroup:
     return GROUPS[name]
 
 
+def needs_market(groups: list[str]) -> bool:
+    return any(_group(g).market for g in groups)
+
+
 def warmup_rows(groups: list[str], horizon: int) -> int:
     return max(_group(g).warmup(Windows(horizon)) for g in groups)
 
 
 def build_features(
-    prices: pl.LazyFrame, groups: list[str], horizon: int = 3, window_mode: WindowChoice = "auto"
+    prices: pl.LazyFrame,
+    groups: list[str],
+    horizon: int = 3,
+    window_mode: WindowChoice = "auto",
+    market: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """The feature table: ``symbol, date, <features of the groups>, y`` (one lazy query).
 
     Input: valid bars (``core.prices`` columns) in any row order. ``window_mode="auto"``
-    runs each group in the mode measured fastest for it.
+    runs each group in the mode measured fastest for it. Groups that need the market series
+    take ``market`` (``market_frame`` of the whole universe) or, when it is None, compute it
+    from ``prices``, which is right only when ``prices`` is the whole universe.
     """
     if horizon < 1:
         raise ValueError("horizon must be >= 1")
     names = feature_names(groups, horizon)
     warmup = warmup_rows(groups, horizon)
-    frame = prices.sort("symbol", "date").with_columns(
+    frame = prices.sort("symbol", "date")
+    if needs_market(groups):
+        market = market_frame(prices) if market is None else market
+        frame = frame.join(market, on="date", how="left", maintain_order="left")
+    frame = frame.with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).alias(_G),
         pl.int_range(pl.len(), dtype=pl.Int64).over("symbol").alias(_I),
     )

@@ -22,6 +22,7 @@ from core.metrics import (
 from core.models import make_model
 from core.models.base import QuantileRegressor
 from core.models.baselines import Baseline
+from core.models.scaled import use_scaling
 from core.splits import Splits, make_splits, segment_expr
 
 METHODS = ("raw", "cqr", "cqr_aci")
@@ -88,7 +89,8 @@ def train_and_evaluate(
     }
     seconds: dict[str, float] = {}
 
-    model = make_model(cfg.name, cfg.quantiles, features, horizon, cfg.params)
+    scaled = use_scaling(cfg.volatility_scaling, cfg.name, features)
+    model = make_model(cfg.name, cfg.quantiles, features, horizon, cfg.params, scaled)
     if isinstance(model, Baseline):
         model.attach_prices(prices)
     started = time.perf_counter()
@@ -141,6 +143,7 @@ def train_and_evaluate(
         "horizon": horizon,
         "target_coverage": cfg.target_coverage,
         "quantiles": cfg.quantiles,
+        "volatility_scaled": scaled,
         "test": methods,
         "baselines": baselines,
         "rows": {name: frame.height for name, frame in seg.items()},

@@ -24,16 +24,16 @@ from core.models import make_model
 # One place for the search spaces (documented in the README).
 SEARCH_SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
     "catboost": lambda t: {
-        "depth": t.suggest_int("depth", 3, 8),
+        "depth": t.suggest_int("depth", 1, 8),
         "learning_rate": t.suggest_float("learning_rate", 0.01, 0.2, log=True),
         "l2_leaf_reg": t.suggest_float("l2_leaf_reg", 1.0, 50.0, log=True),
         "bagging_temperature": t.suggest_float("bagging_temperature", 0.0, 2.0),
         "border_count": t.suggest_categorical("border_count", [64, 128, 254]),
     },
     "lightgbm": lambda t: {
-        "num_leaves": t.suggest_int("num_leaves", 8, 128, log=True),
+        "num_leaves": t.suggest_int("num_leaves", 2, 128, log=True),
         "learning_rate": t.suggest_float("learning_rate", 0.01, 0.2, log=True),
-        "min_data_in_leaf": t.suggest_int("min_data_in_leaf", 20, 2000, log=True),
+        "min_data_in_leaf": t.suggest_int("min_data_in_leaf", 20, 20000, log=True),
         "feature_fraction": t.suggest_float("feature_fraction", 0.4, 1.0),
         "lambda_l2": t.suggest_float("lambda_l2", 0.1, 100.0, log=True),
     },
@@ -68,11 +68,11 @@ def _rows(table: pl.DataFrame, span: tuple[dt.date, dt.date]) -> pl.DataFrame:
 
 def fold_score(
     model_name: str, params: dict[str, Any], table: pl.DataFrame, features: list[str], quantiles: list[float],
-    horizon: int, fold: Fold,
+    horizon: int, fold: Fold, scaled: bool = False,
 ) -> float:  # fmt: skip
     """Mean pinball loss of one fit on a fold's training part, on its validation part."""
     train, valid = _rows(table, fold.train), _rows(table, fold.valid)
-    model = make_model(model_name, quantiles, list(features), horizon, params)
+    model = make_model(model_name, quantiles, list(features), horizon, params, scaled)
     model.fit(train, train["y"].to_numpy(), valid, valid["y"].to_numpy())
     return pinball(valid["y"].to_numpy(), model.predict(valid), quantiles)["pinball_mean"]
 

@@ -23,6 +23,7 @@ from tasks.features import (
     build_part_task,
     current_manifest,
     fingerprint_task,
+    market_task,
     parts_exist,
     publish_summary,
     publish_task,
@@ -59,6 +60,7 @@ def features(
     logger.info(
         "building %s for %d symbols in %d part(s)", ",".join(cfg.groups), len(symbols), len(batches)
     )
+    market_task(settings, symbols, version)
     futures = [
         build_part_task.submit(settings, {s: fingerprint[s] for s in batch}, version, index)
         for index, batch in enumerate(batches)

@@ -16,6 +16,7 @@ from core.feature_table import (
     manifest,
     price_keys,
     read_manifest,
+    write_market,
     write_parts,
 )
 from core.storage import Store
@@ -26,6 +27,12 @@ def fingerprint_task(settings: Settings) -> dict[str, list[Any]]:
     """Per symbol [last date, rows] of the stored prices: the cache key of the build."""
     store = Store.from_settings(settings)
     return input_fingerprint(store, price_keys(store))
+
+
+@task(name="market-series", cache_policy=NO_CACHE)
+def market_task(settings: Settings, symbols: list[str], version: str) -> str | None:
+    """Write the universe's market series that every batch joins (when a group needs it)."""
+    return write_market(Store.from_settings(settings), symbols, settings.features, version)
 
 
 @task(

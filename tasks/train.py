@@ -122,7 +122,8 @@ def model_card(metrics: dict[str, Any], run_id: str) -> str:
     lines = [
         f"# Model card: `{run_id}`",
         "",
-        f"{metrics['model']}, horizon {metrics['horizon']} trading days, target coverage {metrics['target_coverage']:.0%}, "
+        f"{metrics['model']}{' (volatility-scaled targets)' if metrics.get('volatility_scaled') else ''}, "
+        f"horizon {metrics['horizon']} trading days, target coverage {metrics['target_coverage']:.0%}, "
         f"test {metrics['splits']['test'][0]} .. {metrics['splits']['test'][1]} ({metrics['rows']['test']} rows)",
         "",
         "| method | " + " | ".join(names) + " |",

@@ -16,6 +16,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from core.config import Settings
+from core.models.scaled import use_scaling
 from core.storage import Store
 from core.tracking import Tracker
 from core.tuning import SEARCH_SPACES, Fold, fold_score, run_trial
@@ -78,10 +79,11 @@ def trial_task(
 ) -> tuple[optuna.trial.TrialState, float | None]:
     """Run one trial; returns its state and value (pruned trials carry their last report)."""
     cfg = settings.model
+    scaled = use_scaling(cfg.volatility_scaling, cfg.name, features)
 
     def score(params: dict[str, Any], fold: Fold) -> float:
         return fold_score(
-            cfg.name, cfg.params | params, table, features, cfg.quantiles, horizon, fold
+            cfg.name, cfg.params | params, table, features, cfg.quantiles, horizon, fold, scaled
         )
 
     try:

@@ -223,3 +223,68 @@ def alpha158_sample(o, h, lo, c, v, d: int) -> dict[str, np.ndarray]:
         "OPEN0": o / c,
     }
     return out
+
+
+def riskmetrics(x: np.ndarray, alpha: float = 0.06) -> np.ndarray:
+    """sqrt of the recursive mean of x^2, started at the first value (RiskMetrics)."""
+    out = np.empty(len(x))
+    m = x[0] ** 2
+    for t, v in enumerate(x):
+        m = m if t == 0 else (1 - alpha) * m + alpha * v * v
+        out[t] = np.sqrt(m)
+    return out
+
+
+def market(panel: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[int, float]]:
+    """Per date (as an int): equal-weight mean and sample std of the symbols' daily log
+    returns, and the market features derived from that series in date order."""
+    by_date: dict[int, list[float]] = {}
+    for dates, close in panel.values():
+        for t in range(1, len(close)):
+            by_date.setdefault(int(dates[t]), []).append(float(np.log(close[t] / close[t - 1])))
+        by_date.setdefault(int(dates[0]), [])
+    days = sorted(by_date)
+    m = np.array([np.mean(by_date[d]) if by_date[d] else 0.0 for d in days])
+    disp = np.array([np.std(by_date[d], ddof=1) if len(by_date[d]) > 1 else 0.0 for d in days])
+    vol22 = np.array([std1(m[max(t - 21, 0) : t + 1]) if t >= 1 else 0.0 for t in range(len(m))])
+    disp_ewm = np.empty(len(m))
+    for t in range(len(m)):
+        disp_ewm[t] = disp[0] if t == 0 else 0.94 * disp_ewm[t - 1] + 0.06 * disp[t]
+    series = {
+        "_mkt_r": m,
+        "mkt_vol_ewm": riskmetrics(m),
+        "mkt_vol22": vol22,
+        "mkt_disp_ewm": disp_ewm,
+        "mkt_ret5": np.array([m[max(t - 4, 0) : t + 1].sum() for t in range(len(m))]),
+        "mkt_ret22": np.array([m[max(t - 21, 0) : t + 1].sum() for t in range(len(m))]),
+    }
+    return {k: dict(zip(days, v, strict=True)) for k, v in series.items()}
+
+
+def risk(o, h, lo, c, dates, mkt: dict[str, dict[int, float]]) -> dict[str, np.ndarray]:
+    """The risk group for one symbol, given the market series of its universe."""
+    n = len(c)
+    r = np.zeros(n)
+    r[1:] = np.log(c[1:] / c[:-1])
+    gap = np.zeros(n)
+    gap[1:] = np.log(o[1:] / c[:-1])
+    pk = np.log(h / lo) ** 2 / (4 * np.log(2))
+    gk = np.maximum(0.5 * np.log(h / lo) ** 2 - (2 * np.log(2) - 1) * np.log(c / o) ** 2, 0)
+    m = np.array([mkt["_mkt_r"][int(d)] for d in dates])
+    out = {
+        "vol_ewm": riskmetrics(r),
+        "vol_pk1": np.sqrt(pk),
+        "vol_pk5": np.sqrt(window(pk, 5, np.mean)),
+        "vol_pk22": np.sqrt(window(pk, 22, np.mean)),
+        "vol_gk22": np.sqrt(window(gk, 22, np.mean)),
+        "vol_gap": riskmetrics(gap),
+        "absmax22": window(np.abs(r), 22, np.max),
+        "ret5": window(r, 5, np.sum),
+        "vol_idio": riskmetrics(r - m),
+        "beta126": safe_div(window(r * m, 126, np.mean), window(m * m, 126, np.mean)),
+    }
+    for d in (5, 22, 63, 126):
+        out[f"vol_cc{d}"] = window(r, d, std1)
+    for name in ("mkt_vol_ewm", "mkt_vol22", "mkt_disp_ewm", "mkt_ret5", "mkt_ret22"):
+        out[name] = np.array([mkt[name][int(d)] for d in dates])
+    return out

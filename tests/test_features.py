@@ -12,6 +12,7 @@ from core.features import (
     build_features,
     feature_names,
     features_schema,
+    market_frame,
     non_finite_columns,
     warmup_rows,
 )
@@ -46,11 +47,23 @@ def arrays(
     return o, h, lo, c, v
 
 
+def matches_reference(
+    got: pl.DataFrame, expected: dict[str, np.ndarray], warm: int, atol: float, label: str
+) -> None:
+    """Each reference column, past the warm-up rows, equals the built column."""
+    for name, values in expected.items():
+        np.testing.assert_allclose(
+            got[name].to_numpy(), values[warm:], rtol=1e-6, atol=atol, err_msg=f"{label} {name}"
+        )
+
+
 def test_feature_counts():
     names = feature_names(["seed", "alpha158"])
     assert len(names["seed"]) == 48 and names["seed"][0] == "symbol"
     assert len(names["alpha158"]) == 158
     assert len(set(names["seed"]) | set(names["alpha158"])) == 206
+    risk = feature_names(["risk"])["risk"]
+    assert len(risk) == 19 and not set(risk) & (set(names["seed"]) | set(names["alpha158"]))
 
 
 @pytest.mark.parametrize("mode", ["over", "masked"])
@@ -79,15 +92,40 @@ def test_alpha158_operators_match_numpy_reference(sample, d, mode):
     for symbol in ("KO", "NVDA"):
         expected = ref.alpha158_sample(*arrays(sample, symbol), d)
         got = out.filter(pl.col("symbol") == symbol)
-        warm = warmup_rows(["alpha158"], H)
-        for name, values in expected.items():
-            np.testing.assert_allclose(
-                got[name].to_numpy(),
-                values[warm:],
-                rtol=1e-6,
-                atol=1e-8,
-                err_msg=f"{symbol} {name}",
-            )
+        matches_reference(got, expected, warmup_rows(["alpha158"], H), 1e-8, symbol)
+
+
+@pytest.mark.parametrize("mode", ["over", "masked"])
+def test_risk_features_match_numpy_reference(sample, mode):
+    """Every risk feature, the market series included (built from all four symbols)."""
+    out = build_features(sample.lazy(), ["risk"], H, mode).collect()
+    one = {
+        s: sample.filter(pl.col("symbol") == s).sort("date") for s in ("AOS", "KO", "NVDA", "DHR")
+    }
+    days = {s: f["date"].cast(pl.Int32).to_numpy() for s, f in one.items()}
+    mkt = ref.market({s: (days[s], f["close"].to_numpy().astype(float)) for s, f in one.items()})
+    warm = warmup_rows(["risk"], H)
+    for symbol in ("KO", "NVDA"):
+        o, h, lo, c, _ = arrays(sample, symbol)
+        expected = ref.risk(o, h, lo, c, days[symbol], mkt)
+        assert set(expected) == set(feature_names(["risk"])["risk"])
+        got = out.filter(pl.col("symbol") == symbol)
+        assert got.height == len(c) - warm
+        matches_reference(got, expected, warm, 1e-10, symbol)
+
+
+def test_risk_features_of_a_batch_use_the_universe_market(sample):
+    """A batch built with the whole universe's market series equals the whole build's rows;
+    without it, its market features would describe the batch alone."""
+    whole = build_features(sample.lazy(), ["risk"], H).collect()
+    market = market_frame(sample.lazy())
+    batch = sample.filter(pl.col("symbol").is_in(["KO", "DHR"]))
+    got = build_features(batch.lazy(), ["risk"], H, market=market).collect()
+    assert_frames_close(
+        got, whole.filter(pl.col("symbol").is_in(["KO", "DHR"])), rtol=1e-9, atol=1e-15
+    )
+    alone = build_features(batch.lazy(), ["risk"], H).collect()
+    assert not np.allclose(alone["mkt_vol_ewm"].to_numpy(), got["mkt_vol_ewm"].to_numpy())
 
 
 def test_target_and_prediction_rows(sample):
@@ -110,7 +148,7 @@ def test_no_lookahead(sample):
         ]
         + [pl.when(later).then(pl.col("volume") * 3).otherwise(pl.col("volume")).alias("volume")]
     )
-    groups = ["seed", "alpha158"]
+    groups = ["seed", "alpha158", "risk"]
     a = build_features(sample.lazy(), groups, H).collect().filter(pl.col("date") <= t)
     b = build_features(shocked.lazy(), groups, H).collect().filter(pl.col("date") <= t)
     features = [c for c in a.columns if c not in ("symbol", "date", "y")]
@@ -160,9 +198,9 @@ def _validate(frame: pl.DataFrame, groups: list[str]) -> None:
 @pytest.mark.parametrize("mode", ["over", "masked"])
 def test_stooq_after_quality_rules_is_finite(mode):
     bars = valid_bars(STOOQ, [p.stem for p in sorted(require(STOOQ).glob("*.csv"))])
-    out = build_features(bars.lazy(), ["seed", "alpha158"], H, mode).collect()
-    assert out.height > 200_000
-    _validate(out, ["seed", "alpha158"])
+    out = build_features(bars.lazy(), ["seed", "alpha158", "risk"], H, mode).collect()
+    assert out.height > 150_000
+    _validate(out, ["seed", "alpha158", "risk"])
 
 
 def test_flat_bars_zero_volume_and_short_histories_are_finite():
@@ -172,11 +210,10 @@ def test_flat_bars_zero_volume_and_short_histories_are_finite():
                          "adj_close": 5.0, "volume": 0.0})  # fmt: skip
     short = flat.head(40).with_columns(pl.lit("SHORT").alias("symbol"), pl.col("close") * 2)
     for mode in ("over", "masked"):
-        out = build_features(
-            pl.concat([flat, short]).lazy(), ["seed", "alpha158"], H, mode
-        ).collect()
+        groups = ["seed", "alpha158", "risk"]
+        out = build_features(pl.concat([flat, short]).lazy(), groups, H, mode).collect()
         assert out["symbol"].unique().to_list() == ["FLAT"]  # SHORT never leaves its warm-up
-        _validate(out, ["seed", "alpha158"])
+        _validate(out, groups)
 
 
 def test_schema_rejects_non_finite_output(sample):

@@ -36,28 +36,32 @@ def prices(store: Store) -> pl.DataFrame:
 
 
 def test_builds_table_and_manifest_then_skips_when_unchanged(store_dir):
-    doc = run(store_dir, groups=["seed", "alpha158"])
+    doc = run(store_dir, groups=["seed", "alpha158", "risk"])
     store = Store(str(store_dir))
     manifest = store.read_json(MANIFEST_KEY)
     assert doc["skipped"] is False and manifest["version"] == doc["version"]
-    assert {g: len(v) for g, v in manifest["features"].items()} == {"seed": 48, "alpha158": 158}
+    assert {g: len(v) for g, v in manifest["features"].items()} == {
+        "seed": 48,
+        "alpha158": 158,
+        "risk": 19,
+    }
     assert (
         manifest["horizon"] == 3
         and manifest["windows"]["long"] == 15
-        and manifest["warmup_rows"] == 61
+        and manifest["warmup_rows"] == 127
     )
     assert len(manifest["input_fingerprint"]) == 39  # APTV is `insufficient` (44 rows): left out
     assert "APTV" not in manifest["input_fingerprint"]
     assert manifest["input_fingerprint"]["AOS"] == ["2018-02-07", 1258]
     table = load_features(store).collect()
     assert table.height == manifest["rows"] > 40_000
-    expected = build_features(prices(store).lazy(), ["seed", "alpha158"], 3).collect()
+    expected = build_features(prices(store).lazy(), ["seed", "alpha158", "risk"], 3).collect()
     # stored as Float32: equal to the Float64 computation up to float32 rounding
     assert_frames_close(
         table, expected.with_columns(pl.exclude("symbol", "date", "y").cast(pl.Float32)), rtol=1e-6
     )
 
-    again = run(store_dir, groups=["seed", "alpha158"])
+    again = run(store_dir, groups=["seed", "alpha158", "risk"])
     assert (
         again["skipped"] is True
         and store.read_json(MANIFEST_KEY)["created_at"] == manifest["created_at"]
@@ -65,7 +69,7 @@ def test_builds_table_and_manifest_then_skips_when_unchanged(store_dir):
 
     # the table is deleted inside the cache window: rebuilt, not taken from the cache
     shutil.rmtree(store_dir / "features")
-    rebuilt = run(store_dir, groups=["seed", "alpha158"])
+    rebuilt = run(store_dir, groups=["seed", "alpha158", "risk"])
     assert rebuilt["skipped"] is False
     assert load_features(store).collect().height == manifest["rows"]
 
@@ -73,7 +77,7 @@ def test_builds_table_and_manifest_then_skips_when_unchanged(store_dir):
     ko = store.read_parquet(prices_key("KO"))
     extra = ko.tail(1).with_columns(pl.lit(dt.date(2018, 2, 8)).alias("date"))
     store.write_parquet(prices_key("KO"), pl.concat([ko, extra]))
-    third = run(store_dir, groups=["seed", "alpha158"])
+    third = run(store_dir, groups=["seed", "alpha158", "risk"])
     assert third["skipped"] is False and third["version"] != manifest["version"]
     assert all(
         k.startswith(f"features/{third['version']}/") or k == MANIFEST_KEY
@@ -87,8 +91,8 @@ def test_builds_table_and_manifest_then_skips_when_unchanged(store_dir):
 def test_batches_give_the_same_table(store_dir, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(store_dir, other)
-    whole = run(store_dir, groups=["seed", "alpha158"])
-    batched = run(other, groups=["seed", "alpha158"], batch_size=7)
+    whole = run(store_dir, groups=["seed", "alpha158", "risk"])
+    batched = run(other, groups=["seed", "alpha158", "risk"], batch_size=7)
     assert len(whole["parts"]) == 1 and len(batched["parts"]) == 6
     assert batched["version"] == whole["version"]  # same content, whatever the batching
     batched_table = load_features(Store(str(other))).collect()
@@ -96,7 +100,7 @@ def test_batches_give_the_same_table(store_dir, tmp_path):
         batched_table, load_features(Store(str(store_dir))).collect(), rtol=1e-6, atol=1e-7
     )
     # batching is not part of the content: a rebuild with another batch size is skipped
-    assert run(other, groups=["seed", "alpha158"], batch_size=3)["skipped"] is True
+    assert run(other, groups=["seed", "alpha158", "risk"], batch_size=3)["skipped"] is True
 
 
 def test_horizon_changes_target_and_windows(store_dir):

@@ -5,8 +5,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from core.metrics import pinball
 from core.models import load_model, make_model
 from core.models.baselines import Baseline
+from core.models.scaled import LINEAR_INPUTS, LOG_INPUTS, VolatilityScaled, use_scaling
 from core.runs import TamperedRunError, fetch_run, write_run
 from core.storage import Store
 
@@ -83,3 +85,56 @@ def test_tampered_run_file_is_refused(tmp_path):
     path.write_text(path.read_text().replace("leaf_value=", "leaf_value=1", 1))
     with pytest.raises(TamperedRunError, match=r"model/quantile_0\.5\.txt"):
         fetch_run(store, "r1", tmp_path / "bad")
+
+
+def risk_panel(n: int = 6000, seed: int = 3) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Rows whose return scale is a latent volatility that the risk columns measure noisily."""
+    rng = np.random.default_rng(seed)
+    vol = np.exp(rng.normal(np.log(0.015), 0.5, n))
+    cols = {c: vol * np.exp(rng.normal(0, 0.3, n)) for c in LOG_INPUTS}
+    cols |= {c: rng.normal(0, 0.02, n) for c in LINEAR_INPUTS}
+    y = vol * np.sqrt(3) * rng.standard_t(5, n) / np.sqrt(5 / 3)
+    days = [dt.date(2020, 1, 1) + dt.timedelta(days=i // 2) for i in range(n)]
+    frame = pl.DataFrame({"symbol": ["A", "B"] * (n // 2), "date": days, **cols})
+    return frame, y, vol
+
+
+@pytest.mark.parametrize("name", ["catboost", "lightgbm"])
+def test_volatility_scaled_model_tracks_the_scale_and_round_trips(name, tmp_path):
+    X, y, vol = risk_panel()
+    features = ["symbol", *LOG_INPUTS, *LINEAR_INPUTS]
+    model = make_model(name, Q, features, 3, FAST[name], scaled=True)
+    assert isinstance(model, VolatilityScaled) and model.features == features
+    model.fit(X[:4000], y[:4000], X[4000:5000], y[4000:5000])
+    test = slice(5000, None)
+    preds = model.predict(X[test])
+    assert (np.diff(preds, axis=1) >= 0).all()
+    width = preds[:, -1] - preds[:, 0]
+    assert np.corrcoef(np.log(width), np.log(vol[test]))[0, 1] > 0.9  # intervals scale with vol
+    inside = (y[test] >= preds[:, 0]) & (y[test] <= preds[:, -1])
+    assert abs(inside.mean() - 0.8) < 0.06
+    plain = make_model(name, Q, features, 3, FAST[name])
+    plain.fit(X[:4000], y[:4000], X[4000:5000], y[4000:5000])
+    loss = pinball(y[test], preds, Q)["pinball_mean"]
+    assert loss < 0.99 * pinball(y[test], plain.predict(X[test]), Q)["pinball_mean"]
+
+    model.save(tmp_path / "m")
+    assert (tmp_path / "m" / "scale.json").exists()
+    again = load_model(tmp_path / "m")
+    assert isinstance(again, VolatilityScaled)
+    np.testing.assert_array_equal(again.predict(X[test]), preds)
+    assert "log_scale" in model.feature_importance()
+
+
+def test_volatility_scaling_needs_the_risk_group():
+    X, y, _ = risk_panel(200)
+    assert use_scaling("auto", "lightgbm", ["symbol", *LOG_INPUTS, *LINEAR_INPUTS])
+    assert not use_scaling("auto", "lightgbm", ["symbol", "x1"])
+    assert not use_scaling("on", "ewma", ["symbol"]) and not use_scaling(
+        "off", "catboost", [*LOG_INPUTS, *LINEAR_INPUTS]
+    )
+    with pytest.raises(ValueError, match=r"'risk' feature group.*vol_ewm"):
+        use_scaling("on", "lightgbm", ["symbol", "x1"])
+    model = make_model("lightgbm", Q, ["symbol"], 3, FAST["lightgbm"], scaled=True)
+    with pytest.raises(ValueError, match="missing columns"):
+        model.fit(X.drop("vol_pk5"), y, X, y)

@@ -26,7 +26,7 @@ FAST = {"num_boost_round": 200, "min_data_in_leaf": 50}
 def featured(collected: Path, tmp_path_factory) -> Path:
     store = tmp_path_factory.mktemp("featured") / "store"
     shutil.copytree(collected, store)
-    features(store=str(store), groups=["seed"])
+    features(store=str(store))  # the default groups: seed and risk
     return store
 
 
@@ -72,7 +72,8 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     } <= set(preds.columns)
     assert preds.height == metrics["rows"]["test"]
     manifest = store.read_json(f"{prefix}/manifest.json")
-    assert manifest["features"][0] == "symbol" and len(manifest["features"]) == 48
+    assert manifest["features"][0] == "symbol" and len(manifest["features"]) == 48 + 19
+    assert metrics["volatility_scaled"] is True  # the risk group is there: scaled targets
     assert (
         manifest["data_fingerprint"]["features_version"]
         == store.read_json("features/manifest.json")["version"]
@@ -80,7 +81,7 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     assert manifest["settings"]["model"]["params"] == FAST
     for rel, digest in manifest["files"].items():
         assert sha256(store.read_bytes(f"{prefix}/{rel}")) == digest
-    assert {"model/params.json", "model/quantile_0.5.txt", "calibration.json", "plots/calibration.png",
+    assert {"model/params.json", "model/quantile_0.5.txt", "model/scale.json", "calibration.json", "plots/calibration.png",
             "plots/rolling_coverage.png", "plots/feature_importance.png"} <= set(manifest["files"])  # fmt: skip
     assert sum(f.startswith("plots/fan_") for f in manifest["files"]) == 3
     assert "| cqr_aci |" in result["model_card"] and "baseline ewma" in result["model_card"]
@@ -113,7 +114,9 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     assert again["aci_alpha"] == pytest.approx(summary["aci_alpha"])
 
 
-def test_tampered_model_is_refused_and_missing_inputs_exit_2(store_dir, tmp_path, capsys):
+def test_tampered_model_is_refused_and_missing_inputs_exit_2(
+    store_dir, tmp_path, capsys, monkeypatch
+):
     assert train_main(["--store", str(store_dir), "--model", "historical"]) == 0
     store = Store(str(store_dir))
     run_id = store.read_json("models/latest.json")["run_id"]
@@ -128,6 +131,11 @@ def test_tampered_model_is_refused_and_missing_inputs_exit_2(store_dir, tmp_path
     assert train_main(["--store", str(tmp_path / "empty")]) == 2
     assert "no feature table" in capsys.readouterr().err
     assert predict_main(["--store", str(tmp_path / "empty")]) == 2
+    monkeypatch.setenv("SMA_MODEL__VOLATILITY_SCALING", "on")
+    features(store=str(store_dir), groups=["seed"])
+    assert train_main(["--store", str(store_dir), "--model", "lightgbm"]) == 2
+    assert "needs the 'risk' feature group" in capsys.readouterr().err
+    monkeypatch.delenv("SMA_MODEL__VOLATILITY_SCALING")
     bad = tmp_path / "params.json"
     bad.write_text("[1, 2]")
     assert train_main(["--store", str(store_dir), "--params", str(bad)]) == 2

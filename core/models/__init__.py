@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from core.models.base import QuantileRegressor, read_params
+from core.models.scaled import INNER_DEFAULTS, LOG_SCALE, VolatilityScaled
 
 MODELS = ("catboost", "lightgbm", "historical", "ewma")
 
@@ -16,15 +17,23 @@ def make_model(
     features: list[str],
     horizon: int,
     params: dict[str, Any] | None = None,
+    scaled: bool = False,
 ) -> QuantileRegressor:
-    if name == "catboost":
-        from core.models.catboost_model import CatBoostQuantile
+    """A regressor by name; ``scaled`` wraps a GBM in volatility-scaled targets
+    (``core.models.scaled``, needs the ``risk`` feature group)."""
+    if name in ("catboost", "lightgbm"):
+        inputs = [*features, LOG_SCALE] if scaled else list(features)
+        if scaled:
+            params = INNER_DEFAULTS[name] | (params or {})
+        if name == "catboost":
+            from core.models.catboost_model import CatBoostQuantile
 
-        return CatBoostQuantile(quantiles, features, params)
-    if name == "lightgbm":
-        from core.models.lightgbm_model import LightGBMQuantile
+            model: QuantileRegressor = CatBoostQuantile(quantiles, inputs, params)
+        else:
+            from core.models.lightgbm_model import LightGBMQuantile
 
-        return LightGBMQuantile(quantiles, features, params)
+            model = LightGBMQuantile(quantiles, inputs, params)
+        return VolatilityScaled(model) if scaled else model
     if name in ("historical", "ewma"):
         from core.models.baselines import Baseline
 
@@ -38,11 +47,14 @@ def load_model(folder: Path) -> QuantileRegressor:
     if name == "catboost":
         from core.models.catboost_model import CatBoostQuantile
 
-        return CatBoostQuantile.load(folder)
-    if name == "lightgbm":
+        model: QuantileRegressor = CatBoostQuantile.load(folder)
+    elif name == "lightgbm":
         from core.models.lightgbm_model import LightGBMQuantile
 
-        return LightGBMQuantile.load(folder)
-    from core.models.baselines import Baseline
+        model = LightGBMQuantile.load(folder)
+    else:
+        from core.models.baselines import Baseline
 
-    return Baseline.load(folder)
+        return Baseline.load(folder)
+    scale = VolatilityScaled.read_scale(folder)
+    return model if scale is None else VolatilityScaled(model, scale)
