@@ -527,6 +527,7 @@ def risk_features(c: Ctx) -> list[dict[str, pl.Expr]]:
             c.by_symbol((r * m).rolling_mean(126)), c.by_symbol(m.pow(2).rolling_mean(126))
         ),
     }
+    # The market features arrive by the join in build_features; listed here as outputs.
     return [base, out | {name: pl.col(name) for name in MARKET_FEATURES}]
 
 

@@ -41,7 +41,7 @@ INNER_DEFAULTS: dict[str, dict[str, Any]] = {
 def use_scaling(mode: str, model: str, features: list[str]) -> bool:
     """Whether to scale: never for baselines; ``auto`` when the features carry the ``risk``
     group's inputs; ``on`` insists on them."""
-    if model not in ("catboost", "lightgbm") or mode == "off":
+    if model not in INNER_DEFAULTS or mode == "off":
         return False
     missing = sorted(set(LOG_INPUTS + LINEAR_INPUTS) - set(features))
     if mode == "on" and missing:
@@ -93,10 +93,13 @@ class VolatilityScaled:
         self.quantiles = inner.quantiles
         self.features = [f for f in inner.features if f != LOG_SCALE]
 
-    def _with_scale(self, X: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
+    def _fitted_scale(self) -> VolatilityForecast:
         if self.scale is None:
             raise RuntimeError("model is not fitted")
-        sigma = self.scale.predict(X)
+        return self.scale
+
+    def _with_scale(self, X: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
+        sigma = self._fitted_scale().predict(X)
         return X.with_columns(pl.Series(LOG_SCALE, np.log(sigma))), sigma
 
     def fit(self, X: pl.DataFrame, y: np.ndarray, X_val: pl.DataFrame, y_val: np.ndarray) -> None:
@@ -116,9 +119,9 @@ class VolatilityScaled:
         return self.inner.feature_importance()
 
     def save(self, folder: Path) -> None:
+        scale = self._fitted_scale()
         self.inner.save(folder)
-        assert self.scale is not None
-        (folder / SCALE_FILE).write_text(json.dumps(asdict(self.scale), indent=2))
+        (folder / SCALE_FILE).write_text(json.dumps(asdict(scale), indent=2))
 
     @staticmethod
     def read_scale(folder: Path) -> VolatilityForecast | None:
