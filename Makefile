@@ -1,16 +1,19 @@
-# Every target does its own set-up: on a machine with only python3 and make, uv is
-# installed with pip when missing, then `uv sync` builds .venv from the committed uv.lock.
+# Every target does its own set-up on a machine with only python3 and make: uv is installed
+# into .tools/ (with pip when there is one, else from the package index with a pinned
+# sha256: .make/bootstrap.py), then `uv sync` builds .venv from the committed uv.lock.
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(CURDIR)/.tools/bin/uv")
 RUN := $(UV) run --frozen
 DEMO_STORE ?= data/store
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# A first run creates Prefect's database, which can outlast the default 20 s start-up wait.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup demo test verify format lint typecheck bench clean
+.PHONY: setup system demo test verify format lint typecheck bench clean
 
 $(UV):
-	python3 -m pip install --quiet --target $(CURDIR)/.tools uv
+	python3 .make/bootstrap.py uv $(CURDIR)/.tools
 
 .venv/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen
@@ -18,14 +21,16 @@ $(UV):
 
 setup: .venv/.synced
 
-demo: setup  ## the whole pipeline offline on the bundled sample, local store, no server needed
-	$(RUN) python -m flows.collect --tickers data/sample/tickers.csv --source local \
-		--source-path data/sample/prices --store $(DEMO_STORE) --start 2013-01-01 --end 2018-02-07
-	$(RUN) python -m flows.features --store $(DEMO_STORE) --groups seed,risk,alpha158
-	$(RUN) python -m flows.train --store $(DEMO_STORE)
-	$(RUN) python -m flows.predict --store $(DEMO_STORE)
+system:  ## the system libraries the wheels load (names the packages to install when missing)
+	@python3 .make/bootstrap.py system
 
-test: setup  ## the test suite (starts and stops the servers it needs)
+# The whole pipeline in one flow (one Prefect start) on the bundled sample, offline.
+demo: setup  ## collect -> features -> train -> predict on data/sample, local store, no server needed
+	SMA_STORE=$(DEMO_STORE) SMA_TICKERS=data/sample/tickers.csv SMA_SOURCE=local \
+	SMA_SOURCE_PATH=data/sample/prices SMA_START=2013-01-01 SMA_END=2018-02-07 \
+	$(RUN) python -m flows.pipeline
+
+test: system setup  ## the test suite (starts and stops the servers it needs)
 	$(RUN) pytest -q
 
 format: setup
@@ -37,7 +42,7 @@ lint: setup
 typecheck: setup
 	$(RUN) pyright
 
-verify: setup  ## format check, lint, types, tests
+verify: system setup  ## format check, lint, types, tests
 	$(RUN) ruff format --check .
 	$(RUN) ruff check .
 	$(RUN) pyright
@@ -48,6 +53,7 @@ bench: setup
 	$(RUN) python -m benchmarks.features
 	$(RUN) python -m benchmarks.model_quality
 	$(RUN) python -m benchmarks.tuning
+	$(RUN) python -m benchmarks.stooq_quality
 
 clean:
 	rm -rf .venv $(DEMO_STORE) .pytest_cache .ruff_cache

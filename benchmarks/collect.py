@@ -61,9 +61,11 @@ def scenario_args(name: str, work: Path) -> list[str]:
 
 def child(args: list[str]) -> None:
     """Run the flow in this process; print rows and peak RSS of this process and its server."""
-    from flows.collect import collect, parse_args
+    from flows.collect import COMMAND, collect
 
-    summary: dict[str, Any] = collect(**vars(parse_args(args)))  # pyright: ignore[reportAssignmentType]
+    parsed = COMMAND.parser().parse_args(args)
+    params = {arg.dest: getattr(parsed, arg.dest) for arg in COMMAND.args}
+    summary: dict[str, Any] = collect(**params)  # pyright: ignore[reportAssignmentType]
     print(
         "RESULT "
         + json.dumps(

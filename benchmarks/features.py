@@ -36,10 +36,10 @@ def prepare(folder: Path, copies: int) -> int:
     """Write the Yahoo panel (quality-checked) as a store's raw/prices, `copies` times."""
     import polars as pl
 
-    from core.collection import prices_key
-    from core.collectors.local import LocalCollector
+    from core import layout
     from core.config import QualitySettings
-    from core.quality import apply_rules
+    from core.data.collectors.local import LocalCollector
+    from core.data.quality import apply_rules
     from core.storage import Store
 
     symbols = sorted(p.stem for p in YAHOO.glob("*.csv"))
@@ -51,13 +51,13 @@ def prepare(folder: Path, copies: int) -> int:
             (pl.col("symbol") + (f"_{copy}" if copy else "")).alias("symbol")
         )
         for (symbol,), part in frame.partition_by("symbol", as_dict=True).items():
-            store.write_parquet(prices_key(str(symbol)), part)
+            store.write_parquet(layout.PRICES(symbol=str(symbol)), part)
     return valid.height * copies
 
 
 def child(store_dir: str, groups: str, mode: str) -> None:
     from core.config import load_settings
-    from core.feature_table import input_fingerprint, price_keys, write_market, write_parts
+    from core.features.table import input_fingerprint, price_keys, write_market, write_parts
     from core.storage import Store
 
     store = Store(store_dir)

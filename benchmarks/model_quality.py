@@ -61,8 +61,8 @@ def foresight_bound(store: str, metrics: dict[str, Any], horizon: int) -> dict[s
     import numpy as np
     import polars as pl
 
-    from core.feature_table import price_keys
-    from core.metrics import pinball
+    from core.features.table import price_keys
+    from core.modeling.metrics import pinball
     from core.storage import Store
 
     st = Store(store)
@@ -100,15 +100,15 @@ def cross_validate(store: str, models: list[str]) -> None:
     import polars as pl
 
     from core.config import ModelSettings
-    from core.feature_table import load_features, read_manifest
-    from core.splits import make_splits, segment_expr
+    from core.features.table import load_features, model_inputs, read_manifest
+    from core.modeling.splits import make_splits, segment_expr
+    from core.modeling.tuning import fold_score, time_folds
     from core.storage import Store
-    from core.tuning import fold_score, time_folds
 
     st = Store(store)
     manifest = read_manifest(st)
     assert manifest is not None
-    features = list(dict.fromkeys(f for g in manifest["groups"] for f in manifest["features"][g]))
+    features = model_inputs(manifest)
     table = load_features(st).filter(pl.col("y").is_not_null()).collect()
     cfg, h = ModelSettings(), manifest["horizon"]
     splits = make_splits(table["date"], h, cfg.lookback_days, cfg.split_fractions)

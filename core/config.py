@@ -11,10 +11,34 @@ import datetime as dt
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SourceName = Literal["yfinance", "local", "synthetic"]
+from core.errors import InputError
+
+
+def _known(kind: str, value: str, known: list[str]) -> str:
+    if value not in known:
+        raise ValueError(f"unknown {kind} {value!r}; known: {', '.join(known)}")
+    return value
+
+
+class StoreRef(BaseModel):
+    """Where the store is: its root URL plus the S3 endpoint and region (what opening it needs)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    endpoint_url: str | None = None
+    region: str | None = None
 
 
 class S3Settings(BaseModel):
@@ -107,7 +131,7 @@ class FeatureSettings(BaseModel):
     groups: list[str] = Field(
         default=["seed", "risk"],
         min_length=1,
-        description="Feature groups (core.features.GROUPS).",
+        description="Feature groups (core.features.registry.GROUPS).",
     )
     horizon: int = Field(
         default=3, ge=1, le=60, description="Trading days ahead of the target log return."
@@ -140,23 +164,18 @@ class FeatureSettings(BaseModel):
 
     @field_validator("groups")
     @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        from core.features import GROUPS
+    def _known_groups(cls, value: list[str]) -> list[str]:
+        from core.features.registry import GROUPS
 
-        unknown = [g for g in value if g not in GROUPS]
-        if unknown:
-            raise ValueError(
-                f"unknown feature group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}"
-            )
+        for group in value:
+            _known("feature group", group, list(GROUPS))
         return list(dict.fromkeys(value))
 
 
 class ModelSettings(BaseModel):
     """Training: the regressor, its quantiles, splits and conformal calibration."""
 
-    name: Literal["catboost", "lightgbm", "historical", "ewma"] = Field(
-        default="catboost", description="Regressor (core.models)."
-    )
+    name: str = Field(default="catboost", description="Regressor (core.modeling.models.MODELS).")
     quantiles: list[float] = Field(default=[0.1, 0.25, 0.5, 0.75, 0.9], min_length=2)
     target_coverage: float = Field(
         default=0.8, gt=0, lt=1, description="Coverage of the outer interval."
@@ -184,6 +203,13 @@ class ModelSettings(BaseModel):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Regressor parameters over its defaults."
     )
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from core.modeling.models import MODELS
+
+        return _known("model", value, list(MODELS))
 
     @field_validator("quantiles")
     @classmethod
@@ -243,7 +269,9 @@ class Settings(BaseSettings):
         default="data/sample/tickers.csv",
         description="Tickers file: Nasdaq screener CSV or one symbol per line.",
     )
-    source: SourceName = Field(default="yfinance", description="Market data source.")
+    source: str = Field(
+        default="yfinance", description="Market data source (core.data.collectors.COLLECTORS)."
+    )
     source_path: str | None = Field(
         default=None, description="Folder of per-symbol files for the 'local' source."
     )
@@ -255,12 +283,6 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=50, ge=1, le=1000, description="Symbols per collection task.")
     full_refresh: bool = Field(default=False, description="Refetch every symbol from `start`.")
-    synthetic_years: float = Field(
-        default=20.0,
-        gt=0,
-        le=100,
-        description="History length of the synthetic source when `start` is not given.",
-    )
 
     s3: S3Settings = S3Settings()
     collect: CollectSettings = CollectSettings()
@@ -297,20 +319,54 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value.strip()
 
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        from core.data.collectors import COLLECTORS
+
+        return _known("source", value, list(COLLECTORS))
+
     @model_validator(mode="after")
     def _check_run(self) -> Settings:
+        from core.data.collectors import COLLECTORS
+
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
-        if self.source == "local" and not self.source_path:
-            raise ValueError("source 'local' needs source_path (--source-path or SMA_SOURCE_PATH)")
+        if COLLECTORS[self.source].needs_source_path and not self.source_path:
+            raise ValueError(
+                f"source {self.source!r} needs source_path (--source-path or SMA_SOURCE_PATH)"
+            )
         return self
 
-    def resolved_end(self, today: dt.date | None = None) -> dt.date:
-        """The inclusive end date of a run: `end`, or today."""
-        return self.end or (today or dt.date.today())
+    @property
+    def store_ref(self) -> StoreRef:
+        return StoreRef(url=self.store, endpoint_url=self.s3.endpoint_url, region=self.s3.region)
+
+    def collect_job(self, today: dt.date | None = None) -> CollectJob:
+        """What a collection task depends on, and nothing else (its cache key)."""
+        return CollectJob(
+            source=self.source, source_path=self.source_path, start=self.start,
+            end=self.end or (today or dt.date.today()), full_refresh=self.full_refresh,
+            collect=self.collect, quality=self.quality, synthetic=self.synthetic,
+        )  # fmt: skip
 
 
-class ConfigError(ValueError):
+class CollectJob(BaseModel):
+    """The settings one collection batch uses: source, date range, rules (``end`` resolved)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    source_path: str | None
+    start: dt.date
+    end: dt.date
+    full_refresh: bool
+    collect: CollectSettings
+    quality: QualitySettings
+    synthetic: SyntheticSettings
+
+
+class ConfigError(InputError):
     """Invalid configuration; the message names every offending setting."""
 
 

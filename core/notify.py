@@ -34,10 +34,6 @@ def failure_text(
     return "\n".join(lines)
 
 
-def first_line(message: str | None) -> str:
-    return (message or "").strip().splitlines()[0][:500] if (message or "").strip() else ""
-
-
 def post_slack(webhook_url: str, text: str, timeout: float = 10.0) -> None:
     """POST the message; AlertError on any failure (without the URL in it)."""
     request = urllib.request.Request(

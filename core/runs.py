@@ -1,25 +1,36 @@
-"""Training runs in the store: ``models/<run_id>/`` with a hashed manifest, and
-``models/latest.json`` updated only after a run folder is complete."""
+"""Training runs in the store: a run folder with a hashed manifest, and the latest-run
+pointer updated only after a run folder is complete (keys in ``core.layout``)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import subprocess
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from core import layout
+from core.errors import DamagedArtifactError, InputError
 from core.storage import Store
 
-LATEST_KEY = "models/latest.json"
-MANIFEST = "manifest.json"
+if TYPE_CHECKING:
+    from core.modeling.training import TrainResult
 
 
-class TamperedRunError(RuntimeError):
+class TamperedRunError(DamagedArtifactError):
     """A run file does not match the sha256 in its manifest."""
 
 
-class MissingRunError(RuntimeError):
+class MissingRunError(InputError):
     """No such run (or no run at all) in the store."""
+
+
+def new_run_id(flow_run_id: str | None = None) -> str:
+    """Sortable, unique: UTC time plus the flow run's short id (a random one without a run)."""
+    run = (flow_run_id or uuid.uuid4().hex).replace("-", "")
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{run[:8]}"
 
 
 def sha256(data: bytes) -> str:
@@ -35,39 +46,56 @@ def git_commit() -> str:
         return "unknown"
 
 
+def run_folder(result: TrainResult, folder: Path) -> list[Path]:
+    """Write a run's files into a local folder (model, calibration, metrics, test predictions,
+    plots); returns the plots' paths."""
+    from core.plots import run_plots
+
+    result.model.save(folder / layout.MODEL_DIR)
+    (folder / layout.CALIBRATION_FILE).write_text(
+        json.dumps({"cqr": result.cqr.to_dict(), "aci": result.aci.to_dict()}, indent=2)
+    )
+    (folder / layout.METRICS_FILE).write_text(json.dumps(result.metrics, indent=2, default=str))
+    result.test_predictions.write_parquet(folder / layout.TEST_PREDICTIONS_FILE)
+    return run_plots(
+        result.metrics, result.test_predictions, result.model.feature_importance(),
+        folder / layout.PLOTS_DIR,
+    )  # fmt: skip
+
+
 def write_run(store: Store, run_id: str, folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Upload every file of ``folder``, then the manifest with their hashes, then latest.json."""
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
         data = path.read_bytes()
-        store.write_bytes(f"models/{run_id}/{rel}", data)
+        store.write_bytes(layout.run_key(run_id, rel), data)
         files[rel] = sha256(data)
     doc = manifest | {"run_id": run_id, "git_commit": git_commit(), "files": files}
-    store.write_json(f"models/{run_id}/{MANIFEST}", doc)
-    store.write_json(LATEST_KEY, {"run_id": run_id})
+    store.write_json(layout.RUN_MANIFEST(run_id=run_id), doc)
+    store.write_json(layout.LATEST_RUN(), {"run_id": run_id})
     return doc
 
 
 def resolve(store: Store, run: str) -> str:
     if run != "latest":
         return run
-    if not store.exists(LATEST_KEY):
+    if not store.exists(layout.LATEST_RUN()):
         raise MissingRunError(
-            f"no trained model in {store.uri('models')}: run `python -m flows.train` first"
+            f"no trained model in {store.uri(layout.LATEST_RUN())}: run `python -m flows.train` first"
         )
-    return store.read_json(LATEST_KEY)["run_id"]
+    return store.read_json(layout.LATEST_RUN())["run_id"]
 
 
 def fetch_run(store: Store, run: str, dest: Path) -> dict[str, Any]:
     """Download a run into ``dest``, refusing any file whose hash differs from the manifest."""
     run_id = resolve(store, run)
-    key = f"models/{run_id}/{MANIFEST}"
+    key = layout.RUN_MANIFEST(run_id=run_id)
     if not store.exists(key):
-        raise MissingRunError(f"no run {run_id!r} in {store.uri('models')}")
+        raise MissingRunError(f"no run {run_id!r}: {store.uri(key)} not found")
     manifest = store.read_json(key)
     for rel, digest in manifest["files"].items():
-        data = store.read_bytes(f"models/{run_id}/{rel}")
+        data = store.read_bytes(layout.run_key(run_id, rel))
         if sha256(data) != digest:
             raise TamperedRunError(
                 f"run {run_id}: {rel} does not match its manifest hash; refusing to load it"

@@ -18,14 +18,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import fsspec
 import polars as pl
 
+from core.errors import InputError
+
 if TYPE_CHECKING:
     from polars._typing import ParquetCompression
 
-    from core.config import Settings
+    from core.config import StoreRef
 
 
-class StoreError(RuntimeError):
-    """A store operation failed or a key is not allowed."""
+class StoreError(InputError):
+    """A store operation failed, a key is not allowed, or the store URL is not usable."""
 
 
 def _check_key(key: str) -> str:
@@ -41,6 +43,7 @@ class Store:
     """Read and write Parquet and JSON under one root, locally or on S3."""
 
     def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None):
+        self._layout_recorded = False
         self.is_s3 = url.startswith("s3://")
         self.url = (
             url.rstrip("/") if not self.is_s3 else "s3://" + url.removeprefix("s3://").strip("/")
@@ -73,9 +76,9 @@ class Store:
             self.root = str(Path(self.url.removeprefix("file://")).resolve())
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Store:
-        """The store named by settings (root URL plus S3 endpoint and region)."""
-        return cls(settings.store, endpoint_url=settings.s3.endpoint_url, region=settings.s3.region)
+    def open(cls, ref: StoreRef) -> Store:
+        """The store a ``StoreRef`` names (root URL plus S3 endpoint and region)."""
+        return cls(ref.url, endpoint_url=ref.endpoint_url, region=ref.region)
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -129,8 +132,20 @@ class Store:
             raise StoreError(f"not found in store: {self.uri(key)}") from None
         return data if isinstance(data, bytes) else data.encode()
 
+    def _record_layout(self) -> None:
+        """Before the first write through this handle: mark the store with its layout version
+        (``store.json``, ``core.layout``) unless it has one."""
+        if self._layout_recorded:
+            return
+        self._layout_recorded = True
+        from core import layout
+
+        if not self.exists(layout.STORE_META()):
+            self.write_json(layout.STORE_META(), layout.store_meta())
+
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write a whole object atomically."""
+        self._record_layout()
         if self.is_s3:
             self.fs.pipe_file(self.path(key), data)
             return
@@ -172,6 +187,7 @@ class Store:
         self, key: str, frame: pl.DataFrame, compression: ParquetCompression = "zstd"
     ) -> None:
         """Write a frame atomically (locally straight into the temporary file: no extra copy)."""
+        self._record_layout()
         if self.is_s3:
             buffer = io.BytesIO()
             frame.write_parquet(buffer, compression=compression, statistics=True)

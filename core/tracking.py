@@ -28,12 +28,15 @@ class Tracker:
         self.run: Any = None
         if self.mode == "disabled":
             return
+        os.environ.setdefault("WANDB_SILENT", "true")  # W&B's own terminal lines, artifacts' too
         import wandb
 
         Path(cfg.directory).mkdir(parents=True, exist_ok=True)
+        # Silent: W&B's banners and run history stay out of the terminal; its files are
+        # still written (offline runs under `directory`, for `wandb sync`).
         self.run = wandb.init(
             project=cfg.project, name=name, config=config, job_type=job_type, mode=self.mode,  # pyright: ignore[reportArgumentType]
-            dir=cfg.directory, reinit="finish_previous",
+            dir=cfg.directory, reinit="finish_previous", settings=wandb.Settings(silent=True),
         )  # fmt: skip
 
     def log(self, values: dict[str, Any]) -> None:

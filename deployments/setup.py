@@ -9,8 +9,8 @@ Creates what the deployments in prefect.yaml rely on, from the environment:
 - with SMA_SLACK_WEBHOOK_URL: a webhook notification block `sma-slack` and an automation
   that alerts when any flow run of this project ends Failed or Crashed (this catches
   crashes that kill a process before its own hooks run);
-- the global concurrency limit `yahoo-requests` that collect tasks hold while they call
-  Yahoo.
+- the global concurrency limits that collect tasks hold while they call a rate-limited
+  source (`yahoo-requests` for yfinance; ``core.data.collectors.COLLECTORS``).
 Nothing secret is printed.
 """
 
@@ -21,8 +21,9 @@ import sys
 from typing import Any
 
 from core.config import ConfigError, load_settings
+from core.data.collectors import COLLECTORS
 from core.storage import Store
-from tasks.collect import RESULTS_BLOCK, YAHOO_LIMIT
+from tasks.caching import RESULTS_BLOCK
 
 FLOWS = ("collect", "features", "train", "tune", "predict", "pipeline")
 AUTOMATION = "sma-flow-run-failed"
@@ -44,7 +45,7 @@ def ensure_pools(client) -> list[str]:
 
 
 def ensure_s3_blocks(settings) -> list[str]:
-    store = Store.from_settings(settings)
+    store = Store.open(settings.store_ref)
     if not store.is_s3:
         return ["store is local: task results stay local"]
     from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
@@ -115,13 +116,16 @@ def ensure_concurrency(client) -> list[str]:
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists
 
-    try:
-        client.create_global_concurrency_limit(
-            GlobalConcurrencyLimitCreate(name=YAHOO_LIMIT, limit=2)
-        )
-        return [f"global concurrency limit {YAHOO_LIMIT} (2) created"]
-    except ObjectAlreadyExists:
-        return [f"global concurrency limit {YAHOO_LIMIT} exists"]
+    done = []
+    for limit in sorted({c.concurrency_limit for c in COLLECTORS.values() if c.concurrency_limit}):
+        try:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=limit, limit=2)
+            )
+            done.append(f"global concurrency limit {limit} (2) created")
+        except ObjectAlreadyExists:
+            done.append(f"global concurrency limit {limit} exists")
+    return done
 
 
 def main() -> int:

@@ -1,27 +1,38 @@
 """Feature flow: validated prices in the store -> the feature table.
 
-    python -m flows.features [--store URL] [--groups seed,alpha158] [--horizon H] [--batch-size N]
+    python -m flows.features [--store URL] [--groups seed,risk,alpha158] [--horizon H] [--batch-size N]
 
-Reads ``raw/prices/``, writes ``features/<version>/part-*.parquet`` and, last,
-``features/manifest.json``. Unchanged inputs (per symbol: last date and row count) and
-config skip the work. Exit code 0 on success, 2 for invalid input (bad settings, no
-prices in the store).
+Reads the stored prices and writes the feature parts and, last, the manifest. Unchanged
+inputs (per symbol: last date and row count), config and feature code skip the work.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+from flows.shell import Arg, Command, csv_list
+
+COMMAND = Command(
+    "features",
+    __doc__,
+    (
+        Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store"),
+        Arg("--groups", "feature groups, comma-separated (core.features.registry)", setting="features.groups", type=csv_list),
+        Arg("--horizon", "forecast horizon in trading days", setting="features.horizon", type=int),
+        Arg("--batch-size", "symbols per task (default: the whole panel)", setting="features.batch_size", type=int),
+    ),
+)  # fmt: skip
+if __name__ == "__main__":
+    raise SystemExit(COMMAND.main())
+
 import time
 from typing import Any
 
 from prefect import flow, get_run_logger
 
-from core.config import ConfigError, load_settings
-from core.feature_table import MissingInputError, config_dict, digest
+from core.features.table import config_dict, digest
+from tasks.caching import cached_or_rerun
 from tasks.features import (
     build_part_task,
-    current_manifest,
+    current_manifest_task,
     fingerprint_task,
     market_task,
     parts_exist,
@@ -41,14 +52,12 @@ def features(
 ) -> dict[str, Any]:
     """Build the feature table; parameters left as None come from settings."""
     started = time.perf_counter()
-    settings = load_settings(
-        store=store, features={"groups": groups, "horizon": horizon, "batch_size": batch_size}
-    )
+    settings = COMMAND.start(store=store, groups=groups, horizon=horizon, batch_size=batch_size)
+    ref, cfg = settings.store_ref, settings.features
     logger = get_run_logger()
-    fingerprint = fingerprint_task(settings)
-    cfg = settings.features
+    fingerprint = fingerprint_task(ref)
     version = digest({"inputs": fingerprint, "config": config_dict(cfg)})
-    previous = current_manifest(settings)
+    previous = current_manifest_task(ref)
     if previous is not None and previous["version"] == version:
         logger.info("inputs and config unchanged (version %s): skipping", version)
         publish_summary(previous, skipped=True)
@@ -60,61 +69,22 @@ def features(
     logger.info(
         "building %s for %d symbols in %d part(s)", ",".join(cfg.groups), len(symbols), len(batches)
     )
-    market_task(settings, symbols, version)
-    futures = [
-        build_part_task.submit(settings, {s: fingerprint[s] for s in batch}, version, index)
-        for index, batch in enumerate(batches)
+    market_task(ref, cfg, symbols, version)
+    inputs = [
+        (ref, cfg, {s: fingerprint[s] for s in batch}, version, i)
+        for i, batch in enumerate(batches)
     ]
+    futures = [build_part_task.submit(*args) for args in inputs]
     parts = []
-    for index, future in enumerate(futures):
-        built = future.result()
-        if not parts_exist(settings, built):  # a cached result whose files were deleted since
-            batch = batches[index]
-            built = build_part_task.with_options(refresh_cache=True)(
-                settings, {s: fingerprint[s] for s in batch}, version, index
-            )
+    for args, future in zip(inputs, futures, strict=True):
+        built, _ = cached_or_rerun(
+            build_part_task, future, *args, usable=lambda p: parts_exist(ref, p)
+        )
         parts.extend(built)
-    doc = publish_task(settings, version, fingerprint, parts, time.perf_counter() - started)
+    doc = publish_task(ref, cfg, version, fingerprint, parts, time.perf_counter() - started)
     publish_summary(doc, skipped=False)
     return doc | {"skipped": False}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.features", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument("--store", help="store root: a folder or s3://bucket/prefix")
-    parser.add_argument(
-        "--groups",
-        type=lambda s: [g.strip() for g in s.split(",") if g.strip()],
-        help="e.g. seed,alpha158",
-    )
-    parser.add_argument("--horizon", type=int, help="forecast horizon in trading days")
-    parser.add_argument(
-        "--batch-size", type=int, help="symbols per task (default: the whole panel)"
-    )
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        # fail on bad settings before Prefect starts
-        load_settings(
-            store=args.store,
-            features={
-                "groups": args.groups,
-                "horizon": args.horizon,
-                "batch_size": args.batch_size,
-            },
-        )
-        doc: dict[str, Any] = features(**vars(args))  # pyright: ignore[reportAssignmentType]
-    except (ConfigError, MissingInputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(summary_markdown(doc, doc["skipped"]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def report(doc: dict[str, Any]) -> str:
+    return summary_markdown(doc, doc["skipped"])

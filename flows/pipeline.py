@@ -2,49 +2,62 @@
 
     python -m flows.pipeline [--store URL]
 
-Every step takes its settings from the environment (``SMA_*``), as its own flow does.
+Every step takes its settings from the environment (``SMA_*``), as its own flow does;
+one Prefect start serves them all.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+from flows.shell import Arg, Command
+
+COMMAND = Command(
+    "pipeline",
+    __doc__,
+    (Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store"),),
+)
+if __name__ == "__main__":
+    raise SystemExit(COMMAND.main())
+
 from typing import Any
 
 from prefect import flow
 
-from flows.collect import collect
-from flows.features import features
-from flows.predict import predict
-from flows.train import train
+from core import layout
+from core.storage import Store
+from flows import collect, features, predict, train
 from tasks.hooks import ALERT_HOOKS
 
 
 @flow(name="pipeline", log_prints=True, **ALERT_HOOKS)
 def pipeline(store: str | None = None) -> dict[str, Any]:
     """Run every step in order; a failing step fails the pipeline (and alerts)."""
-    collected = collect(store=store)
-    built = features(store=store)
-    trained = train(store=store)
-    predicted = predict(store=store)
     return {
-        "collect": collected,
-        "features": built,
-        "train": trained["run_id"],
-        "predict": predicted,
+        "store": COMMAND.start(store=store).store,
+        "collect": collect.collect(store=store),
+        "features": features.features(store=store),
+        "train": train.train(store=store),
+        "predict": predict.predict(store=store),
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.pipeline", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument("--store")
-    args = parser.parse_args(argv)
-    result: dict[str, Any] = pipeline(store=args.store)  # pyright: ignore[reportAssignmentType]
-    print(f"pipeline done: model {result['train']}, predictions {result['predict']['key']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def report(result: dict[str, Any]) -> str:
+    """Every step's own report, then where each artifact is."""
+    steps = [m.report(result[m.COMMAND.name]) for m in (collect, features, train, predict)]
+    store = Store(result["store"])
+    run = result["train"]["run_id"]
+    where = {
+        "valid prices": store.uri(layout.PRICES.prefix),
+        "quarantined rows": store.uri(layout.QUARANTINE.prefix),
+        "ingestion table": store.uri(layout.INGESTION()),
+        "quality report": result["collect"]["quality_report"],
+        "feature table": store.uri(layout.FEATURES_MANIFEST()),
+        "model run": store.uri(layout.RUN_MANIFEST(run_id=run)).rsplit("/", 1)[0],
+        "model card, plots": store.uri(layout.RUN_PLOT(run_id=run, name="calibration")).rsplit(
+            "/", 1
+        )[0],
+        "predictions": result["predict"]["key"],
+        "W&B (offline)": result["train"]["manifest"].get("wandb_dir") or "disabled",
+    }
+    width = max(map(len, where))
+    lines = ["## Where everything is", ""] + [f"  {k:<{width}}  {v}" for k, v in where.items()]
+    return "\n\n".join(steps) + "\n\n" + "\n".join(lines)

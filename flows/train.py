@@ -1,37 +1,29 @@
 """Train flow: feature table -> split -> fit -> conformal calibration -> evaluation -> run folder.
 
-    python -m flows.train [--store URL] [--model catboost|lightgbm|historical|ewma] [--params FILE|best]
+    python -m flows.train [--store URL] [--model NAME] [--params FILE|best]
 
-Writes ``models/<run_id>/`` (model in its native format, calibration.json, metrics.json,
-test_predictions.parquet, plots, manifest.json with the sha256 of every file), then
-``models/latest.json``. Exit code 0 on success, 2 for invalid input.
+Writes the run folder (model in its native format, calibration, metrics, test
+predictions, plots, a manifest with the sha256 of every file), then the latest-run pointer.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
-
-from core.config import ConfigError, load_settings
-from core.feature_table import MissingInputError
-from flows.collect import new_run_id
-from tasks.hooks import ALERT_HOOKS
-from tasks.train import fit_task, load_training_data, publish_model_card, write_run_task
-from tasks.tune import TuningConfigError, best_params
+from core.errors import InputError
+from flows.shell import Arg, Command
 
 
-class ParamsFileError(ValueError):
+class ParamsFileError(InputError):
     """The --params file is missing or not a JSON object."""
 
 
-def read_params(path: str | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
+def read_params(path: str) -> dict[str, Any] | str:
+    """``--params``: 'best' (the tuning study's, read by the flow) or a JSON object file."""
+    if path == "best":
+        return path
     file = Path(path)
     if not file.is_file():
         raise ParamsFileError(f"params file not found: {file}")
@@ -44,6 +36,34 @@ def read_params(path: str | None) -> dict[str, Any] | None:
     return params
 
 
+def _models() -> list[str]:
+    from core.modeling.models import MODELS
+
+    return list(MODELS)
+
+
+COMMAND = Command(
+    "train",
+    __doc__,
+    (
+        Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store"),
+        Arg("--model", "regressor", setting="model.name", choices=_models),
+        Arg("--params", "JSON file of regressor parameters, or 'best' (the tuning study's)", convert=read_params),
+    ),
+)  # fmt: skip
+if __name__ == "__main__":
+    raise SystemExit(COMMAND.main())
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from core.features.table import model_inputs
+from core.modeling.tuning import best_params
+from core.runs import new_run_id
+from tasks.hooks import ALERT_HOOKS
+from tasks.train import fit_task, load_training_data, publish_model_card, write_run_task
+
+
 @flow(name="train", log_prints=True, **ALERT_HOOKS)
 def train(
     store: str | None = None, model: str | None = None, params: dict[str, Any] | str | None = None
@@ -54,13 +74,16 @@ def train(
     logger = get_run_logger()
     source = None
     if params == "best":
-        source, params = best_params(load_settings(store=store, model={"name": model}))
-        print(f"using the tuned parameters in {source}: {params}")
-    settings = load_settings(store=store, model={"name": model, "params": params})
-    table, prices, features_manifest = load_training_data(settings)
-    groups = features_manifest["groups"]
-    features = list(dict.fromkeys(f for g in groups for f in features_manifest["features"][g]))
-    run_id = new_run_id()
+        source, params = best_params(COMMAND.settings(store=store, model=model))
+        logger.info("using the tuned parameters in %s: %s", source, params)
+    settings = COMMAND.start(store=store, model=model)
+    if isinstance(params, dict):
+        settings = settings.model_copy(
+            update={"model": settings.model.model_copy(update={"params": params})}
+        )
+    table, prices, features_manifest = load_training_data(settings.store_ref)
+    features = model_inputs(features_manifest)
+    run_id = new_run_id(flow_run.get_id())
     logger.info(
         "run %s: %s on %d rows, %d features",
         run_id,
@@ -68,37 +91,20 @@ def train(
         table.height,
         len(features),
     )
-    result = fit_task(table, prices, features, settings, features_manifest["horizon"])
-    manifest = write_run_task(result, settings, run_id, features_manifest, params_source=source)
+    result = fit_task(table, prices, features, settings.model, features_manifest["horizon"])
+    manifest = write_run_task(
+        result, settings.store_ref, run_id, features_manifest, settings.model_dump(mode="json"),
+        settings.tracking, params_source=source,
+    )  # fmt: skip
     card = publish_model_card(result.metrics, run_id)
     logger.info("run %s written to %s", run_id, settings.store)
     return {"run_id": run_id, "metrics": result.metrics, "model_card": card, "manifest": manifest}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.train", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument("--store", help="store root: a folder or s3://bucket/prefix")
-    parser.add_argument("--model", choices=["catboost", "lightgbm", "historical", "ewma"])
-    parser.add_argument(
-        "--params", help="JSON file of regressor parameters, or 'best' (the tuning study's)"
-    )
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        params = args.params if args.params == "best" else read_params(args.params)
-        load_settings(store=args.store, model={"name": args.model})
-        result: dict[str, Any] = train(store=args.store, model=args.model, params=params)  # pyright: ignore[reportAssignmentType]
-    except (ConfigError, MissingInputError, ParamsFileError, TuningConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(result["model_card"])
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def report(result: dict[str, Any]) -> str:
+    manifest = result["manifest"]
+    lines = [result["model_card"]]
+    if manifest.get("wandb_dir"):
+        sync = "; upload with `wandb sync` on it" if manifest["wandb_mode"] == "offline" else ""
+        lines += ["", f"W&B run ({manifest['wandb_mode']}) in {manifest['wandb_dir']}{sync}"]
+    return "\n".join(lines)

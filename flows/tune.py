@@ -3,26 +3,49 @@
     python -m flows.tune [--store URL] [--model NAME] [--trials N] [--timeout S] [--study NAME] [--concurrency K]
 
 The study lives in Optuna storage (``SMA_OPTUNA_STORAGE``; default a SQLite file beside a
-local store), so a run resumes it and several workers can add trials at once. Writes
-``tuning/<study>/best_params.json`` (used by ``python -m flows.train --params best``).
+local store), so a run resumes it and several workers can add trials at once. Writes the
+study's best parameters (used by ``python -m flows.train --params best``).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+from flows.shell import Arg, Command
+
+
+def _tunable() -> list[str]:
+    from core.modeling.models import tunable
+
+    return tunable()
+
+
+COMMAND = Command(
+    "tune",
+    __doc__,
+    (
+        Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store"),
+        Arg("--model", "regressor to tune", setting="model.name", choices=_tunable),
+        Arg("--trials", "trials to add to the study", setting="tuning.trials", type=int),
+        Arg("--timeout", "seconds after which no new trial starts", setting="tuning.timeout_seconds", type=float),
+        Arg("--study", "study name (default: the model's name)", setting="tuning.study"),
+        Arg("--concurrency", "trials run at once", setting="tuning.concurrency", type=int),
+    ),
+)  # fmt: skip
+if __name__ == "__main__":
+    raise SystemExit(COMMAND.main())
+
 import time
 from typing import Any
 
 from prefect import flow, get_run_logger
 
-from core.config import ConfigError, load_settings
-from core.feature_table import MissingInputError, digest
-from core.splits import make_splits
-from core.tuning import time_folds
+from core.config import ConfigError
+from core.features.table import data_fingerprint, model_inputs
+from core.modeling.models import tunable
+from core.modeling.splits import make_splits
+from core.modeling.tuning import open_study, time_folds
 from tasks.hooks import ALERT_HOOKS
 from tasks.train import load_training_data
-from tasks.tune import TuningConfigError, open_study, publish_study, trial_task
+from tasks.tune import publish_study, trial_task
 
 
 @flow(name="tune", log_prints=True, **ALERT_HOOKS)
@@ -30,83 +53,51 @@ def tune(
     store: str | None = None, model: str | None = None, trials: int | None = None, timeout: float | None = None,
     study: str | None = None, concurrency: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    settings = load_settings(
-        store=store, model={"name": model},
-        tuning={"trials": trials, "timeout_seconds": timeout, "study": study, "concurrency": concurrency},
-    )  # fmt: skip
-    if settings.model.name not in ("catboost", "lightgbm"):
-        raise ConfigError(
-            f"model {settings.model.name!r} has no parameters to tune (catboost or lightgbm)"
-        )
+    settings = COMMAND.start(
+        store=store,
+        model=model,
+        trials=trials,
+        timeout=timeout,
+        study=study,
+        concurrency=concurrency,
+    )
+    cfg, tuning = settings.model, settings.tuning
+    if cfg.name not in tunable():
+        raise ConfigError(f"model {cfg.name!r} has no parameters to tune ({', '.join(tunable())})")
     logger = get_run_logger()
-    table, _, features_manifest = load_training_data(settings)
+    table, _, features_manifest = load_training_data(settings.store_ref)
     horizon = features_manifest["horizon"]
-    features = list(
-        dict.fromkeys(
-            f for g in features_manifest["groups"] for f in features_manifest["features"][g]
-        )
-    )
+    features = model_inputs(features_manifest)
     labelled = table.filter(table["y"].is_not_null())
-    splits = make_splits(
-        labelled["date"], horizon, settings.model.lookback_days, settings.model.split_fractions
-    )
+    splits = make_splits(labelled["date"], horizon, cfg.lookback_days, cfg.split_fractions)
     tuning_rows = labelled.filter(
         labelled["date"].is_between(splits.train[0], splits.val[1])
     )  # never the test period
-    folds = time_folds(tuning_rows["date"], settings.tuning.folds, horizon)
+    folds = time_folds(tuning_rows["date"], tuning.folds, horizon)
     study_obj = open_study(settings)
-    logger.info("study %s: %d trials so far; adding %d, %d at a time", study_obj.study_name, len(study_obj.trials),
-                settings.tuning.trials, settings.tuning.concurrency)  # fmt: skip
+    logger.info("study %s: %d trials so far; adding %d, %d at a time", study_obj.study_name,
+                len(study_obj.trials), tuning.trials, tuning.concurrency)  # fmt: skip
     started, added = time.monotonic(), 0
-    while added < settings.tuning.trials:
-        if (
-            settings.tuning.timeout_seconds
-            and time.monotonic() - started > settings.tuning.timeout_seconds
-        ):
+    while added < tuning.trials:
+        if tuning.timeout_seconds and time.monotonic() - started > tuning.timeout_seconds:
             logger.info("timeout: stopping after %d trials", added)
             break
-        wave = [
-            study_obj.ask()
-            for _ in range(min(settings.tuning.concurrency, settings.tuning.trials - added))
-        ]
-        futures = [
-            trial_task.submit(t, settings, tuning_rows, features, horizon, folds) for t in wave
-        ]
+        wave = [study_obj.ask() for _ in range(min(tuning.concurrency, tuning.trials - added))]
+        futures = [trial_task.submit(t, cfg, tuning_rows, features, horizon, folds) for t in wave]
         for trial, future in zip(wave, futures, strict=True):
             state, value = future.result()
             study_obj.tell(trial, value, state=state)
         added += len(wave)
-    fingerprint = {
-        "features_version": features_manifest["version"],
-        "inputs": digest(features_manifest["input_fingerprint"]),
-    }
-    doc = publish_study(study_obj, settings, fingerprint)
+    doc = publish_study(
+        study_obj,
+        settings.store_ref,
+        cfg.name,
+        settings.tracking,
+        data_fingerprint(features_manifest),
+    )
     logger.info("best trial %d: %.6f %s", doc["trial"], doc["score"], doc["params"])
     return doc | {"added": added, "seconds": round(time.monotonic() - started, 1)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.tune", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument("--store")
-    parser.add_argument("--model", choices=["catboost", "lightgbm"])
-    parser.add_argument("--trials", type=int)
-    parser.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
-    parser.add_argument("--study")
-    parser.add_argument("--concurrency", type=int)
-    args = parser.parse_args(argv)
-    try:
-        load_settings(store=args.store, model={"name": args.model})
-        doc: dict[str, Any] = tune(**vars(args))  # pyright: ignore[reportAssignmentType]
-    except (ConfigError, MissingInputError, TuningConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"study {doc['study']}: {doc['trials']} trials, best #{doc['trial']} pinball {doc['score']:.6f} {doc['params']}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def report(doc: dict[str, Any]) -> str:
+    return f"study {doc['study']}: {doc['trials']} trials, best #{doc['trial']} pinball {doc['score']:.6f} {doc['params']}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections import Counter
 from contextlib import nullcontext
 from typing import Any
 
@@ -16,16 +15,16 @@ from prefect.concurrency.sync import concurrency
 from prefect.logging import get_run_logger
 from prefect.tasks import Task, exponential_backoff
 
-from core.collection import INGESTION_KEY, collect_symbols, outcome_dicts, prices_key, report_key
-from core.collectors import RetryableCollectorError, make_collector
-from core.config import Settings
-from core.ingestion import update_ingestion
-from core.quality import quality_report
+from core import layout
+from core.config import CollectJob, CollectSettings, StoreRef
+from core.data.collection import collect_symbols, outcome_dicts
+from core.data.collectors import COLLECTORS, RetryableCollectorError, make_collector
+from core.data.ingestion import update_ingestion
+from core.data.quality import quality_report
+from core.data.tickers import Tickers, load_tickers
 from core.storage import Store
-from core.tickers import Tickers, load_tickers
+from tasks.caching import s3_result_storage
 
-YAHOO_LIMIT = "yahoo-requests"
-RESULTS_BLOCK = "sma-results"
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
     RetryableCollectorError,
     ConnectionError,
@@ -64,19 +63,16 @@ def load_tickers_task(path: str) -> Tickers:
     result_serializer="json",
     retry_condition_fn=is_retryable,
 )
-def collect_batch(symbols: list[str], settings: Settings, run_id: str) -> list[dict[str, Any]]:
-    """Fetch, validate and store one batch; cached on (symbols, settings) for ``cache_hours``.
-    Yahoo batches hold a slot of the ``yahoo-requests`` global concurrency limit when the
-    API has one (``python -m deployments.setup`` creates it)."""
+def collect_batch(
+    symbols: list[str], job: CollectJob, store: StoreRef, run_id: str
+) -> list[dict[str, Any]]:
+    """Fetch, validate and store one batch; cached on (symbols, job, store) for
+    ``cache_hours``. A source with a concurrency limit (Yahoo) holds a slot of that global
+    limit while it fetches, when the API has one (``python -m deployments.setup``)."""
     started = time.perf_counter()
-    with (
-        concurrency(YAHOO_LIMIT, occupy=1, strict=False)
-        if settings.source == "yfinance"
-        else nullcontext()
-    ):
-        outcomes = collect_symbols(
-            make_collector(settings), Store.from_settings(settings), symbols, settings, run_id
-        )
+    limit = COLLECTORS[job.source].concurrency_limit
+    with concurrency(limit, occupy=1, strict=False) if limit else nullcontext():
+        outcomes = collect_symbols(make_collector(job), Store.open(store), symbols, job, run_id)
     get_run_logger().info(
         "batch %s..%s: %d ok, %d failed, %d new rows in %.1fs",
         symbols[0],
@@ -89,56 +85,43 @@ def collect_batch(symbols: list[str], settings: Settings, run_id: str) -> list[d
     return outcome_dicts(outcomes)
 
 
-def cached_batch_still_valid(results: list[dict[str, Any]], settings: Settings) -> bool:
+def batch_still_valid(results: list[dict[str, Any]], store: StoreRef) -> bool:
     """A cached batch result may stand in for a fetch only if none of its symbols failed and
     every symbol it stored is still in the store (someone may have deleted or moved it)."""
     if any(r["status"] == "failed" for r in results):
         return False
-    store = Store.from_settings(settings)
-    return all(store.exists(prices_key(r["symbol"])) for r in results if r["rows"])
+    opened = Store.open(store)
+    return all(opened.exists(layout.PRICES(symbol=r["symbol"])) for r in results if r["rows"])
 
 
-def batch_task_options(settings: Settings) -> dict[str, Any]:
-    """Retry, backoff and cache options of ``collect_batch`` from settings."""
-    c = settings.collect
+def batch_task_options(cfg: CollectSettings, full_refresh: bool, store: StoreRef) -> dict[str, Any]:
+    """Retry, backoff, cache and result-storage options of ``collect_batch``."""
     return {
-        "retries": c.retries,
-        "retry_delay_seconds": exponential_backoff(backoff_factor=c.retry_backoff_seconds)
-        if c.retries
+        "retries": cfg.retries,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=cfg.retry_backoff_seconds)
+        if cfg.retries
         else 0,
-        "retry_jitter_factor": c.retry_jitter_factor,
-        "cache_expiration": dt.timedelta(hours=c.cache_hours),
-        "refresh_cache": settings.full_refresh or c.cache_hours == 0,
-    } | ({"result_storage": storage} if (storage := s3_result_storage(settings)) else {})
-
-
-def s3_result_storage(settings: Settings) -> str | None:
-    """The saved S3Bucket block for task results when the store is on S3 (so caches are
-    shared across workers); None keeps Prefect's local default."""
-    if not settings.store.startswith("s3://"):
-        return None
-    try:
-        from prefect_aws import S3Bucket
-
-        S3Bucket.load(RESULTS_BLOCK)
-    except Exception:  # no block saved on this API (run `python -m deployments.setup`)
-        return None
-    return f"s3-bucket/{RESULTS_BLOCK}"
+        "retry_jitter_factor": cfg.retry_jitter_factor,
+        "cache_expiration": dt.timedelta(hours=cfg.cache_hours),
+        "refresh_cache": full_refresh or cfg.cache_hours == 0,
+    } | ({"result_storage": storage} if (storage := s3_result_storage(store.url)) else {})
 
 
 @task(name="record-run", cache_policy=NO_CACHE)
-def record_run(outcomes: list[dict[str, Any]], settings: Settings, run_id: str) -> dict[str, Any]:
-    """Update ``raw/ingestion.parquet`` and write the quality report, then publish it."""
-    store = Store.from_settings(settings)
-    previous = store.read_parquet(INGESTION_KEY) if store.exists(INGESTION_KEY) else None
+def record_run(outcomes: list[dict[str, Any]], store: StoreRef, run_id: str) -> dict[str, Any]:
+    """Update the ingestion table and write the quality report, then publish it."""
+    opened = Store.open(store)
+    key = layout.INGESTION()
+    previous = opened.read_parquet(key) if opened.exists(key) else None
     table = update_ingestion(previous, outcomes, dt.datetime.now(dt.UTC))
-    store.write_parquet(INGESTION_KEY, table)
+    opened.write_parquet(key, table)
     report = quality_report(
         run_id,
         {o["symbol"]: o["quality"] for o in outcomes if o["quality"]},
         {o["symbol"]: o["status"] for o in outcomes},
     )
-    store.write_json(report_key(run_id), report)
+    report_key = layout.QUALITY_REPORT(run_id=run_id)
+    opened.write_json(report_key, report)
     rows = [
         {
             "symbol": sym,
@@ -155,39 +138,12 @@ def record_run(outcomes: list[dict[str, Any]], settings: Settings, run_id: str) 
         key="collect-quality",
         table=rows or [{"symbol": "(all clean)", "status": "ok"}],
         description=f"Quality of run {run_id}: {report['totals']['rows_quarantined']} rows quarantined; "
-        f"report at {store.uri(report_key(run_id))}",
+        f"report at {opened.uri(report_key)}",
     )
     return {
-        "report": store.uri(report_key(run_id)),
+        "report": opened.uri(report_key),
         "totals": report["totals"],
         "ingestion_rows": table.height,
-    }
-
-
-def summarize(
-    tickers: Tickers,
-    outcomes: list[dict[str, Any]],
-    recorded: dict[str, Any],
-    run_id: str,
-    seconds: float,
-) -> dict[str, Any]:
-    """The flow's summary: what was asked, what happened, where the report is."""
-    by_status = Counter(o["status"] for o in outcomes)
-    failed = {o["symbol"]: o["error"] for o in outcomes if o["status"] == "failed"}
-    return {
-        "run_id": run_id,
-        "symbols": len(tickers.symbols),
-        "ok": by_status.get("ok", 0),
-        "failed": by_status.get("failed", 0),
-        "no_data": by_status.get("no_data", 0),
-        "insufficient": by_status.get("insufficient", 0),
-        "new_rows": sum(o["new_rows"] for o in outcomes),
-        "rows_quarantined": recorded["totals"]["rows_quarantined"],
-        "refetched_full": sorted(o["symbol"] for o in outcomes if o["refetched_full"]),
-        "failed_symbols": failed,
-        "rejected_tickers": tickers.rejected,
-        "quality_report": recorded["report"],
-        "seconds": round(seconds, 2),
     }
 
 

@@ -1,4 +1,4 @@
-"""Prefect tasks of the feature flow: thin wrappers around ``core.feature_table``."""
+"""Prefect tasks of the feature flow: thin wrappers around ``core.features.table``."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.logging import get_run_logger
 
-from core.config import Settings
-from core.feature_table import (
-    MANIFEST_KEY,
+from core.config import FeatureSettings, StoreRef
+from core.features.table import (
     input_fingerprint,
     manifest,
     price_keys,
+    publish,
     read_manifest,
     write_market,
     write_parts,
@@ -23,16 +23,23 @@ from core.storage import Store
 
 
 @task(name="fingerprint-prices", cache_policy=NO_CACHE)
-def fingerprint_task(settings: Settings) -> dict[str, list[Any]]:
+def fingerprint_task(store: StoreRef) -> dict[str, list[Any]]:
     """Per symbol [last date, rows] of the stored prices: the cache key of the build."""
-    store = Store.from_settings(settings)
-    return input_fingerprint(store, price_keys(store))
+    opened = Store.open(store)
+    return input_fingerprint(opened, price_keys(opened))
+
+
+@task(name="current-manifest", cache_policy=NO_CACHE)
+def current_manifest_task(store: StoreRef) -> dict[str, Any] | None:
+    return read_manifest(Store.open(store))
 
 
 @task(name="market-series", cache_policy=NO_CACHE)
-def market_task(settings: Settings, symbols: list[str], version: str) -> str | None:
+def market_task(
+    store: StoreRef, cfg: FeatureSettings, symbols: list[str], version: str
+) -> str | None:
     """Write the universe's market series that every batch joins (when a group needs it)."""
-    return write_market(Store.from_settings(settings), symbols, settings.features, version)
+    return write_market(Store.open(store), symbols, cfg, version)
 
 
 @task(
@@ -42,42 +49,38 @@ def market_task(settings: Settings, symbols: list[str], version: str) -> str | N
     result_serializer="json",
 )
 def build_part_task(
-    settings: Settings, fingerprint: dict[str, list[Any]], version: str, index: int
+    store: StoreRef,
+    cfg: FeatureSettings,
+    fingerprint: dict[str, list[Any]],
+    version: str,
+    index: int,
 ) -> list[dict[str, Any]]:
     """Build and write the parts of one batch of symbols, ``chunk_rows`` input rows at a time.
 
-    Cached on (settings, which name the store; the batch's fingerprint; version): never on frames."""
-    store = Store.from_settings(settings)
+    Cached on (store, feature settings, the batch's fingerprint, version): never on frames."""
     return write_parts(
-        store, fingerprint, settings.features, version, index, log=get_run_logger().info
+        Store.open(store), fingerprint, cfg, version, index, log=get_run_logger().info
     )
 
 
 @task(name="publish-features", cache_policy=NO_CACHE)
 def publish_task(
-    settings: Settings,
+    store: StoreRef,
+    cfg: FeatureSettings,
     version: str,
     fingerprint: dict[str, Any],
     parts: list[dict[str, Any]],
     seconds: float,
 ) -> dict[str, Any]:
     """Write the manifest (making the new parts current), then drop older builds' parts."""
-    store = Store.from_settings(settings)
-    doc = manifest(settings.features, version, fingerprint, parts, seconds)
-    store.write_json(MANIFEST_KEY, doc)
-    for key in store.list("features"):
-        if key != MANIFEST_KEY and not key.startswith(f"features/{version}/"):
-            store.delete(key)
+    doc = manifest(cfg, version, fingerprint, parts, seconds)
+    publish(Store.open(store), doc)
     return doc
 
 
-def parts_exist(settings: Settings, parts: list[dict[str, Any]]) -> bool:
-    store = Store.from_settings(settings)
-    return all(store.exists(p["key"]) for p in parts)
-
-
-def current_manifest(settings: Settings) -> dict[str, Any] | None:
-    return read_manifest(Store.from_settings(settings))
+def parts_exist(store: StoreRef, parts: list[dict[str, Any]]) -> bool:
+    opened = Store.open(store)
+    return all(opened.exists(p["key"]) for p in parts)
 
 
 def summary_markdown(doc: dict[str, Any], skipped: bool) -> str:

@@ -11,7 +11,8 @@ import os
 from typing import Any
 
 from core.config import ConfigError, load_settings
-from core.notify import AlertError, failure_text, first_line, post_slack
+from core.errors import first_line
+from core.notify import AlertError, failure_text, post_slack
 
 logger = logging.getLogger("stock_market_analytics.alerts")
 

@@ -1,11 +1,14 @@
-"""Shared fixtures: a Prefect test server for the session, real data paths, S3 via moto."""
+"""Shared fixtures: a Prefect test server for the session, S3 via moto, a Slack stand-in,
+and a store holding the collected sample."""
 
 from __future__ import annotations
 
+import json
 import os
-import socket
 import tempfile
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 # Prefect reads its settings at import: keep its home, results and caches out of the
@@ -20,18 +23,7 @@ for _name in [n for n in os.environ if n.startswith("SMA_")]:
 
 import pytest  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
-SAMPLE = ROOT / "data" / "sample"
-KAGGLE = SHARED / "kaggle_sp500_2013_2018"
-STOOQ = SHARED / "stooq_messy"
-YAHOO = SHARED / "yahoo_sp500_2005_2021"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.factories import SAMPLE, SECRET, free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -91,25 +83,30 @@ def s3_bucket(s3_endpoint: str) -> str:
     return name
 
 
-def require(path: Path) -> Path:
-    """The shared real data are part of the test contract: fail loudly when absent."""
-    if not path.exists():
-        raise FileNotFoundError(f"shared data not found at {path}: the tests read ../shared/data")
-    return path
+@pytest.fixture()
+def slack() -> Iterator[tuple[str, list[dict]]]:
+    """A stand-in for Slack's webhook endpoint on 127.0.0.1; yields (url, received bodies)."""
+    received: list[dict] = []
 
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"path": self.path, "json": json.loads(body)})
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
 
-def assert_frames_close(got, expected, rtol: float = 1e-9, atol: float = 1e-10) -> None:
-    """Same keys in the same order, numeric columns equal up to float rounding."""
-    import numpy as np
+        def log_message(self, format: str, *args: object) -> None:
+            pass
 
-    keys = ["symbol", "date"]
-    got, expected = got.sort(keys), expected.sort(keys)
-    assert got.columns == expected.columns
-    assert got.select(keys).equals(expected.select(keys))
-    cols = [c for c in got.columns if c not in keys]
-    np.testing.assert_allclose(
-        got.select(cols).to_numpy(), expected.select(cols).to_numpy(), rtol=rtol, atol=atol
-    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/services/{SECRET}", received
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,92 @@
+"""Tickers files: the Nasdaq screener CSV or a plain one-symbol-per-line list."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from core.errors import InputError
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9.^=-]{0,14}$")
+
+
+class TickersFileError(InputError):
+    """The tickers file is missing, empty or lacks a required column."""
+
+
+@dataclass(frozen=True)
+class Tickers:
+    """Valid symbols in file order (deduplicated) and rejected entries with reasons."""
+
+    symbols: list[str]
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+def to_yahoo(raw: str) -> str:
+    """Yahoo spelling of a listed symbol: trimmed, upper-case, class 'BRK/B' -> 'BRK-B',
+    preferred 'ABR^D' (Nasdaq) or 'MS_A' (stooq) -> 'ABR-PD', 'MS-PA' (a leading '^' marks
+    an index and stays)."""
+    symbol = raw.strip().upper().replace("/", "-")
+    for mark in ("^", "_"):
+        if mark in symbol and not symbol.startswith(mark):
+            head, tail = symbol.split(mark, 1)
+            symbol = f"{head}-P{tail}"
+    return symbol
+
+
+def _reason(raw: str, symbol: str) -> str | None:
+    if not symbol:
+        return "empty symbol"
+    if not SYMBOL_PATTERN.match(symbol):
+        return f"{raw.strip()!r} is not a valid symbol (allowed: {SYMBOL_PATTERN.pattern})"
+    return None
+
+
+def parse_symbols(values: list[str | None]) -> tuple[list[str], dict[str, str]]:
+    """Normalize, validate and dedupe raw symbols, keeping first-seen order."""
+    symbols: list[str] = []
+    seen: set[str] = set()
+    rejected: dict[str, str] = {}
+    for value in values:
+        raw = value or ""
+        if not raw.strip():
+            continue
+        symbol = to_yahoo(raw)
+        reason = _reason(raw, symbol)
+        if reason:
+            rejected[raw.strip()] = reason
+        elif symbol not in seen:
+            seen.add(symbol)
+            symbols.append(symbol)
+    return symbols, rejected
+
+
+def load_tickers(path: str | Path) -> Tickers:
+    """Read a tickers file; raise ``TickersFileError`` naming the file and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise TickersFileError(f"tickers file not found: {path}")
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    lines = [
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not lines:
+        raise TickersFileError(f"tickers file is empty: {path}")
+    header = [h.strip() for h in lines[0].split(",")]
+    if len(header) > 1 or header[0].lower() in ("symbol", "ticker"):
+        frame = pl.read_csv(
+            path, infer_schema=False, truncate_ragged_lines=True, comment_prefix="#"
+        )
+        frame = frame.rename({c: c.strip() for c in frame.columns})
+        column = next((c for c in frame.columns if c.lower() in ("symbol", "ticker")), None)
+        if column is None:
+            raise TickersFileError(
+                f"tickers file {path} has no 'Symbol' column (columns: {', '.join(frame.columns)})"
+            )
+        symbols, rejected = parse_symbols(frame[column].to_list())
+        return Tickers(symbols=symbols, rejected=rejected)
+    symbols, rejected = parse_symbols([line.split(",")[0] for line in lines])
+    return Tickers(symbols=symbols, rejected=rejected)

@@ -1,0 +1,244 @@
+"""The feature table in the store: inputs fingerprint, parts and manifest.
+
+Layout: ``features/<version>/part-<n>.parquet`` plus ``features/manifest.json``, written
+last. Readers go through the manifest, so they never mix parts of two builds; the
+version is derived from the inputs and the config, so an unchanged build is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import polars as pl
+from pandera.errors import SchemaErrors
+
+from core import layout
+from core.config import FeatureSettings
+from core.errors import InputError
+from core.features.build import build_features
+from core.features.context import TARGET, Windows
+from core.features.market import market_frame
+from core.features.registry import (
+    code_version,
+    feature_names,
+    needs_market,
+    output_columns,
+    warmup_rows,
+)
+from core.features.schema import features_schema, non_finite_columns
+from core.storage import Store
+
+
+class FeatureQualityError(ValueError):
+    """Computed features broke the output schema (a formula produced NaN or inf)."""
+
+
+class MissingInputError(InputError):
+    """An upstream artifact this step needs is not in the store; the message says which."""
+
+
+def price_keys(store: Store) -> dict[str, str]:
+    """symbol -> key of its prices file, for every symbol usable downstream: symbols whose
+    last collection marked them ``insufficient`` (too short a history) are left out."""
+    excluded = set()
+    if store.exists(layout.INGESTION()):
+        table = store.read_parquet(layout.INGESTION())
+        excluded = set(table.filter(pl.col("status") == "insufficient")["symbol"].to_list())
+    keys = {}
+    for key in store.list(layout.PRICES.prefix):
+        parts = layout.PRICES.match(key)
+        if parts and parts["symbol"] not in excluded:
+            keys[parts["symbol"]] = key
+    if not keys:
+        raise MissingInputError(
+            f"no prices in {store.uri(layout.PRICES.prefix)}: run `python -m flows.collect` first"
+        )
+    return dict(sorted(keys.items()))
+
+
+def close_prices(store: Store) -> pl.DataFrame:
+    """symbol, date, close of every stored symbol (baselines and volatility terciles use them)."""
+    return (
+        store.scan_parquet(list(price_keys(store).values()))
+        .select("symbol", "date", "close")
+        .collect()
+    )
+
+
+def input_fingerprint(store: Store, keys: dict[str, str]) -> dict[str, list[Any]]:
+    """Per symbol: [last date, row count] of its stored prices (reads two columns only)."""
+    stats = (
+        store.scan_parquet(list(keys.values()))
+        .group_by("symbol")
+        .agg(pl.col("date").max().alias("last"), pl.len().alias("rows"))
+        .sort("symbol")
+        .collect()
+    )
+    return {sym: [str(last), rows] for sym, last, rows in stats.iter_rows()}
+
+
+def config_dict(cfg: FeatureSettings) -> dict[str, Any]:
+    """What, besides the inputs, decides the table's content."""
+    return {
+        "groups": cfg.groups,
+        "horizon": cfg.horizon,
+        "window_mode": cfg.window_mode,
+        "code": code_version(),
+    }
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def chunks(fingerprint: dict[str, list[Any]], symbols: list[str], max_rows: int) -> list[list[str]]:
+    """Consecutive groups of symbols holding at most ``max_rows`` stored rows (at least one symbol)."""
+    groups: list[list[str]] = [[]]
+    rows = 0
+    for symbol in symbols:
+        n = fingerprint[symbol][1]
+        if groups[-1] and rows + n > max_rows:
+            groups.append([])
+            rows = 0
+        groups[-1].append(symbol)
+        rows += n
+    return [g for g in groups if g]
+
+
+def write_market(
+    store: Store, symbols: list[str], cfg: FeatureSettings, version: str
+) -> str | None:
+    """The universe's market series (``core.features.market_frame``), written once per build
+    before the batches that join it; None when no feature group needs it."""
+    if not needs_market(cfg.groups):
+        return None
+    table = market_frame(
+        store.scan_parquet([layout.PRICES(symbol=s) for s in symbols]).select(
+            "symbol", "date", "close"
+        )
+    ).collect()
+    key = layout.MARKET(version=version)
+    store.write_parquet(key, table)
+    return key
+
+
+def build_chunk(
+    store: Store, keys: list[str], cfg: FeatureSettings, market: pl.LazyFrame | None = None
+) -> pl.DataFrame:
+    """Features of the symbols behind ``keys``, checked against the output schema and stored
+    as Float32 (what the regressors bin them to anyway; half the memory and disk).
+    ``market``: the whole universe's market series, for groups that need it."""
+    columns = output_columns(cfg.groups, cfg.horizon)
+    query = build_features(
+        store.scan_parquet(keys), cfg.groups, cfg.horizon, cfg.window_mode, market
+    )
+    table = query.with_columns(pl.exclude("symbol", "date", TARGET).cast(pl.Float32)).collect()
+    try:  # on the stored Float32 values: an overflow to inf is caught too
+        features_schema(columns, pl.Float32).validate(table, lazy=True)
+    except SchemaErrors as exc:
+        bad = non_finite_columns(table, columns)
+        raise FeatureQualityError(
+            f"feature table failed its schema; non-finite values in {bad or 'none'}: {exc}"
+        ) from None
+    return table
+
+
+def write_parts(
+    store: Store, fingerprint: dict[str, list[Any]], cfg: FeatureSettings, version: str, index: int,
+    log: Callable[[str], None] = lambda _: None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Build the symbols of ``fingerprint`` ``chunk_rows`` input rows at a time and write one
+    part per chunk; a chunk's write overlaps the next chunk's build."""
+    parts: list[dict[str, Any]] = []
+    market = (
+        store.scan_parquet([layout.MARKET(version=version)]) if needs_market(cfg.groups) else None
+    )
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending: Future[None] | None = None
+        for n, symbols in enumerate(chunks(fingerprint, list(fingerprint), cfg.chunk_rows)):
+            started = time.perf_counter()
+            table = build_chunk(store, [layout.PRICES(symbol=s) for s in symbols], cfg, market)
+            key = layout.FEATURE_PART(version=version, index=index, chunk=n)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(store.write_parquet, key, table, "lz4")
+            parts.append({"key": key, "rows": table.height, "symbols": len(symbols)})
+            log(
+                f"{key}: {len(symbols)} symbols, {table.height} rows built in {time.perf_counter() - started:.1f}s"
+            )
+        if pending is not None:
+            pending.result()
+    return parts
+
+
+def manifest(
+    cfg: FeatureSettings,
+    version: str,
+    fingerprint: dict[str, Any],
+    parts: list[dict[str, Any]],
+    seconds: float,
+) -> dict[str, Any]:
+    """``features/manifest.json``: what the table holds and what it was built from."""
+    return {
+        "version": version,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "groups": cfg.groups,
+        "features": feature_names(cfg.groups, cfg.horizon),
+        "target": TARGET,
+        "horizon": cfg.horizon,
+        "windows": Windows(cfg.horizon).as_dict(),
+        "warmup_rows": warmup_rows(cfg.groups, cfg.horizon),
+        "window_mode": cfg.window_mode,
+        "code_version": code_version(),
+        "rows": sum(p["rows"] for p in parts),
+        "symbols": len(fingerprint),
+        "parts": [p["key"] for p in parts],
+        "input_fingerprint": fingerprint,
+        "seconds": round(seconds, 2),
+    }
+
+
+def publish(store: Store, doc: dict[str, Any]) -> None:
+    """Make a build current: write its manifest, then delete older builds' files."""
+    manifest_key = layout.FEATURES_MANIFEST()
+    store.write_json(manifest_key, doc)
+    own = layout.FEATURE_PART.prefix + f"/{doc['version']}/"
+    for key in store.list(layout.FEATURE_PART.prefix):
+        if key != manifest_key and not key.startswith(own):
+            store.delete(key)
+
+
+def model_inputs(doc: dict[str, Any]) -> list[str]:
+    """The features a manifest's table holds, each once, in table order (what models use)."""
+    return list(dict.fromkeys(f for g in doc["groups"] for f in doc["features"][g]))
+
+
+def data_fingerprint(doc: dict[str, Any]) -> dict[str, str]:
+    """What a model or study was fitted on: the build's version and a digest of its inputs."""
+    return {"features_version": doc["version"], "inputs": digest(doc["input_fingerprint"])}
+
+
+def read_manifest(store: Store) -> dict[str, Any] | None:
+    key = layout.FEATURES_MANIFEST()
+    return store.read_json(key) if store.exists(key) else None
+
+
+def current_manifest(store: Store) -> dict[str, Any]:
+    """The current build's manifest; a clear error when there is none."""
+    doc = read_manifest(store)
+    if doc is None:
+        raise MissingInputError(
+            f"no feature table in {store.uri(layout.FEATURE_PART.prefix)}: run `python -m flows.features` first"
+        )
+    return doc
+
+
+def load_features(store: Store) -> pl.LazyFrame:
+    """The current feature table, as the manifest names it."""
+    return store.scan_parquet(current_manifest(store)["parts"])

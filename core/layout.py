@@ -1,0 +1,162 @@
+"""The store layout, a public contract: every key the pipeline reads or writes, in one place.
+
+Each ``Key`` is a pattern such as ``raw/prices/symbol={symbol}/data.parquet``; call it with
+the parts to get a key, ``match`` a key to get them back. ``KEYS`` lists them in the
+order of the README's layout table (a test holds the two together). The layout carries a
+version in ``store.json`` (recorded by the store's first write): a store written by an
+older version keeps working, through a migration here when a change needs one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from core.errors import InputError
+
+if TYPE_CHECKING:
+    from core.storage import Store
+
+LAYOUT_VERSION = 1  # stores written before store.json existed are version 1
+
+_FIELD = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+
+
+@dataclass(frozen=True)
+class Key:
+    """A key pattern of the store and what the key holds."""
+
+    pattern: str
+    holds: str
+
+    def __call__(self, **parts: Any) -> str:
+        return self.pattern.format(**parts)
+
+    @property
+    def readme(self) -> str:
+        """The pattern as the README writes it: ``raw/prices/symbol=<symbol>/data.parquet``."""
+        return _FIELD.sub(lambda m: f"<{m[1]}>", self.pattern)
+
+    @property
+    def prefix(self) -> str:
+        """The fixed folder part before the first field (where to list)."""
+        head = self.pattern.split("{", 1)[0]
+        return head.rsplit("/", 1)[0] if "{" in self.pattern else head
+
+    def match(self, key: str) -> dict[str, str] | None:
+        """The parts of a key of this pattern, or None when it is not one."""
+        parts: list[str] = []
+        regex = ""
+        last = 0
+        for m in _FIELD.finditer(self.pattern):
+            regex += re.escape(self.pattern[last : m.start()]) + f"(?P<{m[1]}>[^/]+)"
+            parts.append(m[1])
+            last = m.end()
+        found = re.fullmatch(regex + re.escape(self.pattern[last:]), key)
+        return found.groupdict() if found else None
+
+
+# Files of a training run folder (written locally, then uploaded with a hashed manifest).
+MODEL_DIR = "model"
+CALIBRATION_FILE = "calibration.json"
+METRICS_FILE = "metrics.json"
+TEST_PREDICTIONS_FILE = "test_predictions.parquet"
+PLOTS_DIR = "plots"
+MANIFEST_FILE = "manifest.json"
+OPTUNA_FILE = "optuna.db"  # the default Optuna study storage, beside (not in) a local store
+
+STORE_META = Key("store.json", "the layout version of the store, written on first use")
+PRICES = Key(
+    "raw/prices/symbol={symbol}/data.parquet",
+    "valid bars: `symbol, date, open, high, low, close, adj_close (nullable), volume`, sorted by date, unique dates",
+)
+QUARANTINE = Key(
+    "raw/quarantine/symbol={symbol}/{run_id}.parquet", "rejected rows plus `rule` and `detail`"
+)
+INGESTION = Key(
+    "raw/ingestion.parquet",
+    "per symbol: `symbol, status (ok/failed/no_data/insufficient), first_date, last_date, rows, attempts, last_attempt_at, last_success_at, error`",
+)
+QUALITY_REPORT = Key(
+    "raw/reports/{run_id}/quality.json", "counts per rule, per symbol and in total"
+)
+FEATURES_MANIFEST = Key(
+    "features/manifest.json",
+    "the current feature build: groups, features, horizon, windows, rows, parts, input fingerprint (written last)",
+)
+FEATURE_PART = Key(
+    "features/{version}/part-{index:05d}-{chunk:03d}.parquet",
+    "`symbol, date, <features>, y` (features Float32) of one batch and chunk",
+)
+MARKET = Key(
+    "features/{version}/market.parquet",
+    "the universe's market series of a build (groups that need it join it by date)",
+)
+RUN_MODEL = Key(
+    f"models/{{run_id}}/{MODEL_DIR}/{{file}}",
+    "the fitted model in its native format (`.cbm`, LightGBM text) plus `params.json` (and `scale.json` when volatility-scaled)",
+)
+RUN_CALIBRATION = Key(
+    f"models/{{run_id}}/{CALIBRATION_FILE}",
+    "the CQR calibration and the ACI state at the end of the test period",
+)
+RUN_METRICS = Key(
+    f"models/{{run_id}}/{METRICS_FILE}",
+    "test metrics of every method and both baselines, the splits",
+)
+RUN_TEST_PREDICTIONS = Key(
+    f"models/{{run_id}}/{TEST_PREDICTIONS_FILE}",
+    "the test rows' quantiles and intervals of every method",
+)
+RUN_PLOT = Key(
+    f"models/{{run_id}}/{PLOTS_DIR}/{{name}}.png",
+    "calibration, rolling coverage, three fan charts, feature importance",
+)
+RUN_MANIFEST = Key(
+    f"models/{{run_id}}/{MANIFEST_FILE}",
+    "run id, git commit, settings, features, data fingerprint, sha256 of every file of the run (written last)",
+)
+LATEST_RUN = Key("models/latest.json", '`{"run_id": ...}` of the newest complete run')
+PREDICTIONS = Key(
+    "predictions/{as_of}.parquet",
+    "raw and calibrated quantiles, the CQR interval and the CQR+ACI interval (`lo`, `hi`) per symbol",
+)
+ACI_STATE = Key("predictions/aci/{run_id}.json", "the ACI state the predict flow continues")
+BEST_PARAMS = Key(
+    "tuning/{study}/best_params.json", "best parameters, score, trial number, data fingerprint"
+)
+TUNING_PLOT = Key(
+    "tuning/{study}/plots/{name}.png", "optimization history and parameter importances"
+)
+
+KEYS: tuple[Key, ...] = (
+    STORE_META, PRICES, QUARANTINE, INGESTION, QUALITY_REPORT, FEATURES_MANIFEST, FEATURE_PART,
+    MARKET, RUN_MODEL, RUN_CALIBRATION, RUN_METRICS, RUN_TEST_PREDICTIONS, RUN_PLOT, RUN_MANIFEST,
+    LATEST_RUN, PREDICTIONS, ACI_STATE, BEST_PARAMS, TUNING_PLOT,
+)  # fmt: skip
+
+
+def run_key(run_id: str, rel: str) -> str:
+    """The key of a file of run ``run_id`` by its path inside the run folder."""
+    return f"models/{run_id}/{rel}"
+
+
+def store_meta() -> dict[str, Any]:
+    """The content of ``store.json`` that the first write into a store records."""
+    return {"layout_version": LAYOUT_VERSION, "created_at": dt.datetime.now(dt.UTC).isoformat()}
+
+
+def check_layout(store: Store) -> int:
+    """The store's layout version, read without writing anything. A store without
+    ``store.json`` (empty, or written before versions existed) is version 1. A store newer
+    than this code is refused; an older one is migrated here once a layout change needs it."""
+    key = STORE_META()
+    version = int(store.read_json(key).get("layout_version", 1)) if store.exists(key) else 1
+    if version > LAYOUT_VERSION:
+        raise InputError(
+            f"store {store.url} has layout version {version}, newer than this code's "
+            f"{LAYOUT_VERSION}: update the code before using it"
+        )
+    return version

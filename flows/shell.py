@@ -1,0 +1,128 @@
+"""The command line every flow shares: arguments -> settings overrides -> validation -> the
+flow -> one exit code (``core.errors.EXIT_CODES``).
+
+Each ``flows/<name>.py`` declares its ``COMMAND`` and hands over to it before importing
+Prefect, so ``--help`` and bad settings are answered without starting anything::
+
+    COMMAND = Command("collect", __doc__, (Arg("--store", "store root", setting="store"), ...))
+    if __name__ == "__main__":
+        raise SystemExit(COMMAND.main())
+
+The flow function (named like the module) takes the same parameters, for deployments;
+``COMMAND.start(**params)`` turns them into validated settings (and checks the store's
+layout version), and the module's
+``report(result)`` is what the terminal shows on success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from core.errors import EXIT_CODES, UserFacingError
+
+if TYPE_CHECKING:
+    from core.config import Settings
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One flag: where its value goes in the settings (``setting``, a dotted path) or, when
+    None, a parameter of the flow only. ``choices`` is read from a registry when the parser
+    is built; ``convert`` runs after parsing (its errors exit like any input error)."""
+
+    flag: str
+    help: str
+    setting: str | None = None
+    type: Callable[[str], Any] | None = None
+    choices: Callable[[], list[str]] | None = None
+    switch: bool = False
+    default: Any = None
+    convert: Callable[[Any], Any] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def csv_list(value: str) -> list[str]:
+    """``a,b, c`` -> ["a", "b", "c"]."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A flow's command line: ``python -m flows.<name>``."""
+
+    name: str
+    doc: str | None
+    args: Sequence[Arg]
+
+    def parser(self) -> argparse.ArgumentParser:
+        lines = (self.doc or "").strip().splitlines()
+        codes = "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+        parser = argparse.ArgumentParser(
+            prog=f"python -m flows.{self.name}",
+            description=lines[0] if lines else None,
+            epilog=f"Every flag is also a setting (SMA_*) or a flow parameter.\nexit codes:\n{codes}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        for arg in self.args:
+            if arg.switch:
+                parser.add_argument(arg.flag, action="store_true", default=None, help=arg.help)
+            else:
+                parser.add_argument(
+                    arg.flag, type=arg.type or str, default=arg.default, help=arg.help,
+                    choices=arg.choices() if arg.choices else None,
+                )  # fmt: skip
+        return parser
+
+    def overrides(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Settings overrides from flow parameters (None: not given)."""
+        nested: dict[str, Any] = {}
+        for arg in self.args:
+            value = params.get(arg.dest)
+            if arg.setting is None or value is None:
+                continue
+            *path, leaf = arg.setting.split(".")
+            node = nested
+            for part in path:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        return nested
+
+    def settings(self, **params: Any) -> Settings:
+        """Validated settings for these flow parameters (``ConfigError`` names what is wrong)."""
+        from core.config import load_settings
+
+        return load_settings(**self.overrides(params))
+
+    def start(self, **params: Any) -> Settings:
+        """What a flow does first: its settings, and a check of the store's layout version."""
+        from core.layout import check_layout
+        from core.storage import Store
+
+        settings = self.settings(**params)
+        check_layout(Store.open(settings.store_ref))
+        return settings
+
+    def main(self, argv: list[str] | None = None) -> int:
+        """Parse, validate, run the flow, print its report; the exit code of the outcome."""
+        args = self.parser().parse_args(argv)
+        params = {arg.dest: getattr(args, arg.dest) for arg in self.args}
+        try:
+            for arg in self.args:
+                if arg.convert is not None and params[arg.dest] is not None:
+                    params[arg.dest] = arg.convert(params[arg.dest])
+            self.settings(**params)  # bad settings fail here, before Prefect starts
+            module = importlib.import_module(f"flows.{self.name}")
+            result = getattr(module, self.name)(**params)
+        except UserFacingError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        print(module.report(result))
+        return 0

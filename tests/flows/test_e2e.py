@@ -1,0 +1,151 @@
+"""End to end against a real Prefect server: set-up, deployments, a process worker, S3
+(moto) as the store, and a local HTTP server standing in for Slack's webhook."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.storage import Store
+from tests.factories import ROOT, SAMPLE, SECRET, free_port
+
+pytestmark = pytest.mark.e2e
+PREFECT = str(Path(sys.executable).parent / "prefect")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """`prefect server start` on 127.0.0.1 (free port, fresh home); yields the env to talk to it."""
+    import urllib.request
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = os.environ | {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PYTHONPATH": str(ROOT)}  # fmt: skip
+    env.pop("PREFECT_LOCAL_STORAGE_PATH", None)
+    proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("prefect server did not start")
+        yield env
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def run(
+    cmd: list[str], env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def flow_run_state(env: dict[str, str], deployment: str, params: list[str]) -> tuple[str, str]:
+    """Run a deployment through a process worker; returns (final state name, all output)."""
+    started = run([PREFECT, "deployment", "run", deployment, *params], env)
+    assert started.returncode == 0, started.stderr
+    run_id = next(line.split()[-1] for line in started.stdout.splitlines() if "UUID" in line)
+    worker = run([PREFECT, "worker", "start", "--pool", "local", "--run-once"], env, timeout=400)
+    state = run([sys.executable, "-c", f"""
+from prefect.client.orchestration import get_client
+with get_client(sync_client=True) as c:
+    print(c.read_flow_run('{run_id}').state.name)
+"""], env)  # fmt: skip
+    return state.stdout.strip(), worker.stdout + worker.stderr
+
+
+def test_deployments_run_on_a_real_server_with_s3_and_slack(
+    server, s3_bucket, s3_endpoint, slack, tmp_path
+):
+    url, received = slack
+    env = server | {
+        "SMA_STORE": f"s3://{s3_bucket}/e2e",
+        "SMA_S3__ENDPOINT_URL": s3_endpoint,
+        "SMA_SLACK_WEBHOOK_URL": url,
+        "SMA_SOURCE": "local",
+        "SMA_SOURCE_PATH": str(SAMPLE / "prices"),
+        "SMA_TICKERS": str(SAMPLE / "tickers.csv"),
+        "SMA_START": "2013-01-01",
+        "SMA_END": "2018-02-07",
+        "SMA_WANDB_MODE": "disabled",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    setup = run([sys.executable, "-m", "deployments.setup"], env)
+    assert setup.returncode == 0, setup.stderr
+    assert "s3-bucket/sma-results" in setup.stdout and "automation" in setup.stdout
+    assert SECRET not in setup.stdout + setup.stderr and "testing" not in setup.stdout
+
+    deploy = run([PREFECT, "--no-prompt", "deploy", "--all"], env)
+    assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
+
+    check = run([sys.executable, "-c", """
+import json
+from prefect.client.orchestration import get_client
+with get_client(sync_client=True) as c:
+    out = {}
+    for name in ["collect/collect", "features/features", "train/train", "tune/tune", "predict/predict",
+                 "pipeline/pipeline", "collect/collect-ecs"]:
+        d = c.read_deployment_by_name(name)
+        out[name] = {"pool": d.work_pool_name,
+                     "schedules": [{"cron": s.schedule.cron, "tz": s.schedule.timezone,
+                                    "day_or": s.schedule.day_or} for s in d.schedules]}
+    out["automations"] = [a.name for a in c.read_automations()]
+print(json.dumps(out))
+"""], env)  # fmt: skip
+    assert check.returncode == 0, check.stderr
+    import json
+
+    got = json.loads(check.stdout.strip().splitlines()[-1])
+    assert got["collect/collect"]["schedules"] == [
+        {"cron": "30 18 * * 1-5", "tz": "America/New_York", "day_or": True}
+    ]
+    assert got["train/train"]["schedules"][0]["cron"] == "0 8 * * 6"
+    assert got["tune/tune"]["schedules"] == [
+        {"cron": "0 6 1-7 * 0", "tz": "America/New_York", "day_or": False}
+    ]
+    assert got["predict/predict"]["schedules"][0]["cron"] == "0 20 * * 1-5"
+    assert (
+        got["pipeline/pipeline"]["schedules"] == [] and got["collect/collect-ecs"]["pool"] == "ecs"
+    )
+    assert "sma-flow-run-failed" in got["automations"]
+    assert any(
+        name.startswith("features") for name in got["automations"]
+    )  # the trigger on collect's completion
+
+    state, output = flow_run_state(env, "collect/collect", [])
+    assert state == "Completed", output[-3000:]
+    store = Store(f"s3://{s3_bucket}/e2e", endpoint_url=s3_endpoint)
+    assert store.exists("raw/prices/symbol=AOS/data.parquet")
+    assert store.exists("raw/ingestion.parquet")
+    assert store.list("prefect-results"), "task results should persist to the S3 block"
+
+    received.clear()
+    state, output = flow_run_state(
+        env, "collect/collect", ["--param", f"tickers={tmp_path / 'missing.csv'}"]
+    )
+    assert state == "Failed"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(received) < 2:
+        time.sleep(1)
+    texts = [r["json"]["text"] for r in received]
+    hook = [t for t in texts if t.startswith(":rotating_light:")]
+    assert len(hook) == 1 and "Flow *collect*" in hook[0] and "tickers file not found" in hook[0]
+    assert "Deployment: collect" in hook[0]
+    assert any("ended Failed" in t for t in texts if t not in hook), (
+        texts
+    )  # the server's automation
+    assert all(SECRET not in t for t in texts) and SECRET not in output

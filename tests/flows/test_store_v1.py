@@ -1,0 +1,88 @@
+"""A store written by the main of 2026-11-29 (layout version 1, before ``store.json``
+existed; tests/data/store_v1) keeps working with every flow of today's code."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from core import layout
+from core.storage import Store
+from flows.collect import collect
+from flows.features import features
+from flows.predict import predict
+from flows.train import COMMAND as TRAIN
+from flows.tune import tune
+from tests.factories import SAMPLE, STORE_V1
+
+pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
+SYMBOLS = ["AAPL", "JPM", "KO", "LNT", "XOM"]
+
+
+@pytest.fixture()
+def old_store(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("SMA_WANDB_MODE", "disabled")
+    store = tmp_path / "store"
+    shutil.copytree(STORE_V1, store)
+    return store
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_predict_reads_the_old_run_and_features(old_store):
+    before = files(old_store)
+    run_id = Store(str(old_store)).read_json("models/latest.json")["run_id"]
+    summary: dict[str, Any] = predict(store=str(old_store))  # pyright: ignore[reportAssignmentType]
+    assert summary["run_id"] == run_id and summary["symbols"] == len(SYMBOLS)
+    assert summary["as_of"] == "2017-12-29"
+    after = files(old_store)
+    # Every old file is byte for byte as it was, except the ACI state the run continues;
+    # the store is marked with its layout version on this first write.
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed <= {f"predictions/aci/{run_id}.json", "predictions/2017-12-29.parquet"}
+    assert Store(str(old_store)).read_json("store.json")["layout_version"] == 1
+
+
+def test_collect_continues_the_old_prices_incrementally(old_store, tmp_path):
+    tickers = tmp_path / "tickers.csv"
+    tickers.write_text("Symbol\n" + "\n".join(SYMBOLS) + "\n")
+    old_ko = Store(str(old_store)).read_parquet(layout.PRICES(symbol="KO"))
+    summary: dict[str, Any] = collect(
+        tickers=str(tickers), source="local", source_path=str(SAMPLE / "prices"),
+        store=str(old_store), start=dt.date(2015, 6, 1), end=dt.date(2018, 1, 31),
+    )  # pyright: ignore[reportAssignmentType]  # fmt: skip
+    assert summary["ok"] == len(SYMBOLS) and not summary["refetched_full"]
+    ko = Store(str(old_store)).read_parquet(layout.PRICES(symbol="KO"))
+    assert ko.head(old_ko.height).equals(old_ko)  # old rows kept as they were
+    assert ko["date"].max() == dt.date(2018, 1, 31) and summary["new_rows"] == 5 * 21
+    ingestion = Store(str(old_store)).read_parquet(layout.INGESTION())
+    assert (
+        ingestion.filter(pl.col("symbol") == "KO")["attempts"].item() == 2
+    )  # the old count goes on
+
+
+def test_features_train_and_tune_read_the_old_store(old_store, tmp_path, monkeypatch):
+    store = Store(str(old_store))
+    old_manifest = store.read_json(layout.FEATURES_MANIFEST())
+    doc: dict[str, Any] = features(store=str(old_store), groups=["seed", "risk"])  # pyright: ignore[reportAssignmentType]
+    assert not doc["skipped"] and doc["version"] != old_manifest["version"]  # new feature code
+    assert (
+        doc["rows"] == old_manifest["rows"]
+        and doc["input_fingerprint"] == old_manifest["input_fingerprint"]
+    )
+    # The old tuning result still feeds `train --params best`.
+    assert TRAIN.main(["--store", str(old_store), "--model", "lightgbm", "--params", "best"]) == 0
+    run = store.read_json("models/latest.json")["run_id"]
+    manifest = store.read_json(f"models/{run}/manifest.json")
+    assert manifest["params_source"].endswith("tuning/lightgbm/best_params.json")
+    monkeypatch.setenv("SMA_OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
+    monkeypatch.setenv("SMA_TUNING__FOLDS", "2")
+    result: dict[str, Any] = tune(store=str(old_store), model="lightgbm", trials=1, study="again")  # pyright: ignore[reportAssignmentType]
+    assert result["trials"] == 1

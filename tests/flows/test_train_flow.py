@@ -1,0 +1,181 @@
+"""Train and predict flows under a real (temporary) Prefect server, on the sample."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from core.runs import sha256
+from core.storage import Store
+from flows.features import features
+from flows.predict import COMMAND as PREDICT
+from flows.predict import predict
+from flows.train import COMMAND as TRAIN
+from flows.train import train
+
+pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
+FAST = {"num_boost_round": 200, "min_data_in_leaf": 50}
+
+
+@pytest.fixture(scope="module")
+def featured(collected: Path, tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("featured") / "store"
+    shutil.copytree(collected, store)
+    features(store=str(store))  # the default groups: seed and risk
+    return store
+
+
+@pytest.fixture()
+def store_dir(featured: Path, tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("SMA_WANDB_MODE", "offline")
+    monkeypatch.setenv("SMA_TRACKING__DIRECTORY", str(tmp_path / "wandb"))
+    target = tmp_path / "store"
+    shutil.copytree(featured, target)
+    return target
+
+
+def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
+    result: dict[str, Any] = train(store=str(store_dir), model="lightgbm", params=FAST)  # pyright: ignore[reportAssignmentType]
+    store = Store(str(store_dir))
+    run_id = result["run_id"]
+    assert store.read_json("models/latest.json") == {"run_id": run_id}
+    prefix = f"models/{run_id}"
+    metrics = store.read_json(f"{prefix}/metrics.json")
+    assert (
+        metrics["run_id"] == run_id and metrics["model"] == "lightgbm" and metrics["horizon"] == 3
+    )
+    assert metrics["target_coverage"] == 0.8
+    for method in ("raw", "cqr", "cqr_aci"):
+        assert {"pinball_mean", "coverage", "mean_width", "winkler", "rank_ic_mean"} <= set(
+            metrics["test"][method]
+        )
+        assert set(metrics["test"][method]["coverage_by_vol_tercile"]) == {"1", "2", "3"}
+    assert set(metrics["baselines"]) == {"historical", "ewma"}
+    assert 0.65 < metrics["test"]["cqr_aci"]["coverage"] < 0.95
+
+    preds = store.read_parquet(f"{prefix}/test_predictions.parquet")
+    assert {
+        "symbol",
+        "date",
+        "y",
+        "q_0.1",
+        "q_0.9",
+        "lo_raw",
+        "hi_cqr",
+        "lo_cqr_aci",
+        "hi_cqr_aci",
+    } <= set(preds.columns)
+    assert preds.height == metrics["rows"]["test"]
+    manifest = store.read_json(f"{prefix}/manifest.json")
+    assert manifest["features"][0] == "symbol" and len(manifest["features"]) == 48 + 19
+    assert metrics["volatility_scaled"] is True  # the risk group is there: scaled targets
+    assert (
+        manifest["data_fingerprint"]["features_version"]
+        == store.read_json("features/manifest.json")["version"]
+    )
+    assert manifest["settings"]["model"]["params"] == FAST
+    for rel, digest in manifest["files"].items():
+        assert sha256(store.read_bytes(f"{prefix}/{rel}")) == digest
+    assert {"model/params.json", "model/quantile_0.5.txt", "model/scale.json", "calibration.json", "plots/calibration.png",
+            "plots/rolling_coverage.png", "plots/feature_importance.png"} <= set(manifest["files"])  # fmt: skip
+    assert sum(f.startswith("plots/fan_") for f in manifest["files"]) == 3
+    assert "| cqr_aci |" in result["model_card"] and "baseline ewma" in result["model_card"]
+    offline = list((tmp_path / "wandb").rglob("offline-run-*"))
+    assert offline and any(p.suffix == ".wandb" for p in offline[0].rglob("*"))
+
+    summary: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
+    out = store.read_parquet(f"predictions/{summary['as_of']}.parquet")
+    assert out.height == summary["symbols"] == 39  # not APTV: its collection marked it insufficient
+    assert (out["lo"] <= out["q_0.5"]).all() and (out["q_0.5"] <= out["hi"]).all()
+    assert (out["run_id"] == run_id).all()
+    state_key = f"predictions/aci/{run_id}.json"
+    state = store.read_json(state_key)
+
+    # Ten dates later the outcomes of those dates are known: the next prediction folds them in.
+    # (the state as it was 10 dates ago: only outcomes at least h dates older were folded in)
+    keep = len(state["history"]) - 10
+    applied = keep - state["horizon"] + 1
+    history = state["history"]
+    undone = sum(state["target_alpha"] - err for _, err in history[applied : state["applied"]])
+    rewound = state | {
+        "history": history[:keep],
+        "applied": applied,
+        "alpha_t": state["alpha_t"] - state["gamma"] * undone,
+    }
+    store.write_json(state_key, rewound)
+    again: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
+    assert again["outcomes_added"] > 0
+    assert store.read_json(state_key)["history"][-1][0] == state["history"][-1][0]
+    assert again["aci_alpha"] == pytest.approx(summary["aci_alpha"])
+
+
+def test_tampered_model_is_refused_and_missing_inputs_exit_2(
+    store_dir, tmp_path, capsys, monkeypatch
+):
+    assert TRAIN.main(["--store", str(store_dir), "--model", "historical"]) == 0
+    store = Store(str(store_dir))
+    run_id = store.read_json("models/latest.json")["run_id"]
+    calibration = Path(store.path(f"models/{run_id}/calibration.json"))
+    doc = json.loads(calibration.read_text())
+    doc["cqr"]["q_lo"] = -1.0  # a quietly narrowed interval
+    calibration.write_text(json.dumps(doc))
+    assert PREDICT.main(["--store", str(store_dir)]) == 3
+    assert "calibration.json does not match" in capsys.readouterr().err
+    assert not store.list("predictions")
+
+    assert TRAIN.main(["--store", str(tmp_path / "empty")]) == 2
+    assert "no feature table" in capsys.readouterr().err
+    assert PREDICT.main(["--store", str(tmp_path / "empty")]) == 2
+    monkeypatch.setenv("SMA_MODEL__VOLATILITY_SCALING", "on")
+    features(store=str(store_dir), groups=["seed"])
+    assert TRAIN.main(["--store", str(store_dir), "--model", "lightgbm"]) == 2
+    assert "needs the 'risk' feature group" in capsys.readouterr().err
+    monkeypatch.delenv("SMA_MODEL__VOLATILITY_SCALING")
+    bad = tmp_path / "params.json"
+    bad.write_text("[1, 2]")
+    assert TRAIN.main(["--store", str(store_dir), "--params", str(bad)]) == 2
+    assert "JSON object" in capsys.readouterr().err
+
+
+def test_baseline_model_run_predicts(store_dir):
+    train(store=str(store_dir), model="ewma")
+    summary: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
+    out = Store(str(store_dir)).read_parquet(f"predictions/{summary['as_of']}.parquet")
+    assert out.filter(pl.col("hi") > pl.col("lo")).height == out.height
+
+
+def test_tune_writes_best_params_resumes_and_train_uses_them(
+    store_dir, tmp_path, monkeypatch, capsys
+):
+    from flows.tune import tune
+
+    monkeypatch.setenv("SMA_OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
+    monkeypatch.setenv("SMA_MODEL__PARAMS", json.dumps({"num_boost_round": 60}))
+    assert TRAIN.main(["--store", str(store_dir), "--model", "lightgbm", "--params", "best"]) == 2
+    assert "no tuned parameters" in capsys.readouterr().err
+
+    first: dict[str, Any] = tune(
+        store=str(store_dir), model="lightgbm", trials=5, concurrency=2, study="s1"
+    )  # pyright: ignore[reportAssignmentType]
+    store = Store(str(store_dir))
+    best = store.read_json("tuning/s1/best_params.json")
+    assert best["trials"] == 5 and best["model"] == "lightgbm" and set(best["params"]) == {
+        "num_leaves", "learning_rate", "min_data_in_leaf", "feature_fraction", "lambda_l2"}  # fmt: skip
+    assert best["score"] == first["score"] and best["data_fingerprint"]["features_version"]
+    assert store.exists("tuning/s1/plots/optimization_history.png")
+
+    again: dict[str, Any] = tune(store=str(store_dir), model="lightgbm", trials=2, study="s1")  # pyright: ignore[reportAssignmentType]
+    assert again["trials"] == 7  # resumed, not restarted
+
+    monkeypatch.setenv("SMA_TUNING__STUDY", "s1")
+    assert TRAIN.main(["--store", str(store_dir), "--model", "lightgbm", "--params", "best"]) == 0
+    run_id = store.read_json("models/latest.json")["run_id"]
+    manifest = store.read_json(f"models/{run_id}/manifest.json")
+    assert manifest["params_source"].endswith("tuning/s1/best_params.json")
+    tuned = store.read_json("tuning/s1/best_params.json")["params"]
+    assert {k: manifest["settings"]["model"]["params"][k] for k in tuned} == tuned

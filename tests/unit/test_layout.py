@@ -1,0 +1,61 @@
+"""The store layout: one module holds every key, the README's table lists the same keys,
+and a store carries its layout version."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from core import layout
+from core.errors import InputError
+from core.storage import Store
+from tests.factories import ROOT
+
+
+def readme_layout_keys() -> list[str]:
+    """The first column of the README's store layout table, in order."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Store layout", 1)[1].split("\n#", 1)[0]
+    return re.findall(r"^\| `([^`]+)` \|", section, flags=re.MULTILINE)
+
+
+def test_readme_table_lists_exactly_the_layout_keys():
+    assert readme_layout_keys() == [key.readme for key in layout.KEYS]
+
+
+def test_keys_format_and_match_back():
+    key = layout.PRICES(symbol="BRK-B")
+    assert key == "raw/prices/symbol=BRK-B/data.parquet"
+    assert layout.PRICES.match(key) == {"symbol": "BRK-B"}
+    assert layout.PRICES.match("raw/prices/symbol=BRK-B/other.parquet") is None
+    assert layout.PRICES.prefix == "raw/prices"
+    part = layout.FEATURE_PART(version="abc", index=3, chunk=1)
+    assert part == "features/abc/part-00003-001.parquet"
+    assert layout.FEATURE_PART.match(part) == {"version": "abc", "index": "00003", "chunk": "001"}
+    assert layout.FEATURE_PART.readme == "features/<version>/part-<index>-<chunk>.parquet"
+    assert layout.run_key("r1", "model/params.json") == layout.RUN_MODEL(
+        run_id="r1", file="params.json"
+    )
+
+
+def test_first_write_records_the_layout_version_and_reads_write_nothing(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    assert layout.check_layout(store) == layout.LAYOUT_VERSION
+    assert not (tmp_path / "s").exists()  # checking an empty store writes nothing
+    store.write_json("a/b.json", {"x": 1})
+    meta = store.read_json(layout.STORE_META())
+    assert meta["layout_version"] == layout.LAYOUT_VERSION and "created_at" in meta
+    store.write_json(layout.STORE_META(), meta | {"layout_version": layout.LAYOUT_VERSION + 1})
+    with pytest.raises(InputError, match=r"layout version 2, newer than this code's 1"):
+        layout.check_layout(Store(str(tmp_path / "s")))
+
+
+def test_a_store_without_version_is_layout_1_and_keeps_its_marker(tmp_path):
+    store = Store(str(tmp_path / "old"))
+    (tmp_path / "old" / "raw").mkdir(parents=True)
+    assert layout.check_layout(store) == 1
+    store.write_json("raw/x.json", {})
+    first = store.read_bytes(layout.STORE_META())
+    Store(str(tmp_path / "old")).write_json("raw/y.json", {})  # a later writer keeps it as it is
+    assert store.read_bytes(layout.STORE_META()) == first

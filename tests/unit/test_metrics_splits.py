@@ -1,0 +1,66 @@
+import datetime as dt
+from itertools import pairwise
+
+import numpy as np
+import polars as pl
+import pytest
+
+from core.modeling.metrics import (
+    coverage,
+    coverage_by,
+    crossing_rate,
+    mean_width,
+    pinball,
+    quantile_coverage,
+    rank_ic,
+    winkler,
+)
+from core.modeling.splits import make_splits, segment_expr
+
+
+def test_metrics_against_hand_computed_values():
+    y = np.array([0.0, 1.0, -1.0, 2.0])
+    preds = np.array([[-1.0, 0.0, 1.0], [0.0, 0.5, 1.5], [-0.5, 0.0, 0.5], [0.0, 1.0, 1.0]])
+    q = [0.1, 0.5, 0.9]
+    loss = pinball(y, preds, q)
+    # q=0.1: diffs 1, 1, -0.5, 2 -> 0.1, 0.1, 0.45, 0.2 -> mean 0.2125
+    assert loss["pinball_0.1"] == pytest.approx(0.2125)
+    # q=0.5: diffs 0, 0.5, -1, 1 -> 0, 0.25, 0.5, 0.5 -> 0.3125
+    assert loss["pinball_0.5"] == pytest.approx(0.3125)
+    lo, hi = preds[:, 0], preds[:, 2]
+    assert coverage(y, lo, hi) == 0.5  # rows 0 and 1 inside
+    assert mean_width(lo, hi) == pytest.approx((2 + 1.5 + 1 + 1) / 4)
+    # misses: row 2 by 0.5 below, row 3 by 1 above; alpha 0.2 -> penalty 10 x miss
+    assert winkler(y, lo, hi, 0.2) == pytest.approx((5.5 + 10 * 0.5 + 10 * 1.0) / 4)
+    assert quantile_coverage(y, preds, q)["coverage_0.5"] == 0.5
+    assert crossing_rate(np.array([[0, 1, 2], [0, 2, 1], [1, 1, 1]])) == pytest.approx(1 / 3)
+    assert coverage_by(y, lo, hi, np.array([1, 1, 2, 2])) == {"1": 1.0, "2": 0.0}
+
+
+def test_rank_ic():
+    dates = np.array([1, 1, 1, 2, 2, 2])
+    y = np.array([1.0, 2.0, 3.0, 1.0, 2.0, 3.0])
+    perfect = rank_ic(dates, y, y)
+    assert perfect["rank_ic_mean"] == pytest.approx(1.0)
+    mixed = rank_ic(dates, y, np.array([1.0, 2.0, 3.0, 3.0, 2.0, 1.0]))
+    assert mixed["rank_ic_mean"] == pytest.approx(0.0)
+
+
+def test_splits_fractions_order_and_embargo():
+    days = pl.date_range(dt.date(2015, 1, 1), dt.date(2020, 12, 31), eager=True)
+    days = days.filter(days.dt.weekday() <= 5)
+    splits = make_splits(days, embargo=3, lookback_days=1960)
+    trading = days.to_list()
+    order = [splits.train, splits.val, splits.cal, splits.test]
+    assert splits.test[1] == trading[-1]
+    assert splits.train[0] >= trading[-1] - dt.timedelta(days=1960)
+    for (_, end), (start, _) in pairwise(order):
+        gap = trading.index(start) - trading.index(end)
+        assert gap == 4  # 3 embargoed dates between: no h-day target reaches the next segment
+    sizes = [trading.index(b) - trading.index(a) + 1 for a, b in order]
+    total = sum(sizes) + 9
+    assert [round(s / total, 1) for s in sizes] == [0.6, 0.1, 0.2, 0.1]
+    frame = pl.DataFrame({"date": trading}).with_columns(segment_expr(splits))
+    assert frame["segment"].null_count() == 9 + (len(trading) - total)
+    with pytest.raises(ValueError, match="too few dates"):
+        make_splits(days.head(20), embargo=5)

@@ -1,0 +1,72 @@
+"""Registries are the single source of names: settings, CLI choices, tuning and the README
+read them, so a new model, collector or feature group is one module plus one entry."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from core.config import ConfigError, load_settings
+from core.data.collectors import COLLECTORS, CollectorSpec, FetchResult, make_collector
+from core.data.prices import empty_prices
+from core.features.registry import GROUPS
+from core.modeling.models import MODELS, make_model, tunable
+from core.modeling.models.base import ModelSpec
+from core.modeling.models.baselines import EWMA, Baseline
+from flows import collect, features, train, tune
+from tests.factories import ROOT
+
+
+def choices(command, flag: str) -> list[str]:
+    action = next(a for a in command.parser()._actions if flag in a.option_strings)
+    return list(action.choices or [])
+
+
+def test_cli_choices_and_settings_come_from_the_registries():
+    assert choices(train.COMMAND, "--model") == list(MODELS)
+    assert choices(tune.COMMAND, "--model") == tunable() == ["catboost", "lightgbm"]
+    assert choices(collect.COMMAND, "--source") == list(COLLECTORS)
+    with pytest.raises(ConfigError, match=r"unknown model 'xgb'; known: catboost, lightgbm"):
+        load_settings(model={"name": "xgb"})
+    with pytest.raises(ConfigError, match=r"unknown source 'bloomberg'; known: yfinance"):
+        load_settings(source="bloomberg")
+    with pytest.raises(ConfigError, match=r"unknown feature group 'x'; known: seed"):
+        load_settings(features={"groups": ["seed", "x"]})
+
+
+def test_a_new_registry_entry_is_all_a_new_model_or_collector_needs(monkeypatch):
+    """One entry makes a name valid in settings, in the CLI, and buildable."""
+    spec = ModelSpec(
+        name="ewma2",
+        summary="a second EWMA",
+        build=lambda q, f, h, p: Baseline("ewma", q, h),
+        load=Baseline.load,
+    )
+    monkeypatch.setitem(MODELS, "ewma2", spec)
+    assert load_settings(model={"name": "ewma2"}).model.name == "ewma2"
+    assert "ewma2" in choices(train.COMMAND, "--model") and "ewma2" not in tunable()
+    assert isinstance(make_model("ewma2", [0.1, 0.9], ["symbol"], 3), Baseline)
+
+    class Empty:
+        name = "empty"
+
+        def fetch(self, symbols, start, end) -> FetchResult:
+            return FetchResult(bars=empty_prices())
+
+    monkeypatch.setitem(COLLECTORS, "empty", CollectorSpec(lambda job: Empty(), "nothing"))
+    settings = load_settings(source="empty")
+    assert "empty" in choices(collect.COMMAND, "--source")
+    assert (
+        make_collector(settings.collect_job(dt.date(2024, 1, 2)))
+        .fetch(["A"], dt.date(2024, 1, 1), dt.date(2024, 1, 2))
+        .bars.is_empty()
+    )
+    assert EWMA.name == "ewma"
+
+
+def test_readme_names_every_registered_model_collector_and_feature_group():
+    text = (ROOT / "README.md").read_text()
+    for name in [*MODELS, *COLLECTORS, *GROUPS]:
+        assert f"`{name}`" in text, name
+    assert "--groups" in (features.__doc__ or "")  # the flow documents its flags
