@@ -28,22 +28,35 @@ from pathlib import Path
 UV_VERSION = "0.13.9"
 # sha256 of the uv wheels this project accepts, by (system, machine).
 UV_WHEELS = {
-    ("Linux", "x86_64"): ("uv-0.13.9-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-                          "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19"),
-    ("Linux", "aarch64"): ("uv-0.13.9-py3-none-manylinux_2_28_aarch64.whl",
-                           "ecb6028d79dc96fbeafffe5c8af62a7099487ebc05a701e76714eebcffd06375"),
-    ("Darwin", "x86_64"): ("uv-0.13.9-py3-none-macosx_10_12_x86_64.whl",
-                           "c16ed11e013557536b3e60065f1b912f6407bd6518e041b961e23ef9e6b4fbf5"),
-    ("Darwin", "arm64"): ("uv-0.13.9-py3-none-macosx_11_0_arm64.whl",
-                          "66c512266d633bef48384a1f53003f41f2a8e7b36fe6e7fbfd3e0fd52d96fa63"),
-}  # fmt: skip
+    ("Linux", "x86_64"): (
+        "uv-0.13.9-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+    ),
+    ("Linux", "aarch64"): (
+        "uv-0.13.9-py3-none-manylinux_2_28_aarch64.whl",
+        "ecb6028d79dc96fbeafffe5c8af62a7099487ebc05a701e76714eebcffd06375",
+    ),
+    ("Darwin", "x86_64"): (
+        "uv-0.13.9-py3-none-macosx_10_12_x86_64.whl",
+        "c16ed11e013557536b3e60065f1b912f6407bd6518e041b961e23ef9e6b4fbf5",
+    ),
+    ("Darwin", "arm64"): (
+        "uv-0.13.9-py3-none-macosx_11_0_arm64.whl",
+        "66c512266d633bef48384a1f53003f41f2a8e7b36fe6e7fbfd3e0fd52d96fa63",
+    ),
+}
 
 # System libraries that wheels load at run time: (what, why, how to install it).
 SYSTEM_LIBRARIES = {
-    "Linux": [("libgomp.so.1", "the OpenMP runtime LightGBM loads",
-               "apt-get install libgomp1 (Debian/Ubuntu), dnf install libgomp (Fedora/RHEL), apk add libgomp (Alpine)")],
+    "Linux": [
+        (
+            "libgomp.so.1",
+            "the OpenMP runtime LightGBM loads",
+            "apt-get install libgomp1 (Debian/Ubuntu), dnf install libgomp (Fedora/RHEL), apk add libgomp (Alpine)",
+        )
+    ],
     "Darwin": [("libomp.dylib", "the OpenMP runtime LightGBM loads", "brew install libomp")],
-}  # fmt: skip
+}
 
 
 def fail(message: str) -> None:

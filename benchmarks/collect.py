@@ -94,8 +94,11 @@ def measure(name: str, prefect_home: Path) -> dict[str, Any]:
         started = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.collect", "--child", *args],
-            env=env, capture_output=True, text=True, cwd=ROOT,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         wall = time.perf_counter() - started
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if proc.returncode or line is None:

@@ -76,8 +76,11 @@ def measure(store_dir: Path, groups: str, mode: str) -> dict[str, float]:
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.features", "--child", str(store_dir), groups, mode],
-        env=env, capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         raise SystemExit(f"failed ({proc.returncode}):\n{proc.stderr[-3000:]}")

@@ -47,11 +47,15 @@ def row(model: str, groups: str, metrics: dict[str, Any], fit_s: float) -> str:
 
 QUANTILES = [0.1, 0.25, 0.5, 0.75, 0.9]
 CV_CANDIDATES: dict[str, list[dict[str, Any]]] = {
-    "lightgbm": [{"num_leaves": 31, "min_data_in_leaf": 200}, {"num_leaves": 7, "min_data_in_leaf": 2000},
-                 {"num_leaves": 3, "min_data_in_leaf": 5000}, {"num_leaves": 2, "min_data_in_leaf": 5000},
-                 {"num_leaves": 2, "min_data_in_leaf": 20000}],
+    "lightgbm": [
+        {"num_leaves": 31, "min_data_in_leaf": 200},
+        {"num_leaves": 7, "min_data_in_leaf": 2000},
+        {"num_leaves": 3, "min_data_in_leaf": 5000},
+        {"num_leaves": 2, "min_data_in_leaf": 5000},
+        {"num_leaves": 2, "min_data_in_leaf": 20000},
+    ],
     "catboost": [{"depth": 5}, {"depth": 2}, {"depth": 1}],
-}  # fmt: skip
+}
 
 
 def foresight_bound(store: str, metrics: dict[str, Any], horizon: int) -> dict[str, float]:
@@ -151,8 +155,14 @@ def main() -> None:
             "Symbol\n" + "\n".join(sorted(p.stem for p in YAHOO.glob("*.csv"))) + "\n"
         )
         started = time.perf_counter()
-        collect(tickers=str(tickers), source="local", source_path=str(YAHOO), store=store,
-                start=dt.date(2005, 1, 1), end=dt.date(2021, 2, 5))  # fmt: skip
+        collect(
+            tickers=str(tickers),
+            source="local",
+            source_path=str(YAHOO),
+            store=store,
+            start=dt.date(2005, 1, 1),
+            end=dt.date(2021, 2, 5),
+        )
         print(f"collect: {time.perf_counter() - started:.0f} s")
         lines = [
             "| model | groups | fit s | raw cov | CQR cov | CQR+ACI cov | ACI cov by vol tercile (low/mid/high) | "

@@ -45,9 +45,11 @@ def main() -> int:
     print(
         f"symbols: {bars['symbol'].n_unique()} read, {len(fetched.failures)} unreadable {fetched.failures or ''}"
     )
-    print(f"rows: {bars.height} in, {result.valid.height} valid, {result.quarantine.height} quarantined "
-          f"({'every row accounted for' if accounted == bars.height else 'ROWS LOST'}); "
-          f"valid (symbol, date) unique: {unique}; rules ran in {seconds:.2f} s")  # fmt: skip
+    print(
+        f"rows: {bars.height} in, {result.valid.height} valid, {result.quarantine.height} quarantined "
+        f"({'every row accounted for' if accounted == bars.height else 'ROWS LOST'}); "
+        f"valid (symbol, date) unique: {unique}; rules ran in {seconds:.2f} s"
+    )
     print("quarantined by rule:")
     for rule, n in (
         result.quarantine.group_by("rule").len().sort("len", descending=True).iter_rows()

@@ -42,8 +42,14 @@ def main() -> None:
         tickers.write_text(
             "Symbol\n" + "\n".join(sorted(p.stem for p in YAHOO.glob("*.csv"))) + "\n"
         )
-        collect(tickers=str(tickers), source="local", source_path=str(YAHOO), store=store,
-                start=dt.date(2005, 1, 1), end=dt.date(2021, 2, 5))  # fmt: skip
+        collect(
+            tickers=str(tickers),
+            source="local",
+            source_path=str(YAHOO),
+            store=store,
+            start=dt.date(2005, 1, 1),
+            end=dt.date(2021, 2, 5),
+        )
         features(store=store, groups=["seed"])
         lines = [
             "| model | trials (pruned) | wall s | trials per hour | best fold pinball | test pinball default | test pinball tuned | change |",

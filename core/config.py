@@ -100,7 +100,7 @@ class SyntheticSettings(BaseModel):
 
 
 class QualitySettings(BaseModel):
-    """Thresholds of the data-quality rules (see ``core.quality``)."""
+    """Thresholds of the data-quality rules (see ``core.data.quality``)."""
 
     ohlc_tolerance: float = Field(
         default=0.005,
@@ -197,7 +197,7 @@ class ModelSettings(BaseModel):
     )
     volatility_scaling: Literal["auto", "on", "off"] = Field(
         default="auto",
-        description="Fit GBMs on returns divided by a volatility forecast (core.models.scaled); "
+        description="Fit GBMs on returns divided by a volatility forecast (core.modeling.models.scaled); "
         "'auto': when the features include the 'risk' group.",
     )
     params: dict[str, Any] = Field(
@@ -343,16 +343,15 @@ class Settings(BaseSettings):
         return StoreRef(url=self.store, endpoint_url=self.s3.endpoint_url, region=self.s3.region)
 
     def collect_job(self, today: dt.date | None = None) -> CollectJob:
-        """What a collection task depends on, and nothing else (its cache key)."""
-        return CollectJob(
-            source=self.source, source_path=self.source_path, start=self.start,
-            end=self.end or (today or dt.date.today()), full_refresh=self.full_refresh,
-            collect=self.collect, quality=self.quality, synthetic=self.synthetic,
-        )  # fmt: skip
+        """What a collection task depends on, and nothing else (its cache key): the fields
+        of ``CollectJob`` taken from these settings, with ``end`` resolved to a date."""
+        fields = {name: getattr(self, name) for name in CollectJob.model_fields}
+        return CollectJob(**fields | {"end": self.end or (today or dt.date.today())})
 
 
 class CollectJob(BaseModel):
-    """The settings one collection batch uses: source, date range, rules (``end`` resolved)."""
+    """The settings one collection batch uses: source, date range, rules (``end`` resolved).
+    A collector with settings of its own adds its section here too (and to ``Settings``)."""
 
     model_config = ConfigDict(frozen=True)
 

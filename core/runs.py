@@ -39,8 +39,13 @@ def sha256(data: bytes) -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)  # fmt: skip
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -58,9 +63,11 @@ def run_folder(result: TrainResult, folder: Path) -> list[Path]:
     (folder / layout.METRICS_FILE).write_text(json.dumps(result.metrics, indent=2, default=str))
     result.test_predictions.write_parquet(folder / layout.TEST_PREDICTIONS_FILE)
     return run_plots(
-        result.metrics, result.test_predictions, result.model.feature_importance(),
+        result.metrics,
+        result.test_predictions,
+        result.model.feature_importance(),
         folder / layout.PLOTS_DIR,
-    )  # fmt: skip
+    )
 
 
 def write_run(store: Store, run_id: str, folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:

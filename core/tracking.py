@@ -35,9 +35,15 @@ class Tracker:
         # Silent: W&B's banners and run history stay out of the terminal; its files are
         # still written (offline runs under `directory`, for `wandb sync`).
         self.run = wandb.init(
-            project=cfg.project, name=name, config=config, job_type=job_type, mode=self.mode,  # pyright: ignore[reportArgumentType]
-            dir=cfg.directory, reinit="finish_previous", settings=wandb.Settings(silent=True),
-        )  # fmt: skip
+            project=cfg.project,
+            name=name,
+            config=config,
+            job_type=job_type,
+            mode=self.mode,  # pyright: ignore[reportArgumentType]
+            dir=cfg.directory,
+            reinit="finish_previous",
+            settings=wandb.Settings(silent=True),
+        )
 
     def log(self, values: dict[str, Any]) -> None:
         if self.run is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flows.shell import Arg, Command
+from flows.shell import STORE, Arg, Command
 
 
 def _sources() -> list[str]:
@@ -24,16 +24,36 @@ COMMAND = Command(
     "collect",
     __doc__,
     (
-        Arg("--tickers", "tickers file (Nasdaq screener CSV or one symbol per line)", setting="tickers"),
+        Arg(
+            "--tickers",
+            "tickers file (Nasdaq screener CSV or one symbol per line)",
+            setting="tickers",
+        ),
         Arg("--source", "market data source", setting="source", choices=_sources),
-        Arg("--source-path", "folder of <SYMBOL>.csv/.parquet for --source local", setting="source_path"),
-        Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store"),
-        Arg("--start", "first date for new symbols (YYYY-MM-DD)", setting="start", type=dt.date.fromisoformat),
-        Arg("--end", "last date, inclusive (default today)", setting="end", type=dt.date.fromisoformat),
+        Arg(
+            "--source-path",
+            "folder of <SYMBOL>.csv/.parquet for --source local",
+            setting="source_path",
+        ),
+        STORE,
+        Arg(
+            "--start",
+            "first date for new symbols (YYYY-MM-DD)",
+            setting="start",
+            type=dt.date.fromisoformat,
+        ),
+        Arg(
+            "--end",
+            "last date, inclusive (default today)",
+            setting="end",
+            type=dt.date.fromisoformat,
+        ),
         Arg("--batch-size", "symbols per task", setting="batch_size", type=int),
-        Arg("--full-refresh", "refetch everything from --start", setting="full_refresh", switch=True),
+        Arg(
+            "--full-refresh", "refetch everything from --start", setting="full_refresh", switch=True
+        ),
     ),
-)  # fmt: skip
+)
 if __name__ == "__main__":
     raise SystemExit(COMMAND.main())
 
@@ -84,9 +104,15 @@ def collect(
     """
     started = time.perf_counter()
     settings = COMMAND.start(
-        tickers=tickers, source=source, source_path=source_path, store=store,
-        start=start, end=end, batch_size=batch_size, full_refresh=full_refresh,
-    )  # fmt: skip
+        tickers=tickers,
+        source=source,
+        source_path=source_path,
+        store=store,
+        start=start,
+        end=end,
+        batch_size=batch_size,
+        full_refresh=full_refresh,
+    )
     job, ref = settings.collect_job(), settings.store_ref
     logger = get_run_logger()
     universe = load_tickers_task(settings.tickers)
@@ -97,8 +123,14 @@ def collect(
     batches = [universe.symbols[i : i + size] for i in range(0, len(universe.symbols), size)]
     logger.info(
         "run %s: %d symbols in %d batches from %s into %s (%s..%s)",
-        run_id, len(universe.symbols), len(batches), job.source, ref.url, job.start, job.end,
-    )  # fmt: skip
+        run_id,
+        len(universe.symbols),
+        len(batches),
+        job.source,
+        ref.url,
+        job.start,
+        job.end,
+    )
 
     task = collect_batch.with_options(**batch_task_options(job.collect, job.full_refresh, ref))
     futures = [task.submit(batch, job, ref, run_id) for batch in batches]

@@ -8,18 +8,28 @@ inputs (per symbol: last date and row count), config and feature code skip the w
 
 from __future__ import annotations
 
-from flows.shell import Arg, Command, csv_list
+from flows.shell import STORE, Arg, Command, csv_list
 
 COMMAND = Command(
     "features",
     __doc__,
     (
-        Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store"),
-        Arg("--groups", "feature groups, comma-separated (core.features.registry)", setting="features.groups", type=csv_list),
+        STORE,
+        Arg(
+            "--groups",
+            "feature groups, comma-separated (core.features.registry)",
+            setting="features.groups",
+            type=csv_list,
+        ),
         Arg("--horizon", "forecast horizon in trading days", setting="features.horizon", type=int),
-        Arg("--batch-size", "symbols per task (default: the whole panel)", setting="features.batch_size", type=int),
+        Arg(
+            "--batch-size",
+            "symbols per task (default: the whole panel)",
+            setting="features.batch_size",
+            type=int,
+        ),
     ),
-)  # fmt: skip
+)
 if __name__ == "__main__":
     raise SystemExit(COMMAND.main())
 

@@ -8,12 +8,12 @@ one Prefect start serves them all.
 
 from __future__ import annotations
 
-from flows.shell import Arg, Command
+from flows.shell import STORE, Command
 
 COMMAND = Command(
     "pipeline",
     __doc__,
-    (Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store"),),
+    (STORE,),
 )
 if __name__ == "__main__":
     raise SystemExit(COMMAND.main())

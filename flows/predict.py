@@ -9,13 +9,13 @@ writes the day's predictions.
 
 from __future__ import annotations
 
-from flows.shell import Arg, Command
+from flows.shell import STORE, Arg, Command
 
 COMMAND = Command(
     "predict",
     __doc__,
     (
-        Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store"),
+        STORE,
         Arg("--run", "run id, or 'latest'", default="latest"),
     ),
 )
@@ -24,7 +24,7 @@ if __name__ == "__main__":
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from tasks.hooks import ALERT_HOOKS
 from tasks.train import predict_task
@@ -34,7 +34,7 @@ from tasks.train import predict_task
 def predict(store: str | None = None, run: str = "latest") -> dict[str, Any]:
     settings = COMMAND.start(store=store)
     summary = predict_task(settings.store_ref, run)
-    print(report(summary))
+    get_run_logger().info(report(summary))
     return summary
 
 

@@ -49,6 +49,9 @@ class Arg:
         return self.flag.lstrip("-").replace("-", "_")
 
 
+STORE = Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store")
+
+
 def csv_list(value: str) -> list[str]:
     """``a,b, c`` -> ["a", "b", "c"]."""
     return [v.strip() for v in value.split(",") if v.strip()]
@@ -76,9 +79,12 @@ class Command:
                 parser.add_argument(arg.flag, action="store_true", default=None, help=arg.help)
             else:
                 parser.add_argument(
-                    arg.flag, type=arg.type or str, default=arg.default, help=arg.help,
+                    arg.flag,
+                    type=arg.type or str,
+                    default=arg.default,
+                    help=arg.help,
                     choices=arg.choices() if arg.choices else None,
-                )  # fmt: skip
+                )
         return parser
 
     def overrides(self, params: dict[str, Any]) -> dict[str, Any]:

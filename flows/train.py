@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
-from flows.shell import Arg, Command
+from flows.shell import STORE, Arg, Command
 
 
 class ParamsFileError(InputError):
@@ -46,11 +46,15 @@ COMMAND = Command(
     "train",
     __doc__,
     (
-        Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store"),
+        STORE,
         Arg("--model", "regressor", setting="model.name", choices=_models),
-        Arg("--params", "JSON file of regressor parameters, or 'best' (the tuning study's)", convert=read_params),
+        Arg(
+            "--params",
+            "JSON file of regressor parameters, or 'best' (the tuning study's)",
+            convert=read_params,
+        ),
     ),
-)  # fmt: skip
+)
 if __name__ == "__main__":
     raise SystemExit(COMMAND.main())
 
@@ -93,9 +97,14 @@ def train(
     )
     result = fit_task(table, prices, features, settings.model, features_manifest["horizon"])
     manifest = write_run_task(
-        result, settings.store_ref, run_id, features_manifest, settings.model_dump(mode="json"),
-        settings.tracking, params_source=source,
-    )  # fmt: skip
+        result,
+        settings.store_ref,
+        run_id,
+        features_manifest,
+        settings.model_dump(mode="json"),
+        settings.tracking,
+        params_source=source,
+    )
     card = publish_model_card(result.metrics, run_id)
     logger.info("run %s written to %s", run_id, settings.store)
     return {"run_id": run_id, "metrics": result.metrics, "model_card": card, "manifest": manifest}

@@ -9,7 +9,7 @@ study's best parameters (used by ``python -m flows.train --params best``).
 
 from __future__ import annotations
 
-from flows.shell import Arg, Command
+from flows.shell import STORE, Arg, Command
 
 
 def _tunable() -> list[str]:
@@ -22,14 +22,19 @@ COMMAND = Command(
     "tune",
     __doc__,
     (
-        Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store"),
+        STORE,
         Arg("--model", "regressor to tune", setting="model.name", choices=_tunable),
         Arg("--trials", "trials to add to the study", setting="tuning.trials", type=int),
-        Arg("--timeout", "seconds after which no new trial starts", setting="tuning.timeout_seconds", type=float),
+        Arg(
+            "--timeout",
+            "seconds after which no new trial starts",
+            setting="tuning.timeout_seconds",
+            type=float,
+        ),
         Arg("--study", "study name (default: the model's name)", setting="tuning.study"),
         Arg("--concurrency", "trials run at once", setting="tuning.concurrency", type=int),
     ),
-)  # fmt: skip
+)
 if __name__ == "__main__":
     raise SystemExit(COMMAND.main())
 
@@ -50,9 +55,13 @@ from tasks.tune import publish_study, trial_task
 
 @flow(name="tune", log_prints=True, **ALERT_HOOKS)
 def tune(
-    store: str | None = None, model: str | None = None, trials: int | None = None, timeout: float | None = None,
-    study: str | None = None, concurrency: int | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    store: str | None = None,
+    model: str | None = None,
+    trials: int | None = None,
+    timeout: float | None = None,
+    study: str | None = None,
+    concurrency: int | None = None,
+) -> dict[str, Any]:
     settings = COMMAND.start(
         store=store,
         model=model,
@@ -75,8 +84,13 @@ def tune(
     )  # never the test period
     folds = time_folds(tuning_rows["date"], tuning.folds, horizon)
     study_obj = open_study(settings)
-    logger.info("study %s: %d trials so far; adding %d, %d at a time", study_obj.study_name,
-                len(study_obj.trials), tuning.trials, tuning.concurrency)  # fmt: skip
+    logger.info(
+        "study %s: %d trials so far; adding %d, %d at a time",
+        study_obj.study_name,
+        len(study_obj.trials),
+        tuning.trials,
+        tuning.concurrency,
+    )
     started, added = time.monotonic(), 0
     while added < tuning.trials:
         if tuning.timeout_seconds and time.monotonic() - started > tuning.timeout_seconds:

@@ -55,16 +55,21 @@ def write_run_task(
     with tempfile.TemporaryDirectory(prefix="sma-run-") as tmp:
         folder = Path(tmp)
         plots = run_folder(result, folder)
-        manifest = write_run(Store.open(store), run_id, folder, {
-            "created_at": dt.datetime.now(dt.UTC).isoformat(),
-            "model": result.metrics["model"],
-            "settings": settings_doc,
-            "features": result.model.features,
-            "horizon": result.metrics["horizon"],
-            "data_fingerprint": data_fingerprint(features_manifest),
-            "seconds": result.seconds,
-            "params_source": params_source or "settings",
-        })  # fmt: skip
+        manifest = write_run(
+            Store.open(store),
+            run_id,
+            folder,
+            {
+                "created_at": dt.datetime.now(dt.UTC).isoformat(),
+                "model": result.metrics["model"],
+                "settings": settings_doc,
+                "features": result.model.features,
+                "horizon": result.metrics["horizon"],
+                "data_fingerprint": data_fingerprint(features_manifest),
+                "seconds": result.seconds,
+                "params_source": params_source or "settings",
+            },
+        )
         tracker = Tracker(tracking, run_id, settings_doc, job_type="train")
         tracker.log(
             flatten({"test": result.metrics["test"], "baselines": result.metrics["baselines"]})

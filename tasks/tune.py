@@ -116,8 +116,14 @@ def publish_study(
             tracking, f"tune-{name}", {"study": name, "model": model}, job_type="tune"
         )
         for t in study.trials:
-            tracker.log({"trial": t.number, "value": t.value if t.value is not None else float("nan"),
-                         "pruned": t.state == optuna.trial.TrialState.PRUNED, **{f"param/{k}": v for k, v in t.params.items()}})  # fmt: skip
+            tracker.log(
+                {
+                    "trial": t.number,
+                    "value": t.value if t.value is not None else float("nan"),
+                    "pruned": t.state == optuna.trial.TrialState.PRUNED,
+                    **{f"param/{k}": v for k, v in t.params.items()},
+                }
+            )
         tracker.log_images(paths)
         tracker.finish()
     return doc

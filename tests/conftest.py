@@ -117,6 +117,12 @@ def collected(prefect_server, tmp_path_factory) -> Path:
     from flows.collect import collect
 
     store = tmp_path_factory.mktemp("collected") / "store"
-    collect(tickers=str(SAMPLE / "tickers.csv"), source="local", source_path=str(SAMPLE / "prices"),
-            store=str(store), start=dt.date(2013, 1, 1), end=dt.date(2018, 2, 7))  # fmt: skip
+    collect(
+        tickers=str(SAMPLE / "tickers.csv"),
+        source="local",
+        source_path=str(SAMPLE / "prices"),
+        store=str(store),
+        start=dt.date(2013, 1, 1),
+        end=dt.date(2018, 2, 7),
+    )
     return store

@@ -50,7 +50,11 @@ def _price_column() -> pa.Column:
 
 
 def row_schema(rules: QualitySettings, today: dt.date) -> pa.DataFrameSchema:
-    """Rules 1-7: each decidable from a row alone (and, for duplicates, its earlier copies)."""
+    """The row rules: each decidable from a row alone (and, for duplicates, its earlier copies).
+
+    A new rule is a frame-level ``_df_check(expr, name)`` in ``checks`` (passing where
+    ``expr`` is true): failures of the column checks are named by their column
+    (``positive_price``, ``non_negative_volume``), not by the check."""
     tol = rules.ohlc_tolerance
     low, high = pl.col("low") * (1 - tol), pl.col("high") * (1 + tol)
     in_range = pl.col("open").is_between(low, high) & pl.col("close").is_between(low, high)
@@ -88,7 +92,7 @@ def _jumps(factor: float, revert: float) -> tuple[pl.Expr, pl.Expr]:
 
 
 def tick_schema(rules: QualitySettings) -> pa.DataFrameSchema:
-    """Rule 8: needs each row's neighbours, so it runs on the rows that passed rules 1-7."""
+    """The neighbour rules (bad ticks): they run on the rows that passed the row rules."""
     _, bad = _jumps(rules.bad_tick_factor, rules.bad_tick_revert_factor)
     return pa.DataFrameSchema(checks=[_df_check(~bad, "bad_tick")], name="daily_bars_ticks")
 

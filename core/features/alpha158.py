@@ -170,6 +170,9 @@ def alpha158_warmup(w: Windows) -> int:
 
 
 GROUP = FeatureGroup(
-    "alpha158", alpha158_features, alpha158_warmup, fastest="masked",
+    "alpha158",
+    alpha158_features,
+    alpha158_warmup,
+    fastest="masked",
     summary="Qlib's Alpha158: KBAR, price ratios and 29 rolling operators over 5-60 days",
-)  # fmt: skip
+)

@@ -13,9 +13,22 @@ RISK_WINDOWS = (5, 22, 63, 126)
 # Inputs of the volatility forecast of volatility-scaled models (core.modeling.models.scaled):
 # the logs of this group's scale estimates, and its returns as they are.
 SCALE_FEATURES = (
-    "vol_ewm", "vol_cc5", "vol_cc22", "vol_cc63", "vol_cc126", "vol_pk1", "vol_pk5", "vol_pk22",
-    "vol_gk22", "vol_gap", "absmax22", "vol_idio", "mkt_vol_ewm", "mkt_vol22", "mkt_disp_ewm",
-)  # fmt: skip
+    "vol_ewm",
+    "vol_cc5",
+    "vol_cc22",
+    "vol_cc63",
+    "vol_cc126",
+    "vol_pk1",
+    "vol_pk5",
+    "vol_pk22",
+    "vol_gk22",
+    "vol_gap",
+    "absmax22",
+    "vol_idio",
+    "mkt_vol_ewm",
+    "mkt_vol22",
+    "mkt_disp_ewm",
+)
 RETURN_FEATURES = ("ret5", "mkt_ret5", "mkt_ret22")
 
 
@@ -67,6 +80,10 @@ def risk_warmup(w: Windows) -> int:
 
 
 GROUP = FeatureGroup(
-    "risk", risk_features, risk_warmup, fastest="over", market=True,
+    "risk",
+    risk_features,
+    risk_warmup,
+    fastest="over",
+    market=True,
     summary="close-to-close, range-based and market volatility, beta, idiosyncratic volatility",
-)  # fmt: skip
+)

@@ -196,7 +196,11 @@ def seed_warmup(w: Windows) -> int:
 
 
 GROUP = FeatureGroup(
-    "seed", seed_features, seed_warmup, categorical=("symbol",), fastest="over",
+    "seed",
+    seed_features,
+    seed_warmup,
+    categorical=("symbol",),
+    fastest="over",
     summary="the original design's 48 inputs: calendar, returns, RSI, Sortino/Sharpe proxies, "
     "liquidity, higher moments, momentum, volatility ratios and Ichimoku lines",
-)  # fmt: skip
+)

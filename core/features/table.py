@@ -150,9 +150,13 @@ def build_chunk(
 
 
 def write_parts(
-    store: Store, fingerprint: dict[str, list[Any]], cfg: FeatureSettings, version: str, index: int,
+    store: Store,
+    fingerprint: dict[str, list[Any]],
+    cfg: FeatureSettings,
+    version: str,
+    index: int,
     log: Callable[[str], None] = lambda _: None,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """Build the symbols of ``fingerprint`` ``chunk_rows`` input rows at a time and write one
     part per chunk; a chunk's write overlaps the next chunk's build."""
     parts: list[dict[str, Any]] = []

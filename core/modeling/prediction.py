@@ -64,9 +64,13 @@ def forecast(
     table = latest.select("symbol", "date").with_columns(
         *[pl.Series(c, calibrated[:, j]) for j, c in enumerate(cols)],
         *[pl.Series(f"{c}_raw", raw[:, j]) for j, c in enumerate(cols)],
-        pl.Series("lo", lo), pl.Series("hi", hi), pl.Series("lo_cqr", lo_cqr), pl.Series("hi_cqr", hi_cqr),
-        pl.lit(aci.alpha_t).alias("aci_alpha"), pl.lit(run_id).alias("run_id"),
-    )  # fmt: skip
+        pl.Series("lo", lo),
+        pl.Series("hi", hi),
+        pl.Series("lo_cqr", lo_cqr),
+        pl.Series("hi_cqr", hi_cqr),
+        pl.lit(aci.alpha_t).alias("aci_alpha"),
+        pl.lit(run_id).alias("run_id"),
+    )
     return Forecast(table, aci, known.height)
 
 
@@ -92,7 +96,14 @@ def predict_run(store: Store, run: str) -> dict[str, Any]:
     key = layout.PREDICTIONS(as_of=as_of)
     store.write_parquet(key, out)
     store.write_json(state_key, result.aci.to_dict())
-    return {"run_id": run_id, "as_of": str(as_of), "key": store.uri(key), "symbols": out.height,
-            "aci_alpha": result.aci.alpha_t, "outcomes_added": result.outcomes_added,
-            "stale_symbols": out.filter(pl.col("date") < as_of)["symbol"].to_list(),
-            "mean_width": float((out["hi"] - out["lo"]).to_numpy().mean()), "table": out}  # fmt: skip
+    return {
+        "run_id": run_id,
+        "as_of": str(as_of),
+        "key": store.uri(key),
+        "symbols": out.height,
+        "aci_alpha": result.aci.alpha_t,
+        "outcomes_added": result.outcomes_added,
+        "stale_symbols": out.filter(pl.col("date") < as_of)["symbol"].to_list(),
+        "mean_width": float((out["hi"] - out["lo"]).to_numpy().mean()),
+        "table": out,
+    }

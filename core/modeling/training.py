@@ -45,9 +45,15 @@ def qcols(quantiles: list[float]) -> list[str]:
 
 
 def evaluate(
-    y: np.ndarray, preds: np.ndarray, lo: np.ndarray, hi: np.ndarray, cfg: ModelSettings,
-    dates: np.ndarray, vol_tercile: np.ndarray, months: np.ndarray,
-) -> dict[str, Any]:  # fmt: skip
+    y: np.ndarray,
+    preds: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    cfg: ModelSettings,
+    dates: np.ndarray,
+    vol_tercile: np.ndarray,
+    months: np.ndarray,
+) -> dict[str, Any]:
     """The metric set of one method on the test rows."""
     out: dict[str, Any] = pinball(y, preds, cfg.quantiles) | quantile_coverage(
         y, preds, cfg.quantiles
@@ -134,11 +140,15 @@ def train_and_evaluate(
     cols = qcols(cfg.quantiles)
     predictions = test.select("symbol", "date", "y").with_columns(
         *[pl.Series(c, raw[:, j]) for j, c in enumerate(cols)],
-        pl.Series("lo_raw", raw[:, 0]), pl.Series("hi_raw", raw[:, -1]),
-        pl.Series("lo_cqr", lo_cqr), pl.Series("hi_cqr", hi_cqr),
-        pl.Series("lo_cqr_aci", lo_aci), pl.Series("hi_cqr_aci", hi_aci),
-        pl.Series("aci_alpha", alpha_used), pl.Series("vol_tercile", terciles),
-    )  # fmt: skip
+        pl.Series("lo_raw", raw[:, 0]),
+        pl.Series("hi_raw", raw[:, -1]),
+        pl.Series("lo_cqr", lo_cqr),
+        pl.Series("hi_cqr", hi_cqr),
+        pl.Series("lo_cqr_aci", lo_aci),
+        pl.Series("hi_cqr_aci", hi_aci),
+        pl.Series("aci_alpha", alpha_used),
+        pl.Series("vol_tercile", terciles),
+    )
     metrics = {
         "model": cfg.name,
         "horizon": horizon,

@@ -101,9 +101,15 @@ def _rows(table: pl.DataFrame, span: tuple[dt.date, dt.date]) -> pl.DataFrame:
 
 
 def fold_score(
-    model_name: str, params: dict[str, Any], table: pl.DataFrame, features: list[str], quantiles: list[float],
-    horizon: int, fold: Fold, scaled: bool = False,
-) -> float:  # fmt: skip
+    model_name: str,
+    params: dict[str, Any],
+    table: pl.DataFrame,
+    features: list[str],
+    quantiles: list[float],
+    horizon: int,
+    fold: Fold,
+    scaled: bool = False,
+) -> float:
     """Mean pinball loss of one fit on a fold's training part, on its validation part."""
     train, valid = _rows(table, fold.train), _rows(table, fold.valid)
     model = make_model(model_name, quantiles, list(features), horizon, params, scaled)

@@ -303,14 +303,31 @@ def test_killed_mid_run_then_rerun_collects_everything(tmp_path, prefect_server)
     symbols = [f"SYN{i:03d}" for i in range(160)]
     tickers = tickers_file(tmp_path, symbols)
     store_dir = tmp_path / "store"
-    args = ["--tickers", tickers, "--source", "synthetic", "--store", str(store_dir),
-            "--start", "2001-01-01", "--end", "2020-12-31", "--batch-size", "4"]  # fmt: skip
+    args = [
+        "--tickers",
+        tickers,
+        "--source",
+        "synthetic",
+        "--store",
+        str(store_dir),
+        "--start",
+        "2001-01-01",
+        "--end",
+        "2020-12-31",
+        "--batch-size",
+        "4",
+    ]
     env = os.environ | {
         "PREFECT_API_URL": prefect_server,
         "PYTHONPATH": str(ROOT),
     }
-    proc = subprocess.Popen([sys.executable, "-m", "flows.collect", *args], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.collect", *args],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     prices = store_dir / "raw" / "prices"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -329,8 +346,14 @@ def test_killed_mid_run_then_rerun_collects_everything(tmp_path, prefect_server)
         frame = pl.read_parquet(path)
         assert frame.height > 4000 and frame["date"].is_unique().all()
 
-    summary: dict[str, Any] = collect(tickers=tickers, store=str(store_dir), source="synthetic", start=dt.date(2001, 1, 1),
-                      end=dt.date(2020, 12, 31), batch_size=4)  # fmt: skip  # pyright: ignore[reportAssignmentType]
+    summary: dict[str, Any] = collect(
+        tickers=tickers,
+        store=str(store_dir),
+        source="synthetic",
+        start=dt.date(2001, 1, 1),
+        end=dt.date(2020, 12, 31),
+        batch_size=4,
+    )  # pyright: ignore[reportAssignmentType]
     assert summary["ok"] == len(symbols) and summary["failed"] == 0
     store = Store(str(store_dir))
     heights = {stored(store, s).height for s in symbols}

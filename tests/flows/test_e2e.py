@@ -26,11 +26,20 @@ def server(tmp_path_factory) -> Iterator[dict[str, str]]:
 
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
-    env = os.environ | {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PYTHONPATH": str(ROOT)}  # fmt: skip
+    env = os.environ | {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PYTHONPATH": str(ROOT),
+    }
     env.pop("PREFECT_LOCAL_STORAGE_PATH", None)
-    proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         for _ in range(120):
             try:
@@ -58,11 +67,18 @@ def flow_run_state(env: dict[str, str], deployment: str, params: list[str]) -> t
     assert started.returncode == 0, started.stderr
     run_id = next(line.split()[-1] for line in started.stdout.splitlines() if "UUID" in line)
     worker = run([PREFECT, "worker", "start", "--pool", "local", "--run-once"], env, timeout=400)
-    state = run([sys.executable, "-c", f"""
+    state = run(
+        [
+            sys.executable,
+            "-c",
+            f"""
 from prefect.client.orchestration import get_client
 with get_client(sync_client=True) as c:
     print(c.read_flow_run('{run_id}').state.name)
-"""], env)  # fmt: skip
+""",
+        ],
+        env,
+    )
     return state.stdout.strip(), worker.stdout + worker.stderr
 
 
@@ -92,7 +108,11 @@ def test_deployments_run_on_a_real_server_with_s3_and_slack(
     deploy = run([PREFECT, "--no-prompt", "deploy", "--all"], env)
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
 
-    check = run([sys.executable, "-c", """
+    check = run(
+        [
+            sys.executable,
+            "-c",
+            """
 import json
 from prefect.client.orchestration import get_client
 with get_client(sync_client=True) as c:
@@ -105,7 +125,10 @@ with get_client(sync_client=True) as c:
                                     "day_or": s.schedule.day_or} for s in d.schedules]}
     out["automations"] = [a.name for a in c.read_automations()]
 print(json.dumps(out))
-"""], env)  # fmt: skip
+""",
+        ],
+        env,
+    )
     assert check.returncode == 0, check.stderr
     import json
 

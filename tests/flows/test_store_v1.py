@@ -55,9 +55,13 @@ def test_collect_continues_the_old_prices_incrementally(old_store, tmp_path):
     tickers.write_text("Symbol\n" + "\n".join(SYMBOLS) + "\n")
     old_ko = Store(str(old_store)).read_parquet(layout.PRICES(symbol="KO"))
     summary: dict[str, Any] = collect(
-        tickers=str(tickers), source="local", source_path=str(SAMPLE / "prices"),
-        store=str(old_store), start=dt.date(2015, 6, 1), end=dt.date(2018, 1, 31),
-    )  # pyright: ignore[reportAssignmentType]  # fmt: skip
+        tickers=str(tickers),
+        source="local",
+        source_path=str(SAMPLE / "prices"),
+        store=str(old_store),
+        start=dt.date(2015, 6, 1),
+        end=dt.date(2018, 1, 31),
+    )  # pyright: ignore[reportAssignmentType]
     assert summary["ok"] == len(SYMBOLS) and not summary["refetched_full"]
     ko = Store(str(old_store)).read_parquet(layout.PRICES(symbol="KO"))
     assert ko.head(old_ko.height).equals(old_ko)  # old rows kept as they were

@@ -81,8 +81,15 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     assert manifest["settings"]["model"]["params"] == FAST
     for rel, digest in manifest["files"].items():
         assert sha256(store.read_bytes(f"{prefix}/{rel}")) == digest
-    assert {"model/params.json", "model/quantile_0.5.txt", "model/scale.json", "calibration.json", "plots/calibration.png",
-            "plots/rolling_coverage.png", "plots/feature_importance.png"} <= set(manifest["files"])  # fmt: skip
+    assert {
+        "model/params.json",
+        "model/quantile_0.5.txt",
+        "model/scale.json",
+        "calibration.json",
+        "plots/calibration.png",
+        "plots/rolling_coverage.png",
+        "plots/feature_importance.png",
+    } <= set(manifest["files"])
     assert sum(f.startswith("plots/fan_") for f in manifest["files"]) == 3
     assert "| cqr_aci |" in result["model_card"] and "baseline ewma" in result["model_card"]
     offline = list((tmp_path / "wandb").rglob("offline-run-*"))
@@ -164,8 +171,12 @@ def test_tune_writes_best_params_resumes_and_train_uses_them(
     )  # pyright: ignore[reportAssignmentType]
     store = Store(str(store_dir))
     best = store.read_json("tuning/s1/best_params.json")
-    assert best["trials"] == 5 and best["model"] == "lightgbm" and set(best["params"]) == {
-        "num_leaves", "learning_rate", "min_data_in_leaf", "feature_fraction", "lambda_l2"}  # fmt: skip
+    assert (
+        best["trials"] == 5
+        and best["model"] == "lightgbm"
+        and set(best["params"])
+        == {"num_leaves", "learning_rate", "min_data_in_leaf", "feature_fraction", "lambda_l2"}
+    )
     assert best["score"] == first["score"] and best["data_fingerprint"]["features_version"]
     assert store.exists("tuning/s1/plots/optimization_history.png")
 

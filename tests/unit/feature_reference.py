@@ -179,10 +179,40 @@ def alpha158_sample(o, h, lo, c, v, d: int) -> dict[str, np.ndarray]:
     """A sample of each Alpha158 operator for window d (Qlib's formulas)."""
     n = len(c)
     prev_c, prev_v = lag(c, 1), lag(v, 1)
-    f = {name: np.full(n, NAN) for name in
-         ["ROC", "MA", "STD", "BETA", "RSQR", "RESI", "MAX", "MIN", "QTLU", "QTLD", "RANK", "RSV", "IMAX", "IMIN",
-          "IMXD", "CORR", "CORD", "CNTP", "CNTN", "CNTD", "SUMP", "SUMN", "SUMD", "VMA", "VSTD", "WVMA", "VSUMP",
-          "VSUMN", "VSUMD"]}  # fmt: skip
+    f = {
+        name: np.full(n, NAN)
+        for name in [
+            "ROC",
+            "MA",
+            "STD",
+            "BETA",
+            "RSQR",
+            "RESI",
+            "MAX",
+            "MIN",
+            "QTLU",
+            "QTLD",
+            "RANK",
+            "RSV",
+            "IMAX",
+            "IMIN",
+            "IMXD",
+            "CORR",
+            "CORD",
+            "CNTP",
+            "CNTN",
+            "CNTD",
+            "SUMP",
+            "SUMN",
+            "SUMD",
+            "VMA",
+            "VSTD",
+            "WVMA",
+            "VSUMP",
+            "VSUMN",
+            "VSUMD",
+        ]
+    }
     for t in range(d, n):
         s = slice(t - d + 1, t + 1)
         wc, wh, wl, wv = c[s], h[s], lo[s], v[s]

@@ -28,10 +28,14 @@ def yahoo_csv(symbol: str) -> pl.DataFrame:
     downloads and ../shared/data/yahoo_sp500_2005_2021 have them; Adj Close made up."""
     raw = pl.read_csv(SAMPLE / "prices" / f"{symbol}.csv")
     return raw.select(
-        pl.col("date").alias("Date"), pl.col("open").alias("Open"), pl.col("high").alias("High"),
-        pl.col("low").alias("Low"), pl.col("close").alias("Close"),
-        (pl.col("close") * 0.98).alias("Adj Close"), pl.col("volume").alias("Volume"),
-    )  # fmt: skip
+        pl.col("date").alias("Date"),
+        pl.col("open").alias("Open"),
+        pl.col("high").alias("High"),
+        pl.col("low").alias("Low"),
+        pl.col("close").alias("Close"),
+        (pl.col("close") * 0.98).alias("Adj Close"),
+        pl.col("volume").alias("Volume"),
+    )
 
 
 # stooq's columns (WIT.csv of the stooq set) and its preferred-share file name (EPR_C.csv).

@@ -192,22 +192,32 @@ def messy_panel() -> pl.DataFrame:
     """Bars with what the stooq set holds after its quality rules (the whole set is checked
     by benchmarks/stooq_quality.py): penny prices, runs of zero volume and of flat
     o=h=l=c bars, an unadjusted 1:10 reverse split, huge volumes, a tiny history."""
-    walk = SyntheticCollector(seed=11).fetch(["PENNY", "SPLIT", "HALT", "BIG"], dt.date(2010, 1, 1),
-                                             dt.date(2011, 12, 31)).bars  # fmt: skip
+    walk = (
+        SyntheticCollector(seed=11)
+        .fetch(["PENNY", "SPLIT", "HALT", "BIG"], dt.date(2010, 1, 1), dt.date(2011, 12, 31))
+        .bars
+    )
     day = pl.col("date").rank("dense").over("symbol")
     prices = ["open", "high", "low", "close", "adj_close"]
     messy = walk.with_columns(
         *[
-            pl.when(pl.col("symbol") == "PENNY").then(pl.col(c) * 1e-4)
-            .when((pl.col("symbol") == "SPLIT") & (day > 250)).then(pl.col(c) * 10)
-            .when((pl.col("symbol") == "HALT") & day.is_between(100, 160)).then(pl.lit(7.25))
-            .otherwise(pl.col(c)).alias(c)
+            pl.when(pl.col("symbol") == "PENNY")
+            .then(pl.col(c) * 1e-4)
+            .when((pl.col("symbol") == "SPLIT") & (day > 250))
+            .then(pl.col(c) * 10)
+            .when((pl.col("symbol") == "HALT") & day.is_between(100, 160))
+            .then(pl.lit(7.25))
+            .otherwise(pl.col(c))
+            .alias(c)
             for c in prices
         ],
-        pl.when((pl.col("symbol") == "HALT") & day.is_between(90, 200)).then(0.0)
-        .when(pl.col("symbol") == "BIG").then(pl.col("volume") * 1e7)
-        .otherwise(pl.col("volume")).alias("volume"),
-    )  # fmt: skip
+        pl.when((pl.col("symbol") == "HALT") & day.is_between(90, 200))
+        .then(0.0)
+        .when(pl.col("symbol") == "BIG")
+        .then(pl.col("volume") * 1e7)
+        .otherwise(pl.col("volume"))
+        .alias("volume"),
+    )
     tiny = (
         walk.filter(pl.col("symbol") == "BIG").head(30).with_columns(pl.lit("TINY").alias("symbol"))
     )
@@ -243,8 +253,18 @@ def test_code_version_covers_every_module_of_the_package(tmp_path):
 def test_flat_bars_zero_volume_and_short_histories_are_finite():
     days = pl.date_range(dt.date(2020, 1, 1), dt.date(2020, 12, 31), eager=True)
     days = days.filter(days.dt.weekday() <= 5)
-    flat = pl.DataFrame({"symbol": "FLAT", "date": days, "open": 5.0, "high": 5.0, "low": 5.0, "close": 5.0,
-                         "adj_close": 5.0, "volume": 0.0})  # fmt: skip
+    flat = pl.DataFrame(
+        {
+            "symbol": "FLAT",
+            "date": days,
+            "open": 5.0,
+            "high": 5.0,
+            "low": 5.0,
+            "close": 5.0,
+            "adj_close": 5.0,
+            "volume": 0.0,
+        }
+    )
     short = flat.head(40).with_columns(pl.lit("SHORT").alias("symbol"), pl.col("close") * 2)
     for mode in ("over", "masked"):
         groups = ["seed", "alpha158", "risk"]

@@ -23,9 +23,14 @@ def run_module(
     """``python -X importtime -m flows.<name> ...``: stderr lists every module imported."""
     return subprocess.run(
         [sys.executable, "-X", "importtime", "-m", f"flows.{name}", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith("SMA_")} | {"PYTHONPATH": str(ROOT)} | (env or {}),
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SMA_")}
+        | {"PYTHONPATH": str(ROOT)}
+        | (env or {}),
+    )
 
 
 def imported(stderr: str) -> set[str]:
@@ -55,10 +60,14 @@ def test_bad_settings_exit_2_in_one_line_before_prefect_starts(tmp_path):
 
 def test_overrides_follow_the_declared_settings_paths():
     command = Command(
-        "demo", "Demo.", (Arg("--store", "s", setting="store"),
-                          Arg("--groups", "g", setting="features.groups", type=csv_list),
-                          Arg("--run", "r", default="latest")),
-    )  # fmt: skip
+        "demo",
+        "Demo.",
+        (
+            Arg("--store", "s", setting="store"),
+            Arg("--groups", "g", setting="features.groups", type=csv_list),
+            Arg("--run", "r", default="latest"),
+        ),
+    )
     args = command.parser().parse_args(["--groups", "seed, risk", "--store", "x"])
     params = {a.dest: getattr(args, a.dest) for a in command.args}
     assert params == {"store": "x", "groups": ["seed", "risk"], "run": "latest"}

@@ -59,7 +59,7 @@ COLLECTORS: dict[str, CollectorSpec] = {
     "synthetic": CollectorSpec(
         _synthetic, "seeded random walks with volatility regimes and jumps (load tests)"
     ),
-}  # fmt: skip
+}
 
 
 def make_collector(job: CollectJob) -> Collector:

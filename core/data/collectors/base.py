@@ -16,7 +16,7 @@ class RetryableCollectorError(RuntimeError):
 
 @dataclass(frozen=True)
 class FetchResult:
-    """Bars in the canonical schema (``core.prices``) plus the symbols that failed, with why."""
+    """Bars in the canonical schema (``core.data.prices``) plus the symbols that failed, with why."""
 
     bars: pl.DataFrame
     failures: dict[str, str] = field(default_factory=dict)

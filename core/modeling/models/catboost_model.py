@@ -66,8 +66,16 @@ class CatBoostQuantile:
         return {f: float(v) for f, v in zip(self.features, values, strict=True)}
 
     def save(self, folder: Path) -> None:
-        write_params(folder, {"model": self.name, "quantiles": self.quantiles, "features": self.features,
-                              "params": self.params, "best_iteration": int(self._model.get_best_iteration() or 0)})  # fmt: skip
+        write_params(
+            folder,
+            {
+                "model": self.name,
+                "quantiles": self.quantiles,
+                "features": self.features,
+                "params": self.params,
+                "best_iteration": int(self._model.get_best_iteration() or 0),
+            },
+        )
         self._model.save_model(str(folder / MODEL_FILE), format="cbm")
 
     @classmethod

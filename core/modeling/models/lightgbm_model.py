@@ -62,9 +62,12 @@ class LightGBMQuantile:
         for q in self.quantiles:
             params = self.params | {"objective": "quantile", "alpha": q}
             booster = lgb.train(
-                params, train, num_boost_round=int(self.params.get("num_boost_round", ROUNDS)), valid_sets=[valid],
+                params,
+                train,
+                num_boost_round=int(self.params.get("num_boost_round", ROUNDS)),
+                valid_sets=[valid],
                 callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)],
-            )  # fmt: skip
+            )
             self._boosters.append(booster)
 
     def predict_raw(self, X: pl.DataFrame) -> np.ndarray:
@@ -81,8 +84,16 @@ class LightGBMQuantile:
         return {f: float(v) for f, v in zip(self.features, total, strict=True)}
 
     def save(self, folder: Path) -> None:
-        write_params(folder, {"model": self.name, "quantiles": self.quantiles, "features": self.features,
-                              "params": self.params, "symbols": self.symbols})  # fmt: skip
+        write_params(
+            folder,
+            {
+                "model": self.name,
+                "quantiles": self.quantiles,
+                "features": self.features,
+                "params": self.params,
+                "symbols": self.symbols,
+            },
+        )
         for q, booster in zip(self.quantiles, self._boosters, strict=True):
             booster.save_model(str(folder / f"quantile_{q}.txt"))
 
