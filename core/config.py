@@ -346,7 +346,7 @@ class Settings(BaseSettings):
         """What a collection task depends on, and nothing else (its cache key): the fields
         of ``CollectJob`` taken from these settings, with ``end`` resolved to a date."""
         fields = {name: getattr(self, name) for name in CollectJob.model_fields}
-        return CollectJob(**fields | {"end": self.end or (today or dt.date.today())})
+        return CollectJob.model_validate(fields | {"end": self.end or (today or dt.date.today())})
 
 
 class CollectJob(BaseModel):
