@@ -8,11 +8,17 @@ concern each (``SMA_QUALITY__BAD_TICK_FACTOR``, ...).
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
-from typing import Any, Literal
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -20,9 +26,27 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import InputError
+
+
+def csv_or_json(value: Any) -> Any:
+    """A list setting given as text: JSON (``[0.1, 0.9]``) or comma-separated (``0.1,0.9``)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list: {exc.msg}") from None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+# List settings read from the environment as text (csv_or_json), not decoded as JSON first.
+Names = Annotated[list[str], NoDecode, BeforeValidator(csv_or_json)]
+Numbers = Annotated[list[float], NoDecode, BeforeValidator(csv_or_json)]
 
 
 def _known(kind: str, value: str, known: list[str]) -> str:
@@ -128,7 +152,7 @@ class QualitySettings(BaseModel):
 class FeatureSettings(BaseModel):
     """The feature table: which groups, the forecast horizon, how windows run."""
 
-    groups: list[str] = Field(
+    groups: Names = Field(
         default=["seed", "risk"],
         min_length=1,
         description="Feature groups (core.features.registry.GROUPS).",
@@ -150,18 +174,6 @@ class FeatureSettings(BaseModel):
         description="Input rows built at once inside a task (bounds memory); one part each.",
     )
 
-    @field_validator("groups", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip()
-            return (
-                json.loads(value)
-                if value.startswith("[")
-                else [g.strip() for g in value.split(",") if g.strip()]
-            )
-        return value
-
     @field_validator("groups")
     @classmethod
     def _known_groups(cls, value: list[str]) -> list[str]:
@@ -176,14 +188,22 @@ class ModelSettings(BaseModel):
     """Training: the regressor, its quantiles, splits and conformal calibration."""
 
     name: str = Field(default="catboost", description="Regressor (core.modeling.models.MODELS).")
-    quantiles: list[float] = Field(default=[0.1, 0.25, 0.5, 0.75, 0.9], min_length=2)
+    quantiles: Numbers = Field(default=[0.1, 0.25, 0.5, 0.75, 0.9], min_length=2)
     target_coverage: float = Field(
         default=0.8, gt=0, lt=1, description="Coverage of the outer interval."
     )
     lookback_days: int = Field(
         default=1960, ge=100, description="Calendar days of history used for the splits."
     )
-    split_fractions: tuple[float, float, float, float] = (0.6, 0.1, 0.2, 0.1)
+    min_segment_dates: int = Field(
+        default=20, ge=1, description="Dates each of train, validation, calibration and test needs."
+    )
+    min_segment_rows: int = Field(
+        default=100, ge=1, description="Rows each of train, validation, calibration and test needs."
+    )
+    split_fractions: Annotated[
+        tuple[float, float, float, float], NoDecode, BeforeValidator(csv_or_json)
+    ] = (0.6, 0.1, 0.2, 0.1)
     cqr_mode: Literal["symmetric", "asymmetric"] = "symmetric"
     cqr_normalized: bool = Field(
         default=True, description="Scores divided by the predicted width (adaptive to volatility)."
@@ -369,8 +389,53 @@ class ConfigError(InputError):
     """Invalid configuration; the message names every offending setting."""
 
 
+# SMA_ variables read outside these settings (prefect.yaml's ECS job variables).
+OTHER_VARIABLES = ("SMA_IMAGE",)
+logger = logging.getLogger("stock_market_analytics.config")
+_warned: set[str] = set()
+
+
+def setting_variables() -> list[str]:
+    """Every environment variable the settings read: ``SMA_<FIELD>`` and, for a section,
+    ``SMA_<SECTION>__<FIELD>`` (a section may also be given whole, as JSON)."""
+    names: list[str] = list(OTHER_VARIABLES)
+    for name, field in Settings.model_fields.items():
+        names.append(f"SMA_{name}".upper())
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names += [f"SMA_{name}__{sub}".upper() for sub in section.model_fields]
+    return names
+
+
+def unknown_variables(names: Iterable[str]) -> dict[str, str | None]:
+    """SMA_ variables no setting reads, each with the closest valid name (None: no close one)."""
+    known = setting_variables()
+    return {
+        name: next(iter(difflib.get_close_matches(name.upper(), known, n=1)), None)
+        for name in sorted(names)
+        if name.upper().startswith("SMA_") and name.upper() not in known
+    }
+
+
+def _warn_unknown_variables() -> None:
+    """Warn once per process about each SMA_ variable (environment or .env) that is ignored."""
+    names = set(os.environ)
+    env_file = Path(str(Settings.model_config.get("env_file") or ".env"))
+    if env_file.is_file():
+        from dotenv import dotenv_values
+
+        names |= set(dotenv_values(env_file))
+    for name, closest in unknown_variables(names).items():
+        if name not in _warned:
+            _warned.add(name)
+            hint = f"; did you mean {closest}?" if closest else ""
+            logger.warning("unknown setting %s is ignored%s", name, hint)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings with overrides (CLI flags, flow parameters) on top; None means 'not given'."""
+    """Build settings with overrides (CLI flags, flow parameters) on top; None means 'not given'.
+    SMA_ variables that no setting reads are named in a warning (a typo would else go unseen)."""
+    _warn_unknown_variables()
     given: dict[str, Any] = {
         key: {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
         for key, value in overrides.items()

@@ -33,6 +33,10 @@ class InputError(UserFacingError, ValueError):
     exit_code = 2
 
 
+class InsufficientDataError(InputError):
+    """Too little data for a step; the message names the shortfall and what to do."""
+
+
 class DamagedArtifactError(UserFacingError):
     """A stored artifact is damaged or does not match its manifest."""
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from core.features.table import config_dict, digest
+from core.features.table import config_dict, digest, short_histories
 from tasks.caching import cached_or_rerun
 from tasks.features import (
     build_part_task,
@@ -73,6 +73,13 @@ def features(
         publish_summary(previous, skipped=True)
         return previous | {"skipped": True}
 
+    short = short_histories(fingerprint, cfg)  # every symbol short: an error, nothing written
+    if short:
+        logger.warning(
+            "%d symbol(s) left out, their history within the warm-up: %s",
+            len(short),
+            ", ".join(f"{s} ({n} rows)" for s, n in short.items()),
+        )
     symbols = list(fingerprint)
     size = cfg.batch_size or len(symbols)
     batches = [symbols[i : i + size] for i in range(0, len(symbols), size)]

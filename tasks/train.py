@@ -121,6 +121,8 @@ def publish_model_card(metrics: dict[str, Any], run_id: str) -> str:
 def predict_task(store: StoreRef, run: str) -> dict[str, Any]:
     """Forecast with run ``run`` (``core.modeling.prediction``) and publish the table."""
     summary = predict_run(Store.open(store), run)
+    for warning in summary["warnings"]:
+        get_run_logger().warning(warning)
     out: pl.DataFrame = summary.pop("table")
     cols = qcols_of(out)
     create_table_artifact(

@@ -21,7 +21,8 @@ from core.config import QualitySettings
 from core.data.prices import PRICE_COLUMNS, PRICE_SCHEMA
 
 RULES: dict[str, str] = {
-    "schema": "required columns present and typed; no null date, open, high, low, close or volume",
+    "schema": "required columns present and typed; no null date, open, high, low, close or volume; "
+    "no inf or NaN in any price or volume",
     "duplicate": "unique (symbol, date): later copies of a date are rejected",
     "positive_price": "open, high, low and close > 0",
     "non_negative_volume": "volume >= 0",
@@ -38,6 +39,7 @@ WARNINGS: dict[str, str] = {
 QUARANTINE_SCHEMA = {**PRICE_SCHEMA, "rule": pl.String(), "detail": pl.String()}
 
 _RANK = {name: rank for rank, name in enumerate(RULES)}
+NUMBERS = ["open", "high", "low", "close", "adj_close", "volume"]
 
 
 def _df_check(expr: pl.Expr, rule: str) -> pa.Check:
@@ -70,6 +72,8 @@ def row_schema(rules: QualitySettings, today: dt.date) -> pa.DataFrameSchema:
             "volume": pa.Column(pl.Float64, checks=[pa.Check.ge(0)]),
         },
         checks=[
+            # inf, -inf or NaN in any price or volume: not a number a bar can have
+            _df_check(pl.all_horizontal(pl.col(NUMBERS).is_finite()), "schema"),
             _df_check(pl.struct("symbol", "date").is_first_distinct(), "duplicate"),
             _df_check(pl.col("high") >= pl.col("low"), "high_ge_low"),
             _df_check(in_range, "ohlc_in_range"),

@@ -25,8 +25,10 @@ def features_schema(
 
 
 def non_finite_columns(table: pl.DataFrame, columns: list[str]) -> dict[str, int]:
-    """Feature columns with null, NaN or infinite values, and how many (for error messages)."""
-    counts = table.select(
-        (~pl.col(c).is_finite().fill_null(False)).sum() for c in columns if c in table.columns
-    )
+    """Numeric feature columns with null, NaN or infinite values, and how many (for error
+    messages; key and categorical columns such as ``symbol`` are not numbers to check)."""
+    numeric = [c for c in columns if c in table.columns and table.schema[c].is_numeric()]
+    if not numeric:
+        return {}
+    counts = table.select((~pl.col(c).is_finite().fill_null(False)).sum() for c in numeric)
     return {c: n for c, n in counts.row(0, named=True).items() if n}

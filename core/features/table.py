@@ -20,7 +20,7 @@ from pandera.errors import SchemaErrors
 
 from core import layout
 from core.config import FeatureSettings
-from core.errors import InputError
+from core.errors import InputError, InsufficientDataError, NothingUsableError, first_line
 from core.features.build import build_features
 from core.features.context import TARGET, Windows
 from core.features.market import market_frame
@@ -35,8 +35,9 @@ from core.features.schema import features_schema, non_finite_columns
 from core.storage import Store
 
 
-class FeatureQualityError(ValueError):
-    """Computed features broke the output schema (a formula produced NaN or inf)."""
+class FeatureQualityError(NothingUsableError):
+    """Computed features broke the output schema (a formula produced NaN or inf): nothing is
+    written; the message names the columns and symbols."""
 
 
 class MissingInputError(InputError):
@@ -81,6 +82,21 @@ def input_fingerprint(store: Store, keys: dict[str, str]) -> dict[str, list[Any]
         .collect()
     )
     return {sym: [str(last), rows] for sym, last, rows in stats.iter_rows()}
+
+
+def short_histories(fingerprint: dict[str, list[Any]], cfg: FeatureSettings) -> dict[str, int]:
+    """Symbols whose stored history is no longer than the groups' warm-up, with their row
+    counts: they give no feature row. Every symbol short is an error (nothing to build)."""
+    warmup = warmup_rows(cfg.groups, cfg.horizon)
+    short = {symbol: n for symbol, (_, n) in fingerprint.items() if n <= warmup}
+    if short and len(short) == len(fingerprint):
+        listed = ", ".join(f"{s} ({n})" for s, n in list(short.items())[:10])
+        raise InsufficientDataError(
+            f"no symbol has more rows than the {warmup} rows of warm-up that groups "
+            f"{', '.join(cfg.groups)} need (rows: {listed}{' ...' if len(short) > 10 else ''}): "
+            "collect a longer history"
+        )
+    return short
 
 
 def config_dict(cfg: FeatureSettings) -> dict[str, Any]:
@@ -143,8 +159,15 @@ def build_chunk(
         features_schema(columns, pl.Float32).validate(table, lazy=True)
     except SchemaErrors as exc:
         bad = non_finite_columns(table, columns)
+        if not bad:  # not a non-finite value: a type or column problem
+            raise FeatureQualityError(
+                f"feature table failed its schema: {first_line(str(exc))}"
+            ) from None
+        rows = ~pl.all_horizontal(pl.col(list(bad)).is_finite().fill_null(False))
+        symbols = sorted(table.filter(rows)["symbol"].unique().to_list())
         raise FeatureQualityError(
-            f"feature table failed its schema; non-finite values in {bad or 'none'}: {exc}"
+            f"feature table failed its schema: non-finite values in {bad} "
+            f"(symbols {', '.join(symbols[:10])}{' ...' if len(symbols) > 10 else ''})"
         ) from None
     return table
 

@@ -13,7 +13,15 @@ from typing import Any
 import polars as pl
 
 from core import layout
-from core.features.table import close_prices, load_features
+from core.errors import InputError
+from core.features.table import (
+    close_prices,
+    current_manifest,
+    input_fingerprint,
+    load_features,
+    model_inputs,
+    price_keys,
+)
 from core.modeling.conformal import (
     CQR,
     ACIState,
@@ -29,6 +37,51 @@ from core.modeling.models.baselines import Baseline
 from core.modeling.training import qcols
 from core.runs import fetch_run
 from core.storage import Store
+
+
+class FeatureMismatchError(InputError):
+    """The feature table does not match what the model was trained on."""
+
+
+REBUILD = "rebuild the features for this run (python -m flows.features) or train on these (python -m flows.train)"
+
+
+def check_inputs(
+    run: dict[str, Any], features: dict[str, Any], newest_prices: str | None, uses_features: bool
+) -> list[str]:
+    """Refuse a feature table the run cannot use (another horizon, or other features for a
+    model that reads them: an error naming the difference); return warnings for one that is
+    stale (older than the run's test period, or built before the newest stored prices)."""
+    problems = []
+    if run["horizon"] != features["horizon"]:
+        problems.append(
+            f"horizon {features['horizon']} in the features, {run['horizon']} in the model"
+        )
+    have, want = set(model_inputs(features)), set(run["features"])
+    if uses_features and have != want:
+        missing, extra = sorted(want - have), sorted(have - want)
+        problems.append(
+            f"features differ (groups {', '.join(features['groups'])}; "
+            f"missing {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
+            f"not in the model {extra[:8]}{' ...' if len(extra) > 8 else ''})"
+        )
+    if problems:
+        raise FeatureMismatchError(f"run {run['run_id']} cannot use the feature table {features['version']}: "
+                                   + "; ".join(problems) + f": {REBUILD}")  # fmt: skip
+    warnings = []
+    built_to = max(last for last, _ in features["input_fingerprint"].values())
+    tested_to = run.get("test_end")
+    if tested_to and built_to < tested_to:
+        warnings.append(
+            f"the features end on {built_to}, before the end of run {run['run_id']}'s test period "
+            f"({tested_to}): these forecasts are for dates the model has seen"
+        )
+    if newest_prices and built_to < newest_prices:
+        warnings.append(
+            f"the features end on {built_to} but the stored prices go to {newest_prices}: "
+            "run python -m flows.features for today's forecasts"
+        )
+    return warnings
 
 
 @dataclass
@@ -81,7 +134,13 @@ def predict_run(store: Store, run: str) -> dict[str, Any]:
         manifest = fetch_run(store, run, Path(tmp))
         model = load_model(Path(tmp) / layout.MODEL_DIR)
         calibration = json.loads((Path(tmp) / layout.CALIBRATION_FILE).read_text())
+        test_end = json.loads((Path(tmp) / layout.METRICS_FILE).read_text())["splits"]["test"][1]
     run_id = manifest["run_id"]
+    features_doc = current_manifest(store)
+    fingerprint = input_fingerprint(store, price_keys(store))
+    newest = max((last for last, _ in fingerprint.values()), default=None)
+    uses_features = not isinstance(model, Baseline)
+    warnings = check_inputs(manifest | {"test_end": test_end}, features_doc, newest, uses_features)
     state_key = layout.ACI_STATE(run_id=run_id)
     aci = ACIState.from_dict(
         store.read_json(state_key) if store.exists(state_key) else calibration["aci"]
@@ -105,5 +164,6 @@ def predict_run(store: Store, run: str) -> dict[str, Any]:
         "outcomes_added": result.outcomes_added,
         "stale_symbols": out.filter(pl.col("date") < as_of)["symbol"].to_list(),
         "mean_width": float((out["hi"] - out["lo"]).to_numpy().mean()),
+        "warnings": warnings,
         "table": out,
     }

@@ -12,6 +12,8 @@ from itertools import pairwise
 
 import polars as pl
 
+from core.errors import InsufficientDataError
+
 SEGMENTS = ("train", "val", "cal", "test")
 
 
@@ -37,8 +39,13 @@ def make_splits(
     """Split the labelled trading dates of the last ``lookback_days`` calendar days."""
     if abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
         raise ValueError(f"split fractions must be positive and sum to 1, got {fractions}")
-    days = dates.unique().sort()
-    days = days.filter(days >= days.max() - dt.timedelta(days=lookback_days)).to_list()  # pyright: ignore[reportOperatorIssue]
+    days = dates.drop_nulls().unique().sort()
+    if days.is_empty():
+        raise InsufficientDataError(
+            "no labelled rows to split (every target is still unknown): collect a longer history"
+        )
+    last: dt.date = days[-1]
+    days = days.filter(days >= last - dt.timedelta(days=lookback_days)).to_list()
     n = len(days)
     cuts = [0]
     for f in fractions:
@@ -48,7 +55,7 @@ def make_splits(
     for i, (a, b) in enumerate(pairwise(cuts)):
         start = a + (embargo if i else 0)
         if b - start < 1:
-            raise ValueError(
+            raise InsufficientDataError(
                 f"too few dates ({n}) for the {SEGMENTS[i]} segment after an embargo of {embargo}"
             )
         segments.append((days[start], days[b - 1]))
@@ -62,3 +69,23 @@ def segment_expr(splits: Splits) -> pl.Expr:
         a, b = getattr(splits, name)
         expr = pl.when(pl.col("date").is_between(a, b)).then(pl.lit(name)).otherwise(expr)
     return expr.alias("segment")
+
+
+def check_segments(
+    segments: dict[str, pl.DataFrame], min_dates: int, min_rows: int, splits: Splits
+) -> None:
+    """Every segment holds at least ``min_dates`` dates and ``min_rows`` rows, or an error
+    names each short segment, what it holds, and its date span."""
+    short = []
+    for name in SEGMENTS:
+        frame = segments[name]
+        dates = frame["date"].n_unique()
+        if dates < min_dates or frame.height < min_rows:
+            a, b = getattr(splits, name)
+            short.append(f"{name} {a}..{b}: {frame.height} rows on {dates} dates")
+    if short:
+        raise InsufficientDataError(
+            f"too little data to train (each segment needs {min_dates} dates and {min_rows} rows): "
+            + "; ".join(short)
+            + ": collect a longer history or more symbols, or raise model.lookback_days"
+        )

@@ -23,7 +23,7 @@ from core.modeling.models import MODELS, make_model
 from core.modeling.models.base import QuantileRegressor
 from core.modeling.models.baselines import Baseline
 from core.modeling.models.scaled import use_scaling
-from core.modeling.splits import Splits, make_splits, segment_expr
+from core.modeling.splits import Splits, check_segments, make_splits, segment_expr
 
 METHODS = ("raw", "cqr", "cqr_aci")
 BASELINE_NAMES = ("historical", "ewma")
@@ -93,6 +93,7 @@ def train_and_evaluate(
         name: labelled.filter(pl.col("segment") == name).sort("date", "symbol")
         for name in ("train", "val", "cal", "test")
     }
+    check_segments(seg, cfg.min_segment_dates, cfg.min_segment_rows, splits)
     seconds: dict[str, float] = {}
 
     spec = MODELS[cfg.name]

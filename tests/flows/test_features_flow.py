@@ -128,3 +128,40 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert COMMAND.main(["--store", str(tmp_path), "--groups", "seed,magic"]) == 2
     assert "unknown feature group 'magic'" in capsys.readouterr().err
     assert not (tmp_path / "empty").exists()
+
+
+def test_too_little_data_is_a_clear_error_at_the_first_step_that_can_tell(tmp_path, capsys):
+    """2 symbols x 100 days: too short for the risk group's warm-up (exit 2, nothing
+    written); long enough for seed features, then too short to train (exit 2, the
+    shortfall named)."""
+    import datetime as dt
+
+    from flows.collect import collect
+    from flows.train import COMMAND as TRAIN
+
+    store = tmp_path / "store"
+    tickers = tmp_path / "tickers.csv"
+    tickers.write_text("Symbol\nAAA\nBBB\n")
+    collect(
+        tickers=str(tickers),
+        source="synthetic",
+        store=str(store),
+        start=dt.date(2024, 1, 1),
+        end=dt.date(2024, 5, 17),
+    )
+    assert COMMAND.main(["--store", str(store), "--groups", "seed,risk"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: no symbol has more rows than the 127 rows of warm-up that groups seed, risk need "
+        "(rows: AAA (100), BBB (100)): collect a longer history"
+    )
+    assert not (store / "features").exists()
+    assert COMMAND.main(["--store", str(store), "--groups", "seed"]) == 0
+    capsys.readouterr()
+    assert TRAIN.main(["--store", str(store), "--model", "ewma"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "error: too little data to train (each segment needs 20 dates and 100 rows): train "
+    )
+    assert "rows on" in err and "collect a longer history" in err
+    assert not (store / "models").exists()

@@ -190,3 +190,30 @@ def test_tune_writes_best_params_resumes_and_train_uses_them(
     assert manifest["params_source"].endswith("tuning/s1/best_params.json")
     tuned = store.read_json("tuning/s1/best_params.json")["params"]
     assert {k: manifest["settings"]["model"]["params"][k] for k in tuned} == tuned
+
+
+def test_predict_refuses_features_the_model_was_not_trained_on(store_dir, capsys):
+    """Features rebuilt with another horizon or other groups: exit 2 naming the difference;
+    prices newer than the features: a warning with the dates."""
+    train(store=str(store_dir), model="lightgbm", params=FAST)
+    features(store=str(store_dir), horizon=5)
+    assert PREDICT.main(["--store", str(store_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "horizon 5 in the features, 3 in the model" in err and "python -m flows.features" in err
+    features(store=str(store_dir), groups=["seed"])
+    assert PREDICT.main(["--store", str(store_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "features differ (groups seed; missing ['absmax22', 'beta126'" in err
+    assert len(err.strip().splitlines()) == 1
+
+    features(store=str(store_dir))  # back to the run's features; then a newer bar arrives
+    store = Store(str(store_dir))
+    ko = store.read_parquet("raw/prices/symbol=KO/data.parquet")
+    later = ko.tail(1).with_columns(pl.col("date") + pl.duration(days=3))
+    store.write_parquet("raw/prices/symbol=KO/data.parquet", pl.concat([ko, later]))
+    assert PREDICT.main(["--store", str(store_dir)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"warning: the features end on {ko['date'].max()} but the stored prices go to {later['date'].item()}"
+        in out
+    )

@@ -38,3 +38,37 @@ def test_invalid_settings_name_the_problem(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("SMA_QUALITY__BAD_TICK_FACTOR", "0.5")
     with pytest.raises(ConfigError, match=r"quality\.bad_tick_factor"):
         load_settings()
+
+
+def test_list_settings_accept_commas_or_json(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SMA_MODEL__QUANTILES", "0.1,0.9")
+    monkeypatch.setenv("SMA_FEATURES__GROUPS", "seed, alpha158")
+    monkeypatch.setenv("SMA_MODEL__SPLIT_FRACTIONS", "[0.5, 0.2, 0.2, 0.1]")
+    s = load_settings()
+    assert s.model.quantiles == [0.1, 0.9] and s.features.groups == ["seed", "alpha158"]
+    assert s.model.split_fractions == (0.5, 0.2, 0.2, 0.1)
+    monkeypatch.setenv("SMA_MODEL__QUANTILES", "[0.1, 0.9")
+    with pytest.raises(ConfigError, match=r"model\.quantiles: Value error, not a JSON list"):
+        load_settings()
+    monkeypatch.setenv("SMA_MODEL__QUANTILES", "0.9,0.1")
+    with pytest.raises(ConfigError, match="quantiles must be increasing"):
+        load_settings()
+
+
+def test_unknown_variables_are_named_with_the_closest_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, caplog
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("core.config._warned", set())
+    monkeypatch.setenv("SMA_MODEL__NAMEE", "lightgbm")
+    monkeypatch.setenv("SMA_IMAGE", "registry/sma:1")  # read by prefect.yaml: known
+    (tmp_path / ".env").write_text("SMA_STOR=s3://bucket\n")
+    with caplog.at_level("WARNING", logger="stock_market_analytics.config"):
+        s = load_settings()
+        load_settings()  # once per process, not once per call
+    assert s.model.name == "catboost" and s.store == "data/store"  # ignored, as said
+    assert [r.getMessage() for r in caplog.records] == [
+        "unknown setting SMA_MODEL__NAMEE is ignored; did you mean SMA_MODEL__NAME?",
+        "unknown setting SMA_STOR is ignored; did you mean SMA_STORE?",
+    ]

@@ -284,3 +284,4 @@ def test_schema_rejects_non_finite_output(sample):
     with pytest.raises(SchemaErrors, match="features_finite"):
         _validate(broken, ["seed"])
     assert non_finite_columns(broken, ["atr", "cmo"]) == {"atr": 4}  # last date of 4 symbols
+    assert non_finite_columns(broken, ["symbol", "atr"]) == {"atr": 4}  # keys are not checked

@@ -64,3 +64,10 @@ def test_splits_fractions_order_and_embargo():
     assert frame["segment"].null_count() == 9 + (len(trading) - total)
     with pytest.raises(ValueError, match="too few dates"):
         make_splits(days.head(20), embargo=5)
+
+
+def test_no_labelled_dates_is_insufficient_data_not_a_crash():
+    from core.errors import InsufficientDataError
+
+    with pytest.raises(InsufficientDataError, match="no labelled rows"):
+        make_splits(pl.Series("date", [None, None], dtype=pl.Date), embargo=3)

@@ -29,6 +29,11 @@ def rejected(result) -> dict[dt.date, str]:
         ((10.0, 9.0, 9.5, 9.2, 1000.0), "high_ge_low"),
         ((10.0, 10.5, 9.5, 12.0, 1000.0), "ohlc_in_range"),
         ((8.0, 10.5, 9.5, 10.0, 1000.0), "ohlc_in_range"),
+        # non-finite numbers (an inf volume once passed and broke the feature build)
+        ((10.0, 10.5, 9.5, 10.0, float("inf")), "schema"),
+        ((10.0, 10.5, 9.5, float("nan"), 1000.0), "schema"),
+        ((float("-inf"), 10.5, 9.5, 10.0, 1000.0), "schema"),
+        ((10.0, float("inf"), 9.5, 10.0, 1000.0), "schema"),
     ],
 )
 def test_row_rules_quarantine_only_the_bad_row(row, rule):
@@ -39,6 +44,16 @@ def test_row_rules_quarantine_only_the_bad_row(row, rule):
     assert rejected(result) == {bad_day: rule}
     assert result.valid.height == 9 and bad_day not in result.valid["date"].to_list()
     assert result.quarantine["detail"][0].startswith(f"broke {rule}")
+
+
+def test_non_finite_adjusted_close_is_rejected_but_a_missing_one_is_not():
+    rows = clean(4)
+    frame = bars(rows).with_columns(
+        pl.Series("adj_close", [10.0, float("nan"), None, 10.0], dtype=pl.Float64)
+    )
+    result = apply_rules(frame, RULESET, TODAY)
+    assert rejected(result) == {rows[1][0]: "schema"}
+    assert result.valid.height == 3
 
 
 def test_first_rule_in_order_is_named_and_detail_lists_all():
