@@ -30,6 +30,7 @@ class Key:
 
     pattern: str
     holds: str
+    rebuild: str = ""  # the command that rebuilds a damaged copy
 
     def __call__(self, **parts: Any) -> str:
         return self.pattern.format(**parts)
@@ -71,6 +72,7 @@ STORE_META = Key("store.json", "the layout version of the store, written on firs
 PRICES = Key(
     "raw/prices/symbol={symbol}/data.parquet",
     "valid bars: `symbol, date, open, high, low, close, adj_close (nullable), volume`, sorted by date, unique dates",
+    rebuild="python -m flows.collect (it sets a damaged price file aside and refetches the symbol)",
 )
 QUARANTINE = Key(
     "raw/quarantine/symbol={symbol}/{run_id}.parquet", "rejected rows plus `rule` and `detail`"
@@ -78,6 +80,11 @@ QUARANTINE = Key(
 INGESTION = Key(
     "raw/ingestion.parquet",
     "per symbol: `symbol, status (ok/failed/no_data/insufficient), first_date, last_date, rows, attempts, last_attempt_at, last_success_at, error`",
+    rebuild="python -m flows.collect (it rebuilds the table from the price files)",
+)
+CORRUPT = Key(
+    "raw/corrupt/{run_id}/{key}",
+    "a file found damaged by run `<run_id>`, moved aside from its own key `<key>` (then rebuilt)",
 )
 QUALITY_REPORT = Key(
     "raw/reports/{run_id}/quality.json", "counts per rule, per symbol and in total"
@@ -85,30 +92,37 @@ QUALITY_REPORT = Key(
 FEATURES_MANIFEST = Key(
     "features/manifest.json",
     "the current feature build: groups, features, horizon, windows, rows, parts, input fingerprint (written last)",
+    rebuild="python -m flows.features",
 )
 FEATURE_PART = Key(
     "features/{version}/part-{index:05d}-{chunk:03d}.parquet",
     "`symbol, date, <features>, y` (features Float32) of one batch and chunk",
+    rebuild="python -m flows.features",
 )
 MARKET = Key(
     "features/{version}/market.parquet",
     "the universe's market series of a build (groups that need it join it by date)",
+    rebuild="python -m flows.features",
 )
 RUN_MODEL = Key(
     f"models/{{run_id}}/{MODEL_DIR}/{{file}}",
     "the fitted model in its native format (`.cbm`, LightGBM text) plus `params.json` (and `scale.json` when volatility-scaled)",
+    rebuild="python -m flows.train (a new run)",
 )
 RUN_CALIBRATION = Key(
     f"models/{{run_id}}/{CALIBRATION_FILE}",
     "the CQR calibration and the ACI state at the end of the test period",
+    rebuild="python -m flows.train (a new run)",
 )
 RUN_METRICS = Key(
     f"models/{{run_id}}/{METRICS_FILE}",
     "test metrics of every method and both baselines, the splits",
+    rebuild="python -m flows.train (a new run)",
 )
 RUN_TEST_PREDICTIONS = Key(
     f"models/{{run_id}}/{TEST_PREDICTIONS_FILE}",
     "the test rows' quantiles and intervals of every method",
+    rebuild="python -m flows.train (a new run)",
 )
 RUN_PLOT = Key(
     f"models/{{run_id}}/{PLOTS_DIR}/{{name}}.png",
@@ -117,15 +131,27 @@ RUN_PLOT = Key(
 RUN_MANIFEST = Key(
     f"models/{{run_id}}/{MANIFEST_FILE}",
     "run id, git commit, settings, features, data fingerprint, sha256 of every file of the run (written last)",
+    rebuild="python -m flows.train (a new run)",
 )
-LATEST_RUN = Key("models/latest.json", '`{"run_id": ...}` of the newest complete run')
+LATEST_RUN = Key(
+    "models/latest.json",
+    '`{"run_id": ...}` of the newest complete run',
+    rebuild="python -m flows.train (a new run)",
+)
 PREDICTIONS = Key(
     "predictions/{as_of}.parquet",
     "raw and calibrated quantiles, the CQR interval and the CQR+ACI interval (`lo`, `hi`) per symbol",
+    rebuild="python -m flows.predict",
 )
-ACI_STATE = Key("predictions/aci/{run_id}.json", "the ACI state the predict flow continues")
+ACI_STATE = Key(
+    "predictions/aci/{run_id}.json",
+    "the ACI state the predict flow continues",
+    rebuild="delete it: predict restarts ACI from the run's calibration",
+)
 BEST_PARAMS = Key(
-    "tuning/{study}/best_params.json", "best parameters, score, trial number, data fingerprint"
+    "tuning/{study}/best_params.json",
+    "best parameters, score, trial number, data fingerprint",
+    rebuild="python -m flows.tune",
 )
 TUNING_PLOT = Key(
     "tuning/{study}/plots/{name}.png", "optimization history and parameter importances"
@@ -136,6 +162,7 @@ KEYS: tuple[Key, ...] = (
     PRICES,
     QUARANTINE,
     INGESTION,
+    CORRUPT,
     QUALITY_REPORT,
     FEATURES_MANIFEST,
     FEATURE_PART,
@@ -152,6 +179,11 @@ KEYS: tuple[Key, ...] = (
     BEST_PARAMS,
     TUNING_PLOT,
 )
+
+
+def rebuild_hint(key: str) -> str:
+    """How to rebuild a damaged copy of ``key`` ('' when no pipeline step writes it)."""
+    return next((k.rebuild for k in KEYS if k.match(key) is not None), "")
 
 
 def run_key(run_id: str, rel: str) -> str:

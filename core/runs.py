@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import subprocess
 import uuid
 from pathlib import Path
@@ -13,10 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from core import layout
 from core.errors import DamagedArtifactError, InputError
-from core.storage import Store
+from core.storage import DamagedFileError, Store, StoreError
 
 if TYPE_CHECKING:
     from core.modeling.training import TrainResult
+
+
+logger = logging.getLogger("stock_market_analytics.runs")
 
 
 class TamperedRunError(DamagedArtifactError):
@@ -84,14 +88,44 @@ def write_run(store: Store, run_id: str, folder: Path, manifest: dict[str, Any])
     return doc
 
 
+def newest_complete_run(store: Store) -> str | None:
+    """The newest run whose manifest (written last) is there and readable."""
+    runs = sorted(
+        {parts["run_id"] for k in store.list("models") if (parts := layout.RUN_MANIFEST.match(k))},
+        reverse=True,
+    )
+    for run_id in runs:  # run ids sort by time
+        try:
+            store.read_json(layout.RUN_MANIFEST(run_id=run_id))
+            return run_id
+        except DamagedFileError:
+            continue
+    return None
+
+
 def resolve(store: Store, run: str) -> str:
+    """A run id: ``run`` itself, or for ``latest`` the run the latest-run pointer names (when
+    the pointer is damaged, the newest complete run, with a warning)."""
     if run != "latest":
         return run
-    if not store.exists(layout.LATEST_RUN()):
+    key = layout.LATEST_RUN()
+    if not store.exists(key):
         raise MissingRunError(
-            f"no trained model in {store.uri(layout.LATEST_RUN())}: run `python -m flows.train` first"
+            f"no trained model in {store.uri(key)}: run `python -m flows.train` first"
         )
-    return store.read_json(layout.LATEST_RUN())["run_id"]
+    try:
+        return store.read_json(key)["run_id"]
+    except (DamagedFileError, KeyError, TypeError) as exc:
+        found = newest_complete_run(store)
+        if found is None:
+            raise
+        logger.warning(
+            "%s is damaged (%s); using the newest complete run %s",
+            store.uri(key),
+            getattr(exc, "problem", "no run_id"),
+            found,
+        )
+        return found
 
 
 def fetch_run(store: Store, run: str, dest: Path) -> dict[str, Any]:
@@ -102,7 +136,13 @@ def fetch_run(store: Store, run: str, dest: Path) -> dict[str, Any]:
         raise MissingRunError(f"no run {run_id!r}: {store.uri(key)} not found")
     manifest = store.read_json(key)
     for rel, digest in manifest["files"].items():
-        data = store.read_bytes(layout.run_key(run_id, rel))
+        try:
+            data = store.read_bytes(layout.run_key(run_id, rel))
+        except StoreError:
+            raise TamperedRunError(
+                f"run {run_id}: {rel} is missing (its manifest lists it); refusing to load the run; "
+                f"to rebuild: {layout.rebuild_hint(layout.run_key(run_id, rel))}"
+            ) from None
         if sha256(data) != digest:
             raise TamperedRunError(
                 f"run {run_id}: {rel} does not match its manifest hash; refusing to load it"

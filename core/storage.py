@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import fsspec
 import polars as pl
 
-from core.errors import InputError
+from core.errors import DamagedArtifactError, InputError, first_line
 
 if TYPE_CHECKING:
     from polars._typing import ParquetCompression
@@ -28,6 +28,31 @@ if TYPE_CHECKING:
 
 class StoreError(InputError):
     """A store operation failed, a key is not allowed, or the store URL is not usable."""
+
+
+def _s3_problem(exc: Exception, url: str, endpoint: str | None) -> str:
+    """One line on why an S3 store cannot be reached (the exception's type tells which)."""
+    kind = type(exc).__name__
+    if "Credential" in kind:
+        return (
+            f"no AWS credentials for store {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    if "Connect" in kind or "Timeout" in kind or isinstance(exc, OSError):
+        return f"cannot reach the S3 endpoint {endpoint or 'AWS'} of store {url}: {kind}"
+    return f"S3 store {url} is not usable: {kind}: {first_line(str(exc), 200)}"
+
+
+class DamagedFileError(DamagedArtifactError):
+    """A stored file cannot be parsed; the message names it and the command that rebuilds it."""
+
+    def __init__(self, uri: str, key: str, problem: str):
+        from core.layout import rebuild_hint
+
+        hint = rebuild_hint(key)
+        super().__init__(
+            f"damaged file {uri}: {problem}" + (f"; to rebuild it: {hint}" if hint else "")
+        )
+        self.key, self.problem = key, problem
 
 
 def _check_key(key: str) -> str:
@@ -61,9 +86,16 @@ class Store:
             self.fs: fsspec.AbstractFileSystem = s3fs.S3FileSystem(
                 endpoint_url=self.endpoint,
                 client_kwargs=client_kwargs,
+                # give up on an unreachable endpoint within about 20 s, not minutes
+                config_kwargs={
+                    "connect_timeout": 5,
+                    "read_timeout": 20,
+                    "retries": {"max_attempts": 2, "mode": "standard"},
+                },
                 use_listings_cache=False,
                 skip_instance_cache=True,
             )
+            self.fs.retries = 2  # s3fs's own retry loop (5 by default) on top of botocore's
             self.root = self.url.removeprefix("s3://")
             if not self.root:
                 raise StoreError("an S3 store needs a bucket: s3://bucket[/prefix]")
@@ -79,6 +111,28 @@ class Store:
     def open(cls, ref: StoreRef) -> Store:
         """The store a ``StoreRef`` names (root URL plus S3 endpoint and region)."""
         return cls(ref.url, endpoint_url=ref.endpoint_url, region=ref.region)
+
+    def check(self) -> None:
+        """Fail at once, in one line, when the store cannot be used: a local store that is a
+        file or not writable; an S3 store whose endpoint, credentials or bucket fail."""
+        if self.is_s3:
+            bucket = self.root.split("/", 1)[0]
+            try:
+                self.fs.call_s3("head_bucket", Bucket=bucket)  # pyright: ignore[reportAttributeAccessIssue]
+            except FileNotFoundError:
+                raise StoreError(
+                    f"S3 bucket {bucket!r} of store {self.url} does not exist or is not visible "
+                    f"with these credentials (endpoint {self.endpoint or 'AWS'})"
+                ) from None
+            except Exception as exc:  # botocore's and aiohttp's errors, named below
+                raise StoreError(_s3_problem(exc, self.url, self.endpoint)) from None
+            return
+        path = Path(self.root)
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"store {self.url} is a file, not a folder")
+        existing = next(p for p in [path, *path.parents] if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise StoreError(f"store {self.url} cannot be written ({existing} is read-only)")
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -171,17 +225,31 @@ class Store:
         if self.exists(key):
             self.fs.rm(self.path(key))
 
+    def move(self, key: str, to: str) -> None:
+        """Move an object to another key (a rename locally; copy then delete on S3)."""
+        if self.is_s3:
+            self.fs.copy(self.path(key), self.path(to))
+            self.fs.rm(self.path(key))
+            return
+        target = Path(self.path(to))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path(key), target)
+
     # -- formats ---------------------------------------------------------------------
     def read_parquet(self, key: str) -> pl.DataFrame:
         # One open handle, not a path: Polars would re-open a path and could mix the old
         # and the new inode when a writer replaces the file meanwhile.
-        if not self.is_s3:
-            try:
+        try:
+            if not self.is_s3:
                 with open(self.path(key), "rb") as handle:
                     return pl.read_parquet(handle)
-            except FileNotFoundError:
-                raise StoreError(f"not found in store: {self.uri(key)}") from None
-        return pl.read_parquet(io.BytesIO(self.read_bytes(key)))
+            return pl.read_parquet(io.BytesIO(self.read_bytes(key)))
+        except FileNotFoundError:
+            raise StoreError(f"not found in store: {self.uri(key)}") from None
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DamagedFileError(
+                self.uri(key), key, f"not readable Parquet ({first_line(str(exc), 200)})"
+            ) from None
 
     def write_parquet(
         self, key: str, frame: pl.DataFrame, compression: ParquetCompression = "zstd"
@@ -199,7 +267,10 @@ class Store:
         )  # pyright: ignore[reportArgumentType]
 
     def read_json(self, key: str) -> Any:
-        return json.loads(self.read_bytes(key))
+        try:
+            return json.loads(self.read_bytes(key))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DamagedFileError(self.uri(key), key, f"not valid JSON ({exc})") from None
 
     def write_json(self, key: str, obj: Any) -> None:
         self.write_bytes(key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())

@@ -156,7 +156,7 @@ def collect(
         outcomes.extend(results)
         update_progress_artifact(progress, 100.0 * done / len(batches))
 
-    recorded = record_run(outcomes, ref, run_id)
+    recorded = record_run(outcomes, ref, run_id, job.quality.min_rows)
     summary = summarize(universe, outcomes, recorded, run_id, time.perf_counter() - started)
     publish_summary(summary)
     logger.info(
@@ -165,6 +165,8 @@ def collect(
     )
     for symbol, error in summary["failed_symbols"].items():
         logger.warning("failed: %s: %s", symbol, error)
+    for symbol, note in summary["repaired"].items():
+        logger.warning("repaired: %s: %s", symbol, note)
     if summary["failed"] == len(universe.symbols):
         raise NothingCollectedError(
             f"no symbol could be collected ({summary['failed']} failed); see the summary"

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.errors import EXIT_CODES, UserFacingError
+from core.errors import EXIT_CODES, NothingUsableError, UserFacingError, first_line
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -74,6 +75,9 @@ class Command:
             epilog=f"Every flag is also a setting (SMA_*) or a flow parameter.\nexit codes:\n{codes}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        parser.add_argument(
+            "--debug", action="store_true", help="show full tracebacks in the terminal"
+        )
         for arg in self.args:
             if arg.switch:
                 parser.add_argument(arg.flag, action="store_true", default=None, help=arg.help)
@@ -108,16 +112,24 @@ class Command:
         return load_settings(**self.overrides(params))
 
     def start(self, **params: Any) -> Settings:
-        """What a flow does first: its settings, and a check of the store's layout version."""
+        """What a flow does first: its settings, and a check that the store can be used and
+        that its layout version is one this code reads."""
         from core.layout import check_layout
         from core.storage import Store
 
         settings = self.settings(**params)
-        check_layout(Store.open(settings.store_ref))
+        store = Store.open(settings.store_ref)
+        store.check()
+        check_layout(store)
         return settings
 
     def main(self, argv: list[str] | None = None) -> int:
-        """Parse, validate, run the flow, print its report; the exit code of the outcome."""
+        """Parse, validate, run the flow, print its report; the exit code of the outcome.
+
+        An expected error is one line on stderr; an unexpected one too, with exit code 1,
+        unless ``--debug``. Tracebacks always reach the Prefect logs (the API's log handler
+        sees each record before the terminal's does); the terminal shows them with ``--debug``.
+        """
         args = self.parser().parse_args(argv)
         params = {arg.dest: getattr(args, arg.dest) for arg in self.args}
         try:
@@ -126,9 +138,43 @@ class Command:
                     params[arg.dest] = arg.convert(params[arg.dest])
             self.settings(**params)  # bad settings fail here, before Prefect starts
             module = importlib.import_module(f"flows.{self.name}")
+            if not args.debug:
+                _terminal_without_tracebacks()
             result = getattr(module, self.name)(**params)
         except UserFacingError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {first_line(str(exc), 2000)}", file=sys.stderr)
             return exc.exit_code
+        except Exception as exc:
+            if args.debug:
+                raise
+            print(
+                f"error: {type(exc).__name__}: {first_line(str(exc))} "
+                "(unexpected: rerun with --debug for the traceback)",
+                file=sys.stderr,
+            )
+            return NothingUsableError.exit_code
         print(module.report(result))
         return 0
+
+
+class _MessageOnly(logging.Formatter):
+    """A terminal formatter that leaves a record's traceback out (the message stays)."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not record.exc_info and not record.exc_text:
+            return self.inner.format(record)
+        quiet = logging.makeLogRecord(record.__dict__ | {"exc_info": None, "exc_text": None})
+        return self.inner.format(quiet)
+
+
+def _terminal_without_tracebacks() -> None:
+    """Drop tracebacks from the terminal's log handlers (Prefect's console handler)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler.formatter, _MessageOnly
+        ):
+            handler.setFormatter(_MessageOnly(handler.formatter))

@@ -17,12 +17,12 @@ from prefect.tasks import Task, exponential_backoff
 
 from core import layout
 from core.config import CollectJob, CollectSettings, StoreRef
-from core.data.collection import collect_symbols, outcome_dicts
+from core.data.collection import collect_symbols, outcome_dicts, set_aside
 from core.data.collectors import COLLECTORS, RetryableCollectorError, make_collector
-from core.data.ingestion import update_ingestion
+from core.data.ingestion import rebuild_from_prices, update_ingestion
 from core.data.quality import quality_report
 from core.data.tickers import Tickers, load_tickers
-from core.storage import Store
+from core.storage import DamagedFileError, Store, StoreError
 from tasks.caching import s3_result_storage
 
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -87,11 +87,21 @@ def collect_batch(
 
 def batch_still_valid(results: list[dict[str, Any]], store: StoreRef) -> bool:
     """A cached batch result may stand in for a fetch only if none of its symbols failed and
-    every symbol it stored is still in the store (someone may have deleted or moved it)."""
+    every symbol it stored is still in the store and readable (someone may have deleted,
+    moved or damaged it)."""
     if any(r["status"] == "failed" for r in results):
         return False
     opened = Store.open(store)
-    return all(opened.exists(layout.PRICES(symbol=r["symbol"])) for r in results if r["rows"])
+    return all(readable(opened, layout.PRICES(symbol=r["symbol"])) for r in results if r["rows"])
+
+
+def readable(store: Store, key: str) -> bool:
+    """The file is there and parses (a cached result must not vouch for a damaged file)."""
+    try:
+        store.read_parquet(key)
+        return True
+    except (StoreError, DamagedFileError):
+        return False
 
 
 def batch_task_options(cfg: CollectSettings, full_refresh: bool, store: StoreRef) -> dict[str, Any]:
@@ -108,11 +118,21 @@ def batch_task_options(cfg: CollectSettings, full_refresh: bool, store: StoreRef
 
 
 @task(name="record-run", cache_policy=NO_CACHE)
-def record_run(outcomes: list[dict[str, Any]], store: StoreRef, run_id: str) -> dict[str, Any]:
-    """Update the ingestion table and write the quality report, then publish it."""
+def record_run(
+    outcomes: list[dict[str, Any]], store: StoreRef, run_id: str, min_rows: int
+) -> dict[str, Any]:
+    """Update the ingestion table (a damaged one is set aside and rebuilt from the price
+    files) and write the quality report, then publish it."""
     opened = Store.open(store)
     key = layout.INGESTION()
-    previous = opened.read_parquet(key) if opened.exists(key) else None
+    try:
+        previous = opened.read_parquet(key) if opened.exists(key) else None
+    except DamagedFileError as exc:
+        aside = set_aside(opened, key, run_id)
+        get_run_logger().warning(
+            "%s; moved to %s and rebuilt from the price files", exc.problem, aside
+        )
+        previous = rebuild_from_prices(opened, min_rows)
     table = update_ingestion(previous, outcomes, dt.datetime.now(dt.UTC))
     opened.write_parquet(key, table)
     report = quality_report(
@@ -159,6 +179,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "",
         f"Quality report: `{summary['quality_report']}`",
     ]
+    if summary.get("repaired"):
+        lines += ["", "## Repaired", ""]
+        lines += [f"- `{sym}`: {note}" for sym, note in sorted(summary["repaired"].items())]
     if summary["refetched_full"]:
         lines += [
             "",

@@ -19,7 +19,7 @@ from core.features.table import (
     write_market,
     write_parts,
 )
-from core.storage import Store
+from core.storage import DamagedFileError, Store
 
 
 @task(name="fingerprint-prices", cache_policy=NO_CACHE)
@@ -31,7 +31,13 @@ def fingerprint_task(store: StoreRef) -> dict[str, list[Any]]:
 
 @task(name="current-manifest", cache_policy=NO_CACHE)
 def current_manifest_task(store: StoreRef) -> dict[str, Any] | None:
-    return read_manifest(Store.open(store))
+    """The current build's manifest; None when there is none, or when it is damaged (the
+    build that follows replaces it)."""
+    try:
+        return read_manifest(Store.open(store))
+    except DamagedFileError as exc:
+        get_run_logger().warning("%s: building the table anew", exc)
+        return None
 
 
 @task(name="market-series", cache_policy=NO_CACHE)

@@ -126,3 +126,28 @@ def collected(prefect_server, tmp_path_factory) -> Path:
         end=dt.date(2018, 2, 7),
     )
     return store
+
+
+@pytest.fixture(scope="session")
+def featured(collected: Path, tmp_path_factory) -> Path:
+    """The collected sample with its feature table (copy before changing it)."""
+    import shutil
+
+    from flows.features import features
+
+    store = tmp_path_factory.mktemp("featured") / "store"
+    shutil.copytree(collected, store)
+    features(store=str(store))  # the default groups: seed and risk
+    return store
+
+
+@pytest.fixture()
+def store_dir(featured: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A fresh copy of the featured sample store, W&B offline into the test's folder."""
+    import shutil
+
+    monkeypatch.setenv("SMA_WANDB_MODE", "offline")
+    monkeypatch.setenv("SMA_TRACKING__DIRECTORY", str(tmp_path / "wandb"))
+    target = tmp_path / "store"
+    shutil.copytree(featured, target)
+    return target

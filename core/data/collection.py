@@ -22,7 +22,7 @@ from core.data.incremental import fetch_start, overlap_changed
 from core.data.prices import PRICE_COLUMNS, empty_prices, merge_bars, sort_bars
 from core.data.quality import apply_rules, symbol_counts
 from core.data.tickers import Tickers
-from core.storage import Store
+from core.storage import DamagedFileError, Store
 
 
 @dataclass
@@ -37,13 +37,29 @@ class SymbolOutcome:
     first_date: str | None = None
     last_date: str | None = None
     refetched_full: bool = False
+    repaired: str | None = None  # what was found damaged and how it was repaired
     error: str | None = None
     quality: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_stored(store: Store, symbol: str) -> pl.DataFrame | None:
+def set_aside(store: Store, key: str, run_id: str) -> str:
+    """Move a damaged file out of the way (kept for inspection); returns where it went."""
+    aside = layout.CORRUPT(run_id=run_id, key=key)
+    store.move(key, aside)
+    return store.uri(aside)
+
+
+def read_stored(store: Store, symbol: str, run_id: str) -> tuple[pl.DataFrame | None, str | None]:
+    """(stored bars or None, repair note). A price file that cannot be read is set aside
+    and the symbol counts as new: the caller refetches it in full."""
     key = layout.PRICES(symbol=symbol)
-    return store.read_parquet(key) if store.exists(key) else None
+    if not store.exists(key):
+        return None, None
+    try:
+        return store.read_parquet(key), None
+    except DamagedFileError as exc:
+        aside = set_aside(store, key, run_id)
+        return None, f"stored prices unreadable ({exc.problem}): moved to {aside}, refetched in full"
 
 
 def _fetch_grouped(collector: Collector, starts: dict[str, dt.date], end: dt.date) -> FetchResult:
@@ -77,7 +93,9 @@ def collect_symbols(
     """
     today = today or dt.date.today()
     end = job.end
-    stored = {s: _read_stored(store, s) for s in symbols}
+    read = {s: read_stored(store, s, run_id) for s in symbols}
+    stored = {s: frame for s, (frame, _) in read.items()}
+    repaired = {s: note for s, (_, note) in read.items() if note}
     starts = {
         s: fetch_start(stored[s], job.start, job.collect.overlap_days, job.full_refresh)
         for s in symbols
@@ -114,7 +132,8 @@ def collect_symbols(
         if symbol in fetched.failures:
             outcomes.append(
                 SymbolOutcome(
-                    symbol, "failed", error=fetched.failures[symbol], **_span(stored[symbol])
+                    symbol, "failed", error=fetched.failures[symbol], repaired=repaired.get(symbol),
+                    **_span(stored[symbol]),
                 )
             )
             continue
@@ -144,6 +163,7 @@ def collect_symbols(
                 new_rows=new_rows,
                 quarantined=0 if bad is None else bad.height,
                 refetched_full=symbol in stale,
+                repaired=repaired.get(symbol),
                 error=None if status == "ok" else _status_reason(status, merged.height, job.quality.min_rows),
                 quality=counts.get(symbol, {}),
                 **_span(merged),
@@ -194,6 +214,7 @@ def summarize(
         "new_rows": sum(o["new_rows"] for o in outcomes),
         "rows_quarantined": recorded["totals"]["rows_quarantined"],
         "refetched_full": sorted(o["symbol"] for o in outcomes if o["refetched_full"]),
+        "repaired": {o["symbol"]: o["repaired"] for o in outcomes if o.get("repaired")},
         "failed_symbols": failed,
         "rejected_tickers": tickers.rejected,
         "quality_report": recorded["report"],

@@ -9,6 +9,9 @@ from typing import Any
 
 import polars as pl
 
+from core import layout
+from core.storage import DamagedFileError, Store
+
 INGESTION_SCHEMA = pl.Schema(
     {
         "symbol": pl.String,
@@ -86,3 +89,35 @@ def update_ingestion(
     )
     kept = previous.filter(~pl.col("symbol").is_in(updated["symbol"].implode()))
     return pl.concat([kept, updated]).sort("symbol")
+
+
+REBUILT = "rebuilt from the price files after the table was found damaged: attempts and errors unknown"
+
+
+def rebuild_from_prices(store: Store, min_rows: int) -> pl.DataFrame:
+    """The ingestion table as the price files tell it: per symbol its rows and dates, status
+    ``ok`` or ``insufficient`` by row count; attempts and errors are unknown (marked so)."""
+    rows = []
+    for key in store.list(layout.PRICES.prefix):
+        parts = layout.PRICES.match(key)
+        if parts is None:
+            continue
+        try:
+            dates = store.read_parquet(key)["date"]
+        except DamagedFileError:  # collect sets it aside and refetches the symbol
+            continue
+        rows.append({"symbol": parts["symbol"], "status": "ok" if dates.len() >= min_rows else "insufficient",
+                     "first_date": dates.min(), "last_date": dates.max(), "rows": dates.len(),
+                     "attempts": 0, "error": REBUILT})
+    table = pl.DataFrame(rows, schema_overrides={"first_date": pl.Date, "last_date": pl.Date})
+    return (
+        empty_ingestion()
+        if table.is_empty()
+        else table.with_columns(
+            pl.lit(None, pl.Datetime("us", "UTC")).alias("last_attempt_at"),
+            pl.lit(None, pl.Datetime("us", "UTC")).alias("last_success_at"),
+        )
+        .select(list(INGESTION_SCHEMA))
+        .cast(INGESTION_SCHEMA)  # pyright: ignore[reportArgumentType]
+        .sort("symbol")
+    )

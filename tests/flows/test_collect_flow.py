@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import random
 import shutil
 import threading
@@ -360,3 +361,39 @@ def test_killed_mid_run_then_rerun_collects_everything(tmp_path, prefect_server)
     days = pl.date_range(dt.date(2001, 1, 1), dt.date(2020, 12, 31), eager=True)
     assert heights == {int((days.dt.weekday() <= 5).sum())}
     assert store.read_parquet(layout.INGESTION()).height == len(symbols)
+
+
+def test_a_damaged_price_file_is_set_aside_and_refetched_and_nothing_else_changes(
+    tmp_path, collected
+):
+    """A truncated price file fails only its symbol's read: it is moved to raw/corrupt/,
+    refetched in full in the same run and named in the summary; every other file stays as
+    it was. Within the cache window too: a cache hit does not vouch for a damaged file."""
+    store_dir = tmp_path / "store"
+    shutil.copytree(collected, store_dir)
+    store = Store(str(store_dir))
+    before = {
+        p.relative_to(store_dir).as_posix(): p.read_bytes()
+        for p in store_dir.rglob("*")
+        if p.is_file()
+    }
+    key = layout.PRICES(symbol="AOS")
+    damaged = before[key][:5000]
+    (store_dir / key).write_bytes(damaged)
+    summary = run(store_dir)
+    assert summary["failed"] == 0 and set(summary["repaired"]) == {"AOS"}
+    assert "stored prices unreadable" in summary["repaired"]["AOS"]
+    aside = store_dir / layout.CORRUPT(run_id=summary["run_id"], key=key)
+    assert aside.read_bytes() == damaged
+    assert store.read_parquet(key).equals(pl.read_parquet(io.BytesIO(before[key])))
+    after = {
+        p.relative_to(store_dir).as_posix(): p.read_bytes()
+        for p in store_dir.rglob("*")
+        if p.is_file()
+    }
+    changed = {k for k in before if after.get(k) != before[k]}
+    assert changed == {layout.INGESTION()}  # the run's own record; prices as they were
+    # The same request again, inside the cache window: the damaged file is still found.
+    (store_dir / layout.PRICES(symbol="KO")).write_bytes(before[layout.PRICES(symbol="KO")][:3000])
+    again = run(store_dir)
+    assert set(again["repaired"]) == {"KO"} and again["failed"] == 0

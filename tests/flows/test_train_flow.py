@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +19,6 @@ from flows.train import train
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
 FAST = {"num_boost_round": 200, "min_data_in_leaf": 50}
-
-
-@pytest.fixture(scope="module")
-def featured(collected: Path, tmp_path_factory) -> Path:
-    store = tmp_path_factory.mktemp("featured") / "store"
-    shutil.copytree(collected, store)
-    features(store=str(store))  # the default groups: seed and risk
-    return store
-
-
-@pytest.fixture()
-def store_dir(featured: Path, tmp_path: Path, monkeypatch) -> Path:
-    monkeypatch.setenv("SMA_WANDB_MODE", "offline")
-    monkeypatch.setenv("SMA_TRACKING__DIRECTORY", str(tmp_path / "wandb"))
-    target = tmp_path / "store"
-    shutil.copytree(featured, target)
-    return target
 
 
 def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):

@@ -5,6 +5,7 @@ import polars as pl
 import pytest
 
 from core.storage import Store, StoreError
+from tests.factories import free_port
 
 FRAME = pl.DataFrame({"symbol": ["A", "B"], "x": [1.0, 2.0]})
 
@@ -85,3 +86,38 @@ def test_unsupported_urls():
         Store("gs://bucket/x")
     with pytest.raises(StoreError, match="needs a bucket"):
         Store("s3://")
+
+
+def test_check_names_a_store_that_cannot_be_used(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match=r"store .*file is a file, not a folder"):
+        Store(str(tmp_path / "file")).check()
+    Store(str(tmp_path / "new" / "store")).check()  # to be created: fine
+    assert not (tmp_path / "new").exists()
+
+
+def test_check_names_s3_problems_in_one_line(s3_endpoint, s3_bucket, monkeypatch):
+    import time
+
+    Store(f"s3://{s3_bucket}/p", endpoint_url=s3_endpoint).check()
+    with pytest.raises(
+        StoreError,
+        match=r"S3 bucket 'no-such-bucket' of store s3://no-such-bucket/p does not exist",
+    ):
+        Store("s3://no-such-bucket/p", endpoint_url=s3_endpoint).check()
+    closed = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(
+        StoreError, match=rf"cannot reach the S3 endpoint {closed} of store s3://b/p"
+    ):
+        Store("s3://b/p", endpoint_url=closed).check()
+    assert time.monotonic() - started < 30
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(
+        StoreError, match=r"no AWS credentials for store s3://b/p: set AWS_ACCESS_KEY_ID"
+    ):
+        Store("s3://b/p", endpoint_url=s3_endpoint).check()

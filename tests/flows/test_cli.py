@@ -1,0 +1,44 @@
+"""Flows as a user runs them: ``python -m flows.<name>`` in its own process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.factories import ROOT
+
+
+@pytest.fixture()
+def run(prefect_server, tmp_path):
+    """Run ``python -m flows.<name> ARGS`` against the session's Prefect server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMA_")}
+    env |= {"PREFECT_API_URL": prefect_server, "PYTHONPATH": str(ROOT)}
+
+    def go(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", f"flows.{name}", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    return go
+
+
+def test_an_expected_error_is_one_line_without_traceback_unless_debug(run, tmp_path):
+    done = run("features", "--store", str(tmp_path / "empty"))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert (
+        last
+        == f"error: no prices in {tmp_path / 'empty'}/raw/prices: run `python -m flows.collect` first"
+    )
+    debug = run("features", "--store", str(tmp_path / "empty"), "--debug")
+    assert debug.returncode == 2 and "Traceback" in debug.stdout + debug.stderr
+    assert not (tmp_path / "empty").exists()
