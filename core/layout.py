@@ -91,7 +91,7 @@ QUALITY_REPORT = Key(
 )
 FEATURES_MANIFEST = Key(
     "features/manifest.json",
-    "the current feature build: groups, features, horizon, windows, rows, parts, input fingerprint (written last)",
+    "the current feature build: groups, features, horizon, windows, rows, parts, the sha256 of every part and of the market series, input fingerprint (written last)",
     rebuild="python -m flows.features",
 )
 FEATURE_PART = Key(

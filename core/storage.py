@@ -7,6 +7,7 @@ to a temporary file in the same folder and is renamed into place; an S3 write is
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -253,18 +254,28 @@ class Store:
 
     def write_parquet(
         self, key: str, frame: pl.DataFrame, compression: ParquetCompression = "zstd"
-    ) -> None:
-        """Write a frame atomically (locally straight into the temporary file: no extra copy)."""
+    ) -> str:
+        """Write a frame atomically (locally straight into the temporary file: no extra copy);
+        returns the sha256 of the object written, for manifests that vouch for it."""
         self._record_layout()
         if self.is_s3:
             buffer = io.BytesIO()
             frame.write_parquet(buffer, compression=compression, statistics=True)
             self.write_bytes(key, buffer.getvalue())
-            return
+            return hashlib.sha256(buffer.getvalue()).hexdigest()
         self._write_local(
             key,
             lambda handle: frame.write_parquet(handle, compression=compression, statistics=True),
         )  # pyright: ignore[reportArgumentType]
+        return self.sha256(key)
+
+    def sha256(self, key: str) -> str:
+        """The sha256 of an object, read in blocks."""
+        digest = hashlib.sha256()
+        with self.fs.open(self.path(key), "rb") as handle:
+            while block := handle.read(1 << 22):
+                digest.update(block if isinstance(block, bytes) else block.encode())
+        return digest.hexdigest()
 
     def read_json(self, key: str) -> Any:
         try:

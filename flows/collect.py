@@ -67,7 +67,8 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
 from core.data.collection import failed_batch, summarize
-from core.data.tickers import TickersFileError
+from core.data.collectors import check_source
+from core.data.tickers import TickersFileError, no_valid_symbol
 from core.errors import NothingUsableError, first_line
 from core.runs import new_run_id
 from tasks.caching import cached_or_rerun
@@ -114,10 +115,11 @@ def collect(
         full_refresh=full_refresh,
     )
     job, ref = settings.collect_job(), settings.store_ref
+    check_source(job)
     logger = get_run_logger()
     universe = load_tickers_task(settings.tickers)
     if not universe.symbols:
-        raise TickersFileError(f"no valid symbol in {settings.tickers}: {universe.rejected}")
+        raise TickersFileError(no_valid_symbol(settings.tickers, universe.rejected))
     run_id = new_run_id(flow_run.get_id())
     size = settings.batch_size
     batches = [universe.symbols[i : i + size] for i in range(0, len(universe.symbols), size)]

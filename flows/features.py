@@ -43,9 +43,10 @@ from tasks.caching import cached_or_rerun
 from tasks.features import (
     build_part_task,
     current_manifest_task,
+    damaged_files_task,
     fingerprint_task,
     market_task,
-    parts_exist,
+    parts_intact,
     publish_summary,
     publish_task,
     summary_markdown,
@@ -69,9 +70,12 @@ def features(
     version = digest({"inputs": fingerprint, "config": config_dict(cfg)})
     previous = current_manifest_task(ref)
     if previous is not None and previous["version"] == version:
-        logger.info("inputs and config unchanged (version %s): skipping", version)
-        publish_summary(previous, skipped=True)
-        return previous | {"skipped": True}
+        damaged = damaged_files_task(ref, previous)
+        if not damaged:
+            logger.info("inputs and config unchanged (version %s): skipping", version)
+            publish_summary(previous, skipped=True)
+            return previous | {"skipped": True}
+        logger.warning("build %s is damaged (%s): building it again", version, damaged)
 
     short = short_histories(fingerprint, cfg)  # every symbol short: an error, nothing written
     if short:
@@ -86,7 +90,7 @@ def features(
     logger.info(
         "building %s for %d symbols in %d part(s)", ",".join(cfg.groups), len(symbols), len(batches)
     )
-    market_task(ref, cfg, symbols, version)
+    market = market_task(ref, cfg, symbols, version)
     inputs = [
         (ref, cfg, {s: fingerprint[s] for s in batch}, version, i)
         for i, batch in enumerate(batches)
@@ -95,10 +99,10 @@ def features(
     parts = []
     for args, future in zip(inputs, futures, strict=True):
         built, _ = cached_or_rerun(
-            build_part_task, future, *args, usable=lambda p: parts_exist(ref, p)
+            build_part_task, future, *args, usable=lambda p: parts_intact(ref, p)
         )
         parts.extend(built)
-    doc = publish_task(ref, cfg, version, fingerprint, parts, time.perf_counter() - started)
+    doc = publish_task(ref, cfg, version, fingerprint, parts, time.perf_counter() - started, market)
     publish_summary(doc, skipped=False)
     return doc | {"skipped": False}
 

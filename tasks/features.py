@@ -11,6 +11,7 @@ from prefect.logging import get_run_logger
 
 from core.config import FeatureSettings, StoreRef
 from core.features.table import (
+    damaged_files,
     input_fingerprint,
     manifest,
     price_keys,
@@ -43,7 +44,7 @@ def current_manifest_task(store: StoreRef) -> dict[str, Any] | None:
 @task(name="market-series", cache_policy=NO_CACHE)
 def market_task(
     store: StoreRef, cfg: FeatureSettings, symbols: list[str], version: str
-) -> str | None:
+) -> dict[str, str] | None:
     """Write the universe's market series that every batch joins (when a group needs it)."""
     return write_market(Store.open(store), symbols, cfg, version)
 
@@ -77,16 +78,27 @@ def publish_task(
     fingerprint: dict[str, Any],
     parts: list[dict[str, Any]],
     seconds: float,
+    market: dict[str, str] | None,
 ) -> dict[str, Any]:
     """Write the manifest (making the new parts current), then drop older builds' parts."""
-    doc = manifest(cfg, version, fingerprint, parts, seconds)
+    doc = manifest(cfg, version, fingerprint, parts, seconds, market)
     publish(Store.open(store), doc)
     return doc
 
 
-def parts_exist(store: StoreRef, parts: list[dict[str, Any]]) -> bool:
+@task(name="verify-build", cache_policy=NO_CACHE)
+def damaged_files_task(store: StoreRef, doc: dict[str, Any]) -> dict[str, str]:
+    """Files of the current build that are missing or fail their sha256."""
+    return damaged_files(Store.open(store), doc)
+
+
+def parts_intact(store: StoreRef, parts: list[dict[str, Any]]) -> bool:
+    """A cached batch's parts are all there with the sha256 recorded when they were written."""
     opened = Store.open(store)
-    return all(opened.exists(p["key"]) for p in parts)
+    return all(
+        "sha256" in p and opened.exists(p["key"]) and opened.sha256(p["key"]) == p["sha256"]
+        for p in parts
+    )
 
 
 def summary_markdown(doc: dict[str, Any], skipped: bool) -> str:

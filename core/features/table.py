@@ -32,7 +32,7 @@ from core.features.registry import (
     warmup_rows,
 )
 from core.features.schema import features_schema, non_finite_columns
-from core.storage import Store
+from core.storage import DamagedFileError, Store
 
 
 class FeatureQualityError(NothingUsableError):
@@ -129,9 +129,9 @@ def chunks(fingerprint: dict[str, list[Any]], symbols: list[str], max_rows: int)
 
 def write_market(
     store: Store, symbols: list[str], cfg: FeatureSettings, version: str
-) -> str | None:
+) -> dict[str, str] | None:
     """The universe's market series (``core.features.market_frame``), written once per build
-    before the batches that join it; None when no feature group needs it."""
+    before the batches that join it: its key and sha256; None when no group needs it."""
     if not needs_market(cfg.groups):
         return None
     table = market_frame(
@@ -140,8 +140,7 @@ def write_market(
         )
     ).collect()
     key = layout.MARKET(version=version)
-    store.write_parquet(key, table)
-    return key
+    return {"key": key, "sha256": store.write_parquet(key, table)}
 
 
 def build_chunk(
@@ -187,20 +186,20 @@ def write_parts(
         store.scan_parquet([layout.MARKET(version=version)]) if needs_market(cfg.groups) else None
     )
     with ThreadPoolExecutor(max_workers=1) as writer:
-        pending: Future[None] | None = None
+        pending: Future[str] | None = None
         for n, symbols in enumerate(chunks(fingerprint, list(fingerprint), cfg.chunk_rows)):
             started = time.perf_counter()
             table = build_chunk(store, [layout.PRICES(symbol=s) for s in symbols], cfg, market)
             key = layout.FEATURE_PART(version=version, index=index, chunk=n)
             if pending is not None:
-                pending.result()
+                parts[-1]["sha256"] = pending.result()
             pending = writer.submit(store.write_parquet, key, table, "lz4")
             parts.append({"key": key, "rows": table.height, "symbols": len(symbols)})
             log(
                 f"{key}: {len(symbols)} symbols, {table.height} rows built in {time.perf_counter() - started:.1f}s"
             )
         if pending is not None:
-            pending.result()
+            parts[-1]["sha256"] = pending.result()
     return parts
 
 
@@ -210,6 +209,7 @@ def manifest(
     fingerprint: dict[str, Any],
     parts: list[dict[str, Any]],
     seconds: float,
+    market: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """``features/manifest.json``: what the table holds and what it was built from."""
     return {
@@ -226,6 +226,7 @@ def manifest(
         "rows": sum(p["rows"] for p in parts),
         "symbols": len(fingerprint),
         "parts": [p["key"] for p in parts],
+        "checksums": {f["key"]: f["sha256"] for f in [*parts, *([market] if market else [])]},
         "input_fingerprint": fingerprint,
         "seconds": round(seconds, 2),
     }
@@ -266,6 +267,22 @@ def current_manifest(store: Store) -> dict[str, Any]:
     return doc
 
 
+def damaged_files(store: Store, doc: dict[str, Any]) -> dict[str, str]:
+    """Files of a build that are missing or differ from the sha256 its manifest records
+    (``key -> problem``; builds from before checksums were recorded have none to check)."""
+    found = {}
+    for key, digest in doc.get("checksums", {}).items():
+        if not store.exists(key):
+            found[key] = "missing"
+        elif store.sha256(key) != digest:
+            found[key] = "does not match the sha256 in the feature manifest"
+    return found
+
+
 def load_features(store: Store) -> pl.LazyFrame:
-    """The current feature table, as the manifest names it."""
-    return store.scan_parquet(current_manifest(store)["parts"])
+    """The current feature table, as the manifest names it, every part checked against its
+    sha256 (flipped bytes that still parse are caught here, not trained on)."""
+    doc = current_manifest(store)
+    for key, problem in damaged_files(store, doc).items():
+        raise DamagedFileError(store.uri(key), key, problem)
+    return store.scan_parquet(doc["parts"])

@@ -236,6 +236,25 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     assert COMMAND.main(["--tickers", str(bad), "--source", "local", "--store", str(store)]) == 2
     assert "source_path" in capsys.readouterr().err
     assert not store.exists()
+    # A source folder that does not exist: exit 2 before anything is written.
+    args = ["--tickers", str(SAMPLE_TICKERS), "--source", "local", "--store", str(store)]
+    assert COMMAND.main([*args, "--source-path", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: source 'local': source_path {tmp_path / 'nowhere'} is not a folder"
+    assert not store.exists()
+    # An empty or a binary tickers file: one short line naming it.
+    empty = tmp_path / "empty.csv"
+    empty.write_text("\n\n")
+    assert COMMAND.main(["--tickers", str(empty), "--store", str(store)]) == 2
+    assert (
+        capsys.readouterr().err.strip().splitlines()[-1] == f"error: tickers file is empty: {empty}"
+    )
+    binary = tmp_path / "tickers.bin"
+    binary.write_bytes(bytes(range(1, 256)) * 40)
+    assert COMMAND.main(["--tickers", str(binary), "--store", str(store)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"error: no valid symbol in tickers file {binary}: ") and len(last) < 400
+    assert not store.exists()
 
 
 def test_cli_success_prints_summary(tmp_path, capsys):

@@ -102,3 +102,37 @@ def test_a_damaged_ingestion_table_is_named_then_rebuilt_from_the_prices(store_d
     assert aside.read_bytes() == broken
     assert {k: v for k, v in files(store_dir).items() if k.startswith("raw/prices/")} == prices
     assert FEATURES.main(["--store", str(store_dir), "--horizon", "5"]) == 0
+
+
+def flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_in_a_feature_part_are_caught_by_its_checksum(trained, capsys):
+    store_dir, _ = trained
+    doc = Store(str(store_dir)).read_json(layout.FEATURES_MANIFEST())
+    assert set(doc["checksums"]) == {*doc["parts"], layout.MARKET(version=doc["version"])}
+    part = store_dir / doc["parts"][0]
+    flip_byte(part)
+    assert PREDICT.main(["--store", str(store_dir)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: damaged file {part}: does not match the sha256 in the feature manifest; "
+        "to rebuild it: python -m flows.features"
+    )
+    # The named command rebuilds the damaged build although its inputs are unchanged.
+    assert FEATURES.main(["--store", str(store_dir)]) == 0
+    assert "nothing rebuilt" not in capsys.readouterr().out
+    assert PREDICT.main(["--store", str(store_dir)]) == 0
+
+
+def test_a_damaged_market_series_is_rebuilt_not_skipped(store_dir, capsys):
+    doc = Store(str(store_dir)).read_json(layout.FEATURES_MANIFEST())
+    market = store_dir / layout.MARKET(version=doc["version"])
+    flip_byte(market)
+    assert FEATURES.main(["--store", str(store_dir)]) == 0
+    assert "nothing rebuilt" not in capsys.readouterr().out
+    assert FEATURES.main(["--store", str(store_dir)]) == 0
+    assert "nothing rebuilt" in capsys.readouterr().out  # intact now (its new sha256): skipped

@@ -25,7 +25,7 @@ def assert_canonical(frame: pl.DataFrame) -> None:
 # -- local ----------------------------------------------------------------------------
 def yahoo_csv(symbol: str) -> pl.DataFrame:
     """A sample symbol in Yahoo's CSV columns (Date, ..., Adj Close, Volume), as Yahoo's
-    downloads and ../shared/data/yahoo_sp500_2005_2021 have them; Adj Close made up."""
+    downloads (and the Yahoo set the benchmarks read) have them; Adj Close made up."""
     raw = pl.read_csv(SAMPLE / "prices" / f"{symbol}.csv")
     return raw.select(
         pl.col("date").alias("Date"),

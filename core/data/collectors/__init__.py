@@ -8,14 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.data.collectors.base import Collector, FetchResult, RetryableCollectorError
+from core.errors import InputError
 
 if TYPE_CHECKING:
     from core.config import CollectJob
 
-__all__ = ["COLLECTORS", "Collector", "FetchResult", "RetryableCollectorError", "make_collector"]
+__all__ = [
+    "COLLECTORS",
+    "Collector",
+    "FetchResult",
+    "RetryableCollectorError",
+    "SourceError",
+    "check_source",
+    "make_collector",
+]
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,16 @@ COLLECTORS: dict[str, CollectorSpec] = {
         _synthetic, "seeded random walks with volatility regimes and jumps (load tests)"
     ),
 }
+
+
+class SourceError(InputError):
+    """The source a run names cannot be used (a missing folder); nothing is written."""
+
+
+def check_source(job: CollectJob) -> None:
+    """Fail before anything is written when the source's own input is missing."""
+    if COLLECTORS[job.source].needs_source_path and not Path(str(job.source_path)).is_dir():
+        raise SourceError(f"source {job.source!r}: source_path {job.source_path} is not a folder")
 
 
 def make_collector(job: CollectJob) -> Collector:
