@@ -202,7 +202,12 @@ class Store:
         """Write a whole object atomically."""
         self._record_layout()
         if self.is_s3:
-            self.fs.pipe_file(self.path(key), data)
+            try:
+                self.fs.pipe_file(self.path(key), data)
+            except Exception as exc:  # botocore's and aiohttp's errors, named by _s3_problem
+                raise StoreError(
+                    f"cannot write {self.uri(key)}: " + _s3_problem(exc, self.url, self.endpoint)
+                ) from None
             return
         self._write_local(key, lambda handle: handle.write(data))
 
@@ -210,8 +215,11 @@ class Store:
         """Fill a temporary file beside the target, flush it to disk, rename it into place."""
         path = self.path(key)
         folder = Path(path).parent
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+        except OSError as exc:  # read-only, permission, a file where a folder should be
+            raise StoreError(f"cannot write {self.uri(key)}: {exc.strerror or exc}") from None
         try:
             with os.fdopen(fd, "wb") as handle:
                 fill(handle)

@@ -121,3 +121,12 @@ def test_check_names_s3_problems_in_one_line(s3_endpoint, s3_bucket, monkeypatch
         StoreError, match=r"no AWS credentials for store s3://b/p: set AWS_ACCESS_KEY_ID"
     ):
         Store("s3://b/p", endpoint_url=s3_endpoint).check()
+
+
+def test_a_store_that_refuses_writes_is_named_in_one_line():
+    store = Store("/sys/sma-test-store")  # sysfs refuses new folders, even to root
+    store.check()  # looks writable: the refusal comes with the first write
+    with pytest.raises(
+        StoreError, match=r"^cannot write /sys/sma-test-store/\S+: Operation not permitted$"
+    ):
+        store.write_json("a/b.json", {})
