@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,3 +79,76 @@ def interval_metrics(
         "mean_width": mean_width(lo, hi),
         "winkler": winkler(y, lo, hi, alpha),
     }
+
+
+# -- the risk field's tests (for backtests: issue 12) ------------------------------------
+def _chi2_1_sf(x: float) -> float:
+    """P(X > x) for a chi-square variable with one degree of freedom."""
+    return math.erfc(math.sqrt(max(x, 0.0) / 2))
+
+
+def _normal_sf(z: float) -> float:
+    """P(Z > z) for a standard normal variable."""
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def newey_west_variance(x: np.ndarray, lags: int) -> float:
+    """Long-run variance of a series' mean (Bartlett weights, ``lags`` autocovariances):
+    overlapping h-day targets make losses autocorrelated up to lag h-1."""
+    d = np.asarray(x, dtype=float) - np.mean(x)
+    n = len(d)
+    total = float(d @ d) / n
+    for k in range(1, min(lags, n - 1) + 1):
+        total += 2 * (1 - k / (lags + 1)) * float(d[k:] @ d[:-k]) / n
+    return total / n
+
+
+def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, lags: int) -> dict[str, float]:
+    """Diebold-Mariano test of equal mean loss, on a time series of losses (for a panel,
+    the cross-sectional mean per date). ``mean_diff`` < 0: ``a`` is better;
+    ``p_a_better`` is the one-sided p-value of that, ``p_value`` the two-sided one."""
+    diff = np.asarray(loss_a, dtype=float) - np.asarray(loss_b, dtype=float)
+    mean = float(np.mean(diff))
+    variance = newey_west_variance(diff, lags)
+    stat = mean / math.sqrt(variance) if variance > 0 else 0.0
+    return {
+        "mean_diff": mean,
+        "statistic": stat,
+        "p_value": 2 * _normal_sf(abs(stat)),
+        "p_a_better": _normal_sf(-stat),
+        "n": float(len(diff)),
+    }
+
+
+def _log_likelihood(successes: float, trials: float, p: float) -> float:
+    """log of p^s (1-p)^(n-s), with 0 log 0 = 0."""
+    out = 0.0
+    if successes:
+        out += successes * math.log(p)
+    if trials - successes:
+        out += (trials - successes) * math.log(1 - p)
+    return out
+
+
+def kupiec(hits: np.ndarray, p: float) -> dict[str, float]:
+    """Kupiec's unconditional-coverage (proportion of failures) test: are the exceedances
+    ``hits`` (booleans) as frequent as ``p``? LR ~ chi-square(1)."""
+    n, x = float(len(hits)), float(np.sum(hits))
+    lr = -2 * (_log_likelihood(x, n, p) - _log_likelihood(x, n, x / n)) if n else 0.0
+    return {"rate": x / n if n else 0.0, "lr": lr, "p_value": _chi2_1_sf(lr), "n": n}
+
+
+def christoffersen(hits: np.ndarray) -> dict[str, float]:
+    """Christoffersen's independence test: does an exceedance make the next one more likely?
+    From the transitions of the 0/1 series; LR ~ chi-square(1)."""
+    h = np.asarray(hits, dtype=bool)
+    prev, cur = h[:-1], h[1:]
+    n00, n01 = float(np.sum(~prev & ~cur)), float(np.sum(~prev & cur))
+    n10, n11 = float(np.sum(prev & ~cur)), float(np.sum(prev & cur))
+    pooled = (n01 + n11) / max(n00 + n01 + n10 + n11, 1)
+    restricted = _log_likelihood(n01 + n11, n00 + n01 + n10 + n11, pooled)
+    p0 = n01 / (n00 + n01) if n00 + n01 else 0.0
+    p1 = n11 / (n10 + n11) if n10 + n11 else 0.0
+    free = _log_likelihood(n01, n00 + n01, p0) + _log_likelihood(n11, n10 + n11, p1)
+    lr = max(-2 * (restricted - free), 0.0)
+    return {"lr": lr, "p_value": _chi2_1_sf(lr), "n": float(len(h))}

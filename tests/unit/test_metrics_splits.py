@@ -71,3 +71,24 @@ def test_no_labelled_dates_is_insufficient_data_not_a_crash():
 
     with pytest.raises(InsufficientDataError, match="no labelled rows"):
         make_splits(pl.Series("date", [None, None], dtype=pl.Date), embargo=3)
+
+
+def test_risk_tests_against_hand_computed_values():
+    from core.modeling.metrics import christoffersen, diebold_mariano, kupiec, newey_west_variance
+
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    assert newey_west_variance(x, 0) == pytest.approx(5 / 4 / 4)
+    assert newey_west_variance(x, 1) == pytest.approx((1.25 + 2 * 0.5 * 1.25 / 4) / 4)
+    dm = diebold_mariano(np.array([0.0, 1.0, 0.0, 1.0]), np.array([1.0, 1.0, 1.0, 1.0]), 0)
+    assert dm["mean_diff"] == -0.5 and dm["statistic"] == pytest.approx(-2.0)
+    assert dm["p_value"] == pytest.approx(0.0455, abs=1e-4)
+    assert dm["p_a_better"] == pytest.approx(0.02275, abs=1e-5)
+    # Jorion's classic case: 5 exceedances of a 99 % VaR in 250 days, LR = 1.96.
+    pof = kupiec(np.array([True] * 5 + [False] * 245), 0.01)
+    assert pof["lr"] == pytest.approx(1.9568, abs=1e-4)
+    assert pof["p_value"] == pytest.approx(0.1619, abs=1e-3)
+    assert kupiec(np.zeros(100, dtype=bool), 0.1)["lr"] == pytest.approx(-2 * 100 * np.log(0.9))
+    spread = christoffersen(np.array([0, 0, 1, 1, 0, 0, 0, 1, 0, 0], dtype=bool))
+    assert spread["lr"] == pytest.approx(0.0, abs=1e-12) and spread["p_value"] == pytest.approx(1.0)
+    clustered = christoffersen(np.array([0, 0, 0, 1, 1, 1, 0, 0, 0, 0], dtype=bool))
+    assert clustered["lr"] == pytest.approx(2.231436, abs=1e-5)
