@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import stat
 import subprocess
 import sys
@@ -92,6 +93,7 @@ def uv_from_index(dest: Path) -> None:
         )
     name, sha256 = UV_WHEELS[key]
     index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    shown = re.sub(r"//[^/@]*@", "//***@", index)  # an index URL may carry user:token
     request = urllib.request.Request(
         f"{index}/uv/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
     )
@@ -102,11 +104,11 @@ def uv_from_index(dest: Path) -> None:
         with urllib.request.urlopen(url, timeout=300) as answer:
             data = answer.read()
     except KeyError:
-        fail(f"{name} is not on {index}")
+        fail(f"{name} is not on {shown}")
     except OSError as exc:
-        fail(f"cannot download uv from {index}: {exc} (behind a TLS proxy? set SSL_CERT_FILE)")
+        fail(f"cannot download uv from {shown}: {exc} (behind a TLS proxy? set SSL_CERT_FILE)")
     if hashlib.sha256(data).hexdigest() != sha256:
-        fail(f"{name} from {index} does not match its pinned sha256: refusing it")
+        fail(f"{name} from {shown} does not match its pinned sha256: refusing it")
     with zipfile.ZipFile(BytesIO(data)) as wheel:
         binary = next(n for n in wheel.namelist() if n.endswith(".data/scripts/uv"))
         target = dest / "bin" / "uv"

@@ -13,7 +13,7 @@ fit on 2 cores: catboost <= 3 min, lightgbm <= 1 min (seed group).
 It also prints what perfect foresight of volatility would score on the same test rows
 (an upper bound for any volatility model, see ``foresight_bound``) and, with ``--cv``, the
 time-series cross-validation before the test period that chose the inner parameters of
-volatility-scaled models (``core.models.scaled.INNER_DEFAULTS``).
+volatility-scaled models (``the models' inner_defaults (core.modeling.models)``).
 """
 
 from __future__ import annotations

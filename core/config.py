@@ -318,8 +318,10 @@ class Settings(BaseSettings):
     slack_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Give up posting to Slack after this."
     )
-    optuna_storage: str | None = Field(
-        default=None, description="Optuna storage URL; default: a SQLite file beside a local store."
+    optuna_storage: SecretStr | None = Field(
+        default=None,
+        description="Optuna storage URL (may hold a password: never logged or recorded); "
+        "default: a SQLite file beside a local store.",
     )
     tracking: TrackingSettings = TrackingSettings()
     wandb_mode: Literal["online", "offline", "disabled"] | None = Field(

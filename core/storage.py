@@ -34,6 +34,8 @@ class StoreError(InputError):
 def _s3_problem(exc: Exception, url: str, endpoint: str | None) -> str:
     """One line on why an S3 store cannot be reached (the exception's type tells which)."""
     kind = type(exc).__name__
+    if isinstance(exc, PermissionError):
+        return f"access to store {url} denied (check the AWS credentials and the bucket's policy)"
     if "Credential" in kind:
         return (
             f"no AWS credentials for store {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
@@ -53,7 +55,10 @@ class DamagedFileError(DamagedArtifactError):
         super().__init__(
             f"damaged file {uri}: {problem}" + (f"; to rebuild it: {hint}" if hint else "")
         )
-        self.key, self.problem = key, problem
+        self.uri, self.key, self.problem = uri, key, problem
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Prefect may persist or ship task errors
+        return (type(self), (self.uri, self.key, self.problem))
 
 
 def _check_key(key: str) -> str:
@@ -185,6 +190,10 @@ class Store:
             data = self.fs.cat_file(self.path(key))
         except FileNotFoundError:
             raise StoreError(f"not found in store: {self.uri(key)}") from None
+        except OSError as exc:  # permission, S3 access denied or unreachable
+            raise StoreError(
+                f"cannot read {self.uri(key)}: {first_line(str(exc), 200) or type(exc).__name__}"
+            ) from None
         return data if isinstance(data, bytes) else data.encode()
 
     def _record_layout(self) -> None:
@@ -246,16 +255,23 @@ class Store:
 
     # -- formats ---------------------------------------------------------------------
     def read_parquet(self, key: str) -> pl.DataFrame:
-        # One open handle, not a path: Polars would re-open a path and could mix the old
-        # and the new inode when a writer replaces the file meanwhile.
+        """Read a frame. Its bytes are read whole first, through one handle (Polars would
+        re-open a path and could mix the old and the new inode when a writer replaces the
+        file meanwhile): a failure to read is a ``StoreError``, a failure to parse the bytes
+        read is a ``DamagedFileError``."""
         try:
-            if not self.is_s3:
+            if self.is_s3:
+                data = self.read_bytes(key)
+            else:
                 with open(self.path(key), "rb") as handle:
-                    return pl.read_parquet(handle)
-            return pl.read_parquet(io.BytesIO(self.read_bytes(key)))
+                    data = handle.read()
         except FileNotFoundError:
             raise StoreError(f"not found in store: {self.uri(key)}") from None
-        except (pl.exceptions.PolarsError, OSError) as exc:
+        except OSError as exc:  # permission, I/O: the file may be fine
+            raise StoreError(f"cannot read {self.uri(key)}: {exc.strerror or exc}") from None
+        try:
+            return pl.read_parquet(io.BytesIO(data))
+        except pl.exceptions.PolarsError as exc:
             raise DamagedFileError(
                 self.uri(key), key, f"not readable Parquet ({first_line(str(exc), 200)})"
             ) from None

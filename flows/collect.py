@@ -146,11 +146,33 @@ def collect(
         state = future.wait() or future.state
         if state.is_completed():
             # Failed symbols are retried every run; data deleted from the store is refetched.
-            results, cached = cached_or_rerun(
-                task, future, batch, job, ref, run_id, usable=lambda r: batch_still_valid(r, ref)
-            )
-            if cached:  # nothing was fetched or checked in this run
-                results = [r | {"new_rows": 0, "quarantined": 0, "quality": {}} for r in results]
+            try:
+                results, cached = cached_or_rerun(
+                    task,
+                    future,
+                    batch,
+                    job,
+                    ref,
+                    run_id,
+                    usable=lambda r: batch_still_valid(r, ref),
+                )
+            except Exception as exc:  # the rerun failed after its retries: the batch failed
+                results, cached = (
+                    failed_batch(batch, f"{type(exc).__name__}: {first_line(str(exc))}"),
+                    False,
+                )
+            if cached:  # nothing was fetched, checked or repaired in this run
+                results = [
+                    r
+                    | {
+                        "new_rows": 0,
+                        "quarantined": 0,
+                        "quality": {},
+                        "repaired": None,
+                        "refetched_full": False,
+                    }
+                    for r in results
+                ]
         else:
             error = _error_line(state)
             logger.error("batch %s..%s failed after retries: %s", batch[0], batch[-1], error)

@@ -56,7 +56,10 @@ def report(result: dict[str, Any]) -> str:
             "/", 1
         )[0],
         "predictions": result["predict"]["key"],
-        "W&B (offline)": result["train"]["manifest"].get("wandb_dir") or "disabled",
+        f"W&B ({result['train']['manifest'].get('wandb_mode')})": result["train"]["manifest"].get(
+            "wandb_dir"
+        )
+        or "not kept",
     }
     width = max(map(len, where))
     lines = ["## Where everything is", ""] + [f"  {k:<{width}}  {v}" for k, v in where.items()]

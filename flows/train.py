@@ -76,11 +76,13 @@ def train(
 
     ``params="best"`` takes the best parameters of the model's tuning study from the store."""
     logger = get_run_logger()
+    settings = COMMAND.start(store=store, model=model)
     source = None
     if params == "best":
-        source, params = best_params(COMMAND.settings(store=store, model=model))
+        source, params = best_params(settings)
         logger.info("using the tuned parameters in %s: %s", source, params)
-    settings = COMMAND.start(store=store, model=model)
+    elif isinstance(params, str):  # a deployment's --param params=FILE
+        source, params = params, read_params(params)
     if isinstance(params, dict):
         settings = settings.model_copy(
             update={"model": settings.model.model_copy(update={"params": params})}

@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from core import layout
 from core.config import ModelSettings, StoreRef, TrackingSettings
+from core.errors import NothingUsableError
 from core.modeling.models import MODELS
 from core.modeling.models.scaled import use_scaling
 from core.modeling.tuning import Fold, fold_score, run_trial
@@ -69,7 +70,7 @@ def publish_study(
     name = study.study_name
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
-        raise RuntimeError(f"study {name!r} has no completed trial yet")
+        raise NothingUsableError(f"study {name!r} has no completed trial yet")
     best = study.best_trial
     doc = {
         "study": name,

@@ -1,8 +1,9 @@
 """The feature table in the store: inputs fingerprint, parts and manifest.
 
-Layout: ``features/<version>/part-<n>.parquet`` plus ``features/manifest.json``, written
-last. Readers go through the manifest, so they never mix parts of two builds; the
-version is derived from the inputs and the config, so an unchanged build is a no-op.
+Layout (``core.layout``): the parts and the market series of a build under
+``features/<version>/``, then ``features/manifest.json``, written last. Readers go through
+the manifest, so they never mix parts of two builds; the version is derived from the
+inputs, the config and the code, so an unchanged build is a no-op.
 """
 
 from __future__ import annotations
@@ -63,23 +64,35 @@ def price_keys(store: Store) -> dict[str, str]:
     return dict(sorted(keys.items()))
 
 
+def collect_naming_damage(store: Store, keys: list[str], query: pl.LazyFrame) -> pl.DataFrame:
+    """Run a query over stored files; when a file cannot be parsed, the error names it (and
+    how to rebuild it) instead of Polars' anonymous one."""
+    try:
+        return query.collect()
+    except pl.exceptions.PolarsError:
+        for key in keys:
+            store.read_parquet(key)  # raises DamagedFileError for the damaged one
+        raise
+
+
 def close_prices(store: Store) -> pl.DataFrame:
     """symbol, date, close of every stored symbol (baselines and volatility terciles use them)."""
-    return (
-        store.scan_parquet(list(price_keys(store).values()))
-        .select("symbol", "date", "close")
-        .collect()
+    keys = list(price_keys(store).values())
+    return collect_naming_damage(
+        store, keys, store.scan_parquet(keys).select("symbol", "date", "close")
     )
 
 
 def input_fingerprint(store: Store, keys: dict[str, str]) -> dict[str, list[Any]]:
     """Per symbol: [last date, row count] of its stored prices (reads two columns only)."""
-    stats = (
-        store.scan_parquet(list(keys.values()))
+    files = list(keys.values())
+    stats = collect_naming_damage(
+        store,
+        files,
+        store.scan_parquet(files)
         .group_by("symbol")
         .agg(pl.col("date").max().alias("last"), pl.len().alias("rows"))
-        .sort("symbol")
-        .collect()
+        .sort("symbol"),
     )
     return {sym: [str(last), rows] for sym, last, rows in stats.iter_rows()}
 
@@ -130,7 +143,7 @@ def chunks(fingerprint: dict[str, list[Any]], symbols: list[str], max_rows: int)
 def write_market(
     store: Store, symbols: list[str], cfg: FeatureSettings, version: str
 ) -> dict[str, str] | None:
-    """The universe's market series (``core.features.market_frame``), written once per build
+    """The universe's market series (``core.features.market.market_frame``), written once per build
     before the batches that join it: its key and sha256; None when no group needs it."""
     if not needs_market(cfg.groups):
         return None
@@ -153,7 +166,9 @@ def build_chunk(
     query = build_features(
         store.scan_parquet(keys), cfg.groups, cfg.horizon, cfg.window_mode, market
     )
-    table = query.with_columns(pl.exclude("symbol", "date", TARGET).cast(pl.Float32)).collect()
+    table = collect_naming_damage(
+        store, keys, query.with_columns(pl.exclude("symbol", "date", TARGET).cast(pl.Float32))
+    )
     try:  # on the stored Float32 values: an overflow to inf is caught too
         features_schema(columns, pl.Float32).validate(table, lazy=True)
     except SchemaErrors as exc:

@@ -20,7 +20,7 @@ import polars as pl
 
 from core import layout
 from core.config import Settings
-from core.errors import InputError
+from core.errors import InputError, InsufficientDataError
 from core.modeling.metrics import pinball
 from core.modeling.models import make_model
 from core.storage import Store
@@ -36,7 +36,7 @@ class TuningConfigError(InputError):
 def storage_url(settings: Settings) -> str:
     """SMA_OPTUNA_STORAGE, or a SQLite file beside a local store."""
     if settings.optuna_storage:
-        return settings.optuna_storage
+        return settings.optuna_storage.get_secret_value()
     store = Store.open(settings.store_ref)
     if store.is_s3:
         raise TuningConfigError(
@@ -89,7 +89,7 @@ def time_folds(dates: pl.Series, n_folds: int, embargo: int) -> list[Fold]:
         train_end = bounds[k + 1] - 1
         valid_start, valid_end = bounds[k + 1] + embargo, bounds[k + 2] - 1
         if valid_end < valid_start or train_end < 0:
-            raise ValueError(
+            raise InsufficientDataError(
                 f"too few dates ({len(days)}) for {n_folds} folds with an embargo of {embargo}"
             )
         folds.append(Fold((days[0], days[train_end]), (days[valid_start], days[valid_end])))

@@ -136,3 +136,14 @@ def test_a_damaged_market_series_is_rebuilt_not_skipped(store_dir, capsys):
     assert "nothing rebuilt" not in capsys.readouterr().out
     assert FEATURES.main(["--store", str(store_dir)]) == 0
     assert "nothing rebuilt" in capsys.readouterr().out  # intact now (its new sha256): skipped
+
+
+def test_a_damaged_price_file_is_named_by_the_features_flow(store_dir, capsys):
+    key = layout.PRICES(symbol="KO")
+    truncate(store_dir / key, 500)
+    assert FEATURES.main(["--store", str(store_dir), "--horizon", "5"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: damaged file {store_dir / key}: not readable Parquet")
+    assert err.endswith(
+        "to rebuild it: python -m flows.collect (it sets a damaged price file aside and refetches the symbol)"
+    )

@@ -11,6 +11,7 @@ import polars as pl
 from core.data.collectors.base import FetchResult
 from core.data.prices import SourceFormatError, empty_prices, normalize_bars
 from core.data.tickers import to_yahoo
+from core.errors import first_line
 
 SUFFIXES = (".csv", ".parquet")
 # Kaggle's S&P 500 set names its files TICKER_data.csv.
@@ -64,7 +65,7 @@ class LocalCollector:
             try:
                 bars = read_bars_file(path, symbol)
             except (SourceFormatError, pl.exceptions.PolarsError, OSError) as exc:
-                failures[symbol] = f"unreadable {path.name}: {str(exc).splitlines()[0]}"
+                failures[symbol] = f"unreadable {path.name}: {first_line(str(exc))}"
                 continue
             # Rows with an unparsable date are kept for the quality rules to quarantine.
             in_range = pl.col("date").is_between(start, end) | pl.col("date").is_null()
