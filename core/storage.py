@@ -61,6 +61,15 @@ class DamagedFileError(DamagedArtifactError):
         return (type(self), (self.uri, self.key, self.problem))
 
 
+def _file_sha256(path: str) -> str:
+    """The sha256 of a local file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _check_key(key: str) -> str:
     """Reject keys that could leave the store root."""
     key = key.strip("/")
@@ -220,8 +229,12 @@ class Store:
             return
         self._write_local(key, lambda handle: handle.write(data))
 
-    def _write_local(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
-        """Fill a temporary file beside the target, flush it to disk, rename it into place."""
+    def _write_local(
+        self, key: str, fill: Callable[[BinaryIO], object], digest: bool = False
+    ) -> str:
+        """Fill a temporary file beside the target, flush it to disk, rename it into place;
+        with ``digest``, the sha256 of what was written (hashed before the rename, so a
+        concurrent writer of the same key cannot slip its bytes in), else ''."""
         path = self.path(key)
         folder = Path(path).parent
         try:
@@ -234,10 +247,12 @@ class Store:
                 fill(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
+            sha = _file_sha256(tmp) if digest else ""
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return sha
 
     def delete(self, key: str) -> None:
         if self.exists(key):
@@ -287,14 +302,16 @@ class Store:
             frame.write_parquet(buffer, compression=compression, statistics=True)
             self.write_bytes(key, buffer.getvalue())
             return hashlib.sha256(buffer.getvalue()).hexdigest()
-        self._write_local(
+        return self._write_local(
             key,
             lambda handle: frame.write_parquet(handle, compression=compression, statistics=True),
+            digest=True,
         )  # pyright: ignore[reportArgumentType]
-        return self.sha256(key)
 
     def sha256(self, key: str) -> str:
         """The sha256 of an object, read in blocks."""
+        if not self.is_s3:
+            return _file_sha256(self.path(key))
         digest = hashlib.sha256()
         with self.fs.open(self.path(key), "rb") as handle:
             while block := handle.read(1 << 22):

@@ -94,11 +94,10 @@ def damaged_files_task(store: StoreRef, doc: dict[str, Any]) -> dict[str, str]:
 
 def parts_intact(store: StoreRef, parts: list[dict[str, Any]]) -> bool:
     """A cached batch's parts are all there with the sha256 recorded when they were written."""
-    opened = Store.open(store)
-    return all(
-        "sha256" in p and opened.exists(p["key"]) and opened.sha256(p["key"]) == p["sha256"]
-        for p in parts
-    )
+    if any("sha256" not in p for p in parts):
+        return False
+    checksums = {p["key"]: p["sha256"] for p in parts}
+    return not damaged_files(Store.open(store), {"checksums": checksums})
 
 
 def summary_markdown(doc: dict[str, Any], skipped: bool) -> str:

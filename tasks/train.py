@@ -27,7 +27,7 @@ def load_training_data(store: StoreRef) -> tuple[pl.DataFrame, pl.DataFrame, dic
     """The feature table, the close prices (for baselines and volatility terciles), the features manifest."""
     opened = Store.open(store)
     manifest = current_manifest(opened)
-    return load_features(opened).collect(), close_prices(opened), manifest
+    return load_features(opened, manifest).collect(), close_prices(opened), manifest
 
 
 @task(name="fit-calibrate-evaluate", cache_policy=NO_CACHE)

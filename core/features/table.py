@@ -294,10 +294,11 @@ def damaged_files(store: Store, doc: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def load_features(store: Store) -> pl.LazyFrame:
-    """The current feature table, as the manifest names it, every part checked against its
-    sha256 (flipped bytes that still parse are caught here, not trained on)."""
-    doc = current_manifest(store)
+def load_features(store: Store, doc: dict[str, Any] | None = None) -> pl.LazyFrame:
+    """The feature table as a manifest names it (``doc``, or the current one: pass the
+    manifest already read, so table and manifest are of one build), every part checked
+    against its sha256 (flipped bytes that still parse are caught here, not trained on)."""
+    doc = doc or current_manifest(store)
     for key, problem in damaged_files(store, doc).items():
         raise DamagedFileError(store.uri(key), key, problem)
     return store.scan_parquet(doc["parts"])

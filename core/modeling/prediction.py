@@ -148,7 +148,11 @@ def predict_run(store: Store, run: str) -> dict[str, Any]:
     if isinstance(model, Baseline):
         model.attach_prices(close_prices(store))
     result = forecast(
-        model, CQR.from_dict(calibration["cqr"]), aci, load_features(store).collect(), run_id
+        model,
+        CQR.from_dict(calibration["cqr"]),
+        aci,
+        load_features(store, features_doc).collect(),
+        run_id,
     )
     out = result.table
     as_of = out["date"].max()
