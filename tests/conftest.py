@@ -23,7 +23,7 @@ for _name in [n for n in os.environ if n.startswith("SMA_")]:
 
 import pytest  # noqa: E402
 
-from tests.factories import SAMPLE, SECRET, free_port  # noqa: E402
+from tests.factories import SAMPLE_COLLECT, SECRET, free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -112,19 +112,10 @@ def slack() -> Iterator[tuple[str, list[dict]]]:
 @pytest.fixture(scope="session")
 def collected(prefect_server, tmp_path_factory) -> Path:
     """A store holding the bundled sample, collected once per session (copy before changing it)."""
-    import datetime as dt
-
     from flows.collect import collect
 
     store = tmp_path_factory.mktemp("collected") / "store"
-    collect(
-        tickers=str(SAMPLE / "tickers.csv"),
-        source="local",
-        source_path=str(SAMPLE / "prices"),
-        store=str(store),
-        start=dt.date(2013, 1, 1),
-        end=dt.date(2018, 2, 7),
-    )
+    collect(store=str(store), **SAMPLE_COLLECT)
     return store
 
 

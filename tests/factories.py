@@ -19,7 +19,15 @@ SAMPLE = ROOT / "data" / "sample"  # the bundled Kaggle sample (40 tickers)
 DATA = Path(__file__).resolve().parent / "data"
 KAGGLE = DATA / "kaggle"  # slices of the Kaggle set around its real defects (tests/data/README.md)
 STORE_V1 = DATA / "store_v1"  # a small store written by the main of 2026-11-29 (layout version 1)
-SECRET = "T000/B000/XXsecretXXtoken"  # the path of a fake Slack webhook: must never leak
+SECRET = "T000/B000/XXsecretXXtoken"
+# The collect flow's parameters for the whole bundled sample through the local source.
+SAMPLE_COLLECT = {
+    "tickers": str(SAMPLE / "tickers.csv"),
+    "source": "local",
+    "source_path": str(SAMPLE / "prices"),
+    "start": dt.date(2013, 1, 1),
+    "end": dt.date(2018, 2, 7),
+}  # the path of a fake Slack webhook: must never leak
 
 
 def free_port() -> int:

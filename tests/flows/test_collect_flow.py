@@ -53,6 +53,21 @@ def use_collector(monkeypatch: pytest.MonkeyPatch, collector) -> None:
     monkeypatch.setattr("tasks.collect.make_collector", lambda settings: collector)
 
 
+def local_args(tickers: str, store: Path, *more: str) -> list[str]:
+    """Command-line arguments of a collect from the sample's price folder."""
+    return [
+        "--tickers",
+        tickers,
+        "--source",
+        "local",
+        "--source-path",
+        str(PRICES),
+        "--store",
+        str(store),
+        *more,
+    ]
+
+
 def tickers_file(tmp: Path, symbols: list[str]) -> str:
     path = tmp / "tickers.csv"
     path.write_text("Symbol\n" + "\n".join(symbols) + "\n")
@@ -207,17 +222,7 @@ def test_non_retryable_error_fails_fast_and_exits_nonzero(tmp_path, monkeypatch,
     recorder = Recording(LocalCollector(PRICES), fault)
     use_collector(monkeypatch, recorder)
     tickers = tickers_file(tmp_path, ["AOS", "LNT"])
-    args = [
-        "--tickers",
-        tickers,
-        "--source",
-        "local",
-        "--source-path",
-        str(PRICES),
-        "--store",
-        str(tmp_path / "store"),
-    ]
-    assert COMMAND.main(args) == 1
+    assert COMMAND.main(local_args(tickers, tmp_path / "store")) == 1
     assert len(recorder.calls) == 1  # no retries for a bug
     assert "no symbol could be collected" in capsys.readouterr().err
     table = Store(str(tmp_path / "store")).read_parquet(layout.INGESTION())
@@ -259,20 +264,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
 
 def test_cli_success_prints_summary(tmp_path, capsys):
     tickers = tickers_file(tmp_path, ["AOS", "LNT", "BRK/B"])
-    args = [
-        "--tickers",
-        tickers,
-        "--source",
-        "local",
-        "--source-path",
-        str(PRICES),
-        "--store",
-        str(tmp_path / "s"),
-        "--start",
-        "2013-01-01",
-        "--end",
-        "2018-02-07",
-    ]
+    args = local_args(tickers, tmp_path / "s", "--start", "2013-01-01", "--end", "2018-02-07")
     assert COMMAND.main(args) == 0
     out = capsys.readouterr().out
     assert "| 3 | 2 | 1 |" in out and "BRK-B" in out

@@ -3,7 +3,6 @@ repaired where the pipeline can repair it, and no other file changes."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from flows.collect import collect
 from flows.features import COMMAND as FEATURES
 from flows.predict import COMMAND as PREDICT
 from flows.train import train
-from tests.factories import SAMPLE
+from tests.factories import SAMPLE_COLLECT
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
 FAST = {"num_boost_round": 60, "min_data_in_leaf": 50}
@@ -87,14 +86,7 @@ def test_a_damaged_ingestion_table_is_named_then_rebuilt_from_the_prices(store_d
     assert "python -m flows.collect (it rebuilds the table from the price files)" in err
     prices = {k: v for k, v in files(store_dir).items() if k.startswith("raw/prices/")}
     broken = damaged.read_bytes()
-    summary: dict[str, Any] = collect(
-        tickers=str(SAMPLE / "tickers.csv"),
-        source="local",
-        source_path=str(SAMPLE / "prices"),
-        store=str(store_dir),
-        start=dt.date(2013, 1, 1),
-        end=dt.date(2018, 2, 7),
-    )  # pyright: ignore[reportAssignmentType]
+    summary: dict[str, Any] = collect(store=str(store_dir), **SAMPLE_COLLECT)  # pyright: ignore[reportAssignmentType]
     assert summary["failed"] == 0
     table = Store(str(store_dir)).read_parquet(key)
     assert table.height == 40 and (table["attempts"] == 1).all()  # counted from the rebuilt 0

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flows.pipeline import COMMAND as PIPELINE
-from tests.factories import SAMPLE
+from tests.factories import SAMPLE_COLLECT
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
 
@@ -42,15 +42,8 @@ def read_by_pipeline(root: Path) -> list[str]:
 )
 @given(data=st.data(), how=st.sampled_from(["truncate", "flip", "delete"]))
 def test_damage_is_repaired_or_named(featured, tmp_path_factory, monkeypatch, capsys, data, how):
-    for name, value in {
-        "SMA_TICKERS": str(SAMPLE / "tickers.csv"),
-        "SMA_SOURCE": "local",
-        "SMA_SOURCE_PATH": str(SAMPLE / "prices"),
-        "SMA_START": "2013-01-01",
-        "SMA_END": "2018-02-07",
-        "SMA_MODEL__NAME": "ewma",
-        "SMA_WANDB_MODE": "disabled",
-    }.items():
+    sample = {f"SMA_{k.upper()}": str(v) for k, v in SAMPLE_COLLECT.items()}
+    for name, value in (sample | {"SMA_MODEL__NAME": "ewma", "SMA_WANDB_MODE": "disabled"}).items():
         monkeypatch.setenv(name, value)
     root = tmp_path_factory.mktemp("damaged") / "store"
     shutil.copytree(featured, root)
