@@ -243,6 +243,35 @@ class ModelSettings(BaseModel):
         return round(1 - self.target_coverage, 10)
 
 
+class BacktestSettings(BaseModel):
+    """Walk-forward backtests (flows.backtest) and the windows of every refit, including the
+    fit that ``flows.train`` deploys: calibration, then validation, then training before it."""
+
+    refit_every: int = Field(default=21, ge=1, description="Trading days between refits.")
+    calibration_days: int = Field(
+        default=250, ge=20, description="Trading days of the calibration window before a refit."
+    )
+    validation_days: int = Field(
+        default=125, ge=10, description="Trading days of the early-stopping window before that."
+    )
+    min_history_days: int = Field(
+        default=1095,
+        ge=100,
+        description="Calendar days of history the first refit needs (the training lookback is "
+        "model.lookback_days).",
+    )
+    start: dt.date | None = Field(
+        default=None,
+        description="First forecast date; default: the first refit with enough history.",
+    )
+    end: dt.date | None = Field(
+        default=None, description="Last forecast date; default: the newest."
+    )
+    concurrency: int = Field(
+        default=2, ge=1, le=32, description="Refits run at once, as Prefect tasks."
+    )
+
+
 class TrackingSettings(BaseModel):
     """Weights & Biases: offline unless an API key is set, so nothing blocks on the network."""
 
@@ -311,6 +340,7 @@ class Settings(BaseSettings):
     features: FeatureSettings = FeatureSettings()
     model: ModelSettings = ModelSettings()
     tuning: TuningSettings = TuningSettings()
+    backtest: BacktestSettings = BacktestSettings()
     slack_webhook_url: SecretStr | None = Field(
         default=None,
         description="Slack incoming webhook for failure alerts (a secret: never logged).",

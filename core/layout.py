@@ -61,6 +61,7 @@ class Key:
 
 # Files of a training run folder (written locally, then uploaded with a hashed manifest).
 MODEL_DIR = "model"
+HOLDOUT_DIR = "holdout"
 CALIBRATION_FILE = "calibration.json"
 METRICS_FILE = "metrics.json"
 TEST_PREDICTIONS_FILE = "test_predictions.parquet"
@@ -106,12 +107,17 @@ MARKET = Key(
 )
 RUN_MODEL = Key(
     f"models/{{run_id}}/{MODEL_DIR}/{{file}}",
-    "the fitted model in its native format (`.cbm`, LightGBM text) plus `params.json` (and `scale.json` when volatility-scaled)",
+    "the model predict uses, refitted on the newest data, in its native format (`.cbm`, LightGBM text, `garch.json`, `har.json`) plus `params.json` (and `scale.json` when volatility-scaled)",
+    rebuild="python -m flows.train (a new run)",
+)
+RUN_HOLDOUT_MODEL = Key(
+    f"models/{{run_id}}/{HOLDOUT_DIR}/{MODEL_DIR}/{{file}}",
+    "the held-out fit behind the run's metrics and test predictions (runs before the deployed refit have only `model/`, which is this fit)",
     rebuild="python -m flows.train (a new run)",
 )
 RUN_CALIBRATION = Key(
     f"models/{{run_id}}/{CALIBRATION_FILE}",
-    "the CQR calibration and the ACI state at the end of the test period",
+    "the deployed fit's CQR calibration (`holdout`: the held-out fit's) and the ACI state at the end of the test period, where predict's ACI starts",
     rebuild="python -m flows.train (a new run)",
 )
 RUN_METRICS = Key(
@@ -157,6 +163,36 @@ TUNING_PLOT = Key(
     "tuning/{study}/plots/{name}.png", "optimization history and parameter importances"
 )
 
+BACKTEST_REFIT = Key(
+    "backtests/refits/{fit_key}/{refit}.parquet",
+    "one backtest refit's forecasts: `symbol, date, y, refit, q_*_raw` and each baseline's `<name>_q_*` (`fit_key`: a digest of the data, settings and windows; a rerun reuses it)",
+    rebuild="python -m flows.backtest (it refits what is missing)",
+)
+BACKTEST_REFIT_CALIBRATION = Key(
+    "backtests/refits/{fit_key}/{refit}.json",
+    "that refit's window, CQR calibration and the sha256 of its forecasts (written last)",
+    rebuild="python -m flows.backtest (it refits what is missing)",
+)
+BACKTEST_PREDICTIONS = Key(
+    "backtests/{backtest_id}/predictions.parquet",
+    "every forecast of a backtest: `symbol, date, y, refit`, raw and calibrated quantiles, `lo_cqr, hi_cqr`, the CQR+ACI interval `lo, hi`, `aci_alpha`, `vol_tercile`, [`sector`], each baseline's quantiles",
+    rebuild="python -m flows.backtest",
+)
+BACKTEST_METRICS = Key(
+    "backtests/{backtest_id}/metrics.json",
+    "every method and baseline scored on the same rows, coverage by year / month / volatility tercile / sector, the Diebold-Mariano, Kupiec and Christoffersen tests, the monthly track record, the refit windows",
+    rebuild="python -m flows.backtest",
+)
+BACKTEST_PLOT = Key(
+    "backtests/{backtest_id}/plots/{name}.png",
+    "coverage by month with the target band, pinball ratio to each baseline by month, width by month",
+)
+BACKTEST_MANIFEST = Key(
+    "backtests/{backtest_id}/manifest.json",
+    "backtest id, settings, data fingerprint, refits, sha256 of every file (written last)",
+    rebuild="python -m flows.backtest",
+)
+
 KEYS: tuple[Key, ...] = (
     STORE_META,
     PRICES,
@@ -168,6 +204,7 @@ KEYS: tuple[Key, ...] = (
     FEATURE_PART,
     MARKET,
     RUN_MODEL,
+    RUN_HOLDOUT_MODEL,
     RUN_CALIBRATION,
     RUN_METRICS,
     RUN_TEST_PREDICTIONS,
@@ -178,6 +215,12 @@ KEYS: tuple[Key, ...] = (
     ACI_STATE,
     BEST_PARAMS,
     TUNING_PLOT,
+    BACKTEST_REFIT,
+    BACKTEST_REFIT_CALIBRATION,
+    BACKTEST_PREDICTIONS,
+    BACKTEST_METRICS,
+    BACKTEST_PLOT,
+    BACKTEST_MANIFEST,
 )
 
 

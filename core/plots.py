@@ -130,3 +130,46 @@ def run_plots(
         paths.append(folder / "feature_importance.png")
         importance(importances, paths[-1])
     return paths
+
+
+def backtest_plots(
+    months: pl.DataFrame, target: float, baselines: list[str], folder: Path
+) -> list[Path]:
+    """A backtest's months: coverage with the target band (+/- 0.05), the pinball ratio to
+    each baseline (below 1: the model is better), and the mean interval width."""
+    folder.mkdir(parents=True, exist_ok=True)
+    x = list(range(months.height))
+    ticks = x[:: max(len(x) // 12, 1)]
+    labels = [months["month"][i] for i in ticks]
+    paths = []
+
+    def save(fig: Any, ax: Any, name: str) -> None:
+        ax.set_xticks(ticks, labels, rotation=45, ha="right")
+        fig.tight_layout()
+        path = folder / f"{name}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.axhspan(target - 0.05, target + 0.05, color="green", alpha=0.15, label="target +/- 0.05")
+    ax.axhline(target, color="green", linestyle="--")
+    ax.plot(x, months["coverage"].to_list(), marker=".", label="CQR+ACI coverage")
+    ax.set(ylabel="coverage", title="Backtest: interval coverage by month")
+    ax.legend(loc="lower left")
+    save(fig, ax, "coverage_by_month")
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.axhline(1.0, color="grey", linestyle="--")
+    for name in baselines:
+        ratio = (months["pinball"] / months[f"pinball_{name}"]).to_list()
+        ax.plot(x, ratio, marker=".", label=f"vs {name}")
+    ax.set(ylabel="pinball ratio (model / baseline)", title="Backtest: pinball ratio by month")
+    ax.legend(loc="upper left")
+    save(fig, ax, "pinball_ratio_by_month")
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.plot(x, months["width"].to_list(), marker=".")
+    ax.set(ylabel="mean interval width (log return)", title="Backtest: CQR+ACI width by month")
+    save(fig, ax, "width_by_month")
+    return paths

@@ -56,14 +56,21 @@ def git_commit() -> str:
 
 
 def run_folder(result: TrainResult, folder: Path) -> list[Path]:
-    """Write a run's files into a local folder (model, calibration, metrics, test predictions,
-    plots); returns the plots' paths."""
+    """Write a run's files into a local folder: the deployed model (``model/``, what predict
+    loads) and the held-out one (``holdout/model/``), calibration, metrics, test
+    predictions, plots; returns the plots' paths."""
     from core.plots import run_plots
 
-    result.model.save(folder / layout.MODEL_DIR)
-    (folder / layout.CALIBRATION_FILE).write_text(
-        json.dumps({"cqr": result.cqr.to_dict(), "aci": result.aci.to_dict()}, indent=2)
-    )
+    deployed = result.deployed
+    (deployed.model if deployed else result.model).save(folder / layout.MODEL_DIR)
+    calibration: dict[str, Any] = {
+        "cqr": (deployed.cqr if deployed else result.cqr).to_dict(),
+        "aci": result.aci.to_dict(),
+    }
+    if deployed:
+        result.model.save(folder / layout.HOLDOUT_DIR / layout.MODEL_DIR)
+        calibration["holdout"] = {"cqr": result.cqr.to_dict()}
+    (folder / layout.CALIBRATION_FILE).write_text(json.dumps(calibration, indent=2))
     (folder / layout.METRICS_FILE).write_text(json.dumps(result.metrics, indent=2, default=str))
     result.test_predictions.write_parquet(folder / layout.TEST_PREDICTIONS_FILE)
     return run_plots(
@@ -72,6 +79,24 @@ def run_folder(result: TrainResult, folder: Path) -> list[Path]:
         result.model.feature_importance(),
         folder / layout.PLOTS_DIR,
     )
+
+
+def fits(result: TrainResult) -> dict[str, Any]:
+    """The manifest's account of which saved fit is which, with their windows."""
+    splits = result.splits.as_dict()
+    holdout = {
+        "purpose": "held-out evaluation: metrics.json, the model card, test_predictions.parquet",
+        "windows": {k: splits[k] for k in ("train", "val", "cal", "test")},
+    }
+    if result.deployed is None or result.window is None:
+        return {layout.MODEL_DIR: holdout | {"purpose": holdout["purpose"] + "; predict uses it"}}
+    return {
+        layout.MODEL_DIR: {
+            "purpose": "deployed: refitted on the newest data (as a backtest refit at the newest date); predict uses it",
+            "windows": result.window.as_dict(),
+        },
+        f"{layout.HOLDOUT_DIR}/{layout.MODEL_DIR}": holdout,
+    }
 
 
 def write_run(store: Store, run_id: str, folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import EXIT_CODES, NothingUsableError, UserFacingError, first_line
+from core.errors import EXIT_CODES, InputError, NothingUsableError, UserFacingError, first_line
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -51,6 +53,63 @@ class Arg:
 
 
 STORE = Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store")
+
+
+class ParamsFileError(InputError):
+    """The --params file is missing or not a JSON object."""
+
+
+def read_params(path: str) -> dict[str, Any] | str:
+    """``--params``: 'best' (the tuning study's, read by the flow) or a JSON object file."""
+    if path == "best":
+        return path
+    file = Path(path)
+    if not file.is_file():
+        raise ParamsFileError(f"params file not found: {file}")
+    try:
+        params = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ParamsFileError(f"params file {file} is not valid JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise ParamsFileError(f"params file {file} must hold a JSON object of regressor parameters")
+    return params
+
+
+PARAMS = Arg(
+    "--params",
+    "JSON file of regressor parameters, or 'best' (the tuning study's)",
+    convert=read_params,
+)
+
+
+def models() -> list[str]:
+    """``--model`` choices: the regressor registry."""
+    from core.modeling.models import MODELS
+
+    return list(MODELS)
+
+
+MODEL = Arg("--model", "regressor", setting="model.name", choices=models)
+
+
+def with_params(
+    settings: Settings, params: dict[str, Any] | str | None
+) -> tuple[Settings, str | None]:
+    """Settings with ``--params`` applied: ``best`` reads the model's tuning study from the
+    store, a string is a file (a deployment's parameter), a dict is used as given. Returns
+    the settings and where the parameters came from (None: the settings)."""
+    source = None
+    if params == "best":
+        from core.modeling.tuning import best_params
+
+        source, params = best_params(settings)
+    elif isinstance(params, str):
+        source, params = params, read_params(params)
+    if isinstance(params, dict):
+        settings = settings.model_copy(
+            update={"model": settings.model.model_copy(update={"params": params})}
+        )
+    return settings, source
 
 
 def csv_list(value: str) -> list[str]:

@@ -8,52 +8,14 @@ predictions, plots, a manifest with the sha256 of every file), then the latest-r
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from core.errors import InputError
-from flows.shell import STORE, Arg, Command
-
-
-class ParamsFileError(InputError):
-    """The --params file is missing or not a JSON object."""
-
-
-def read_params(path: str) -> dict[str, Any] | str:
-    """``--params``: 'best' (the tuning study's, read by the flow) or a JSON object file."""
-    if path == "best":
-        return path
-    file = Path(path)
-    if not file.is_file():
-        raise ParamsFileError(f"params file not found: {file}")
-    try:
-        params = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ParamsFileError(f"params file {file} is not valid JSON: {exc}") from None
-    if not isinstance(params, dict):
-        raise ParamsFileError(f"params file {file} must hold a JSON object of regressor parameters")
-    return params
-
-
-def _models() -> list[str]:
-    from core.modeling.models import MODELS
-
-    return list(MODELS)
-
+from flows.shell import MODEL, PARAMS, STORE, Command
 
 COMMAND = Command(
     "train",
     __doc__,
-    (
-        STORE,
-        Arg("--model", "regressor", setting="model.name", choices=_models),
-        Arg(
-            "--params",
-            "JSON file of regressor parameters, or 'best' (the tuning study's)",
-            convert=read_params,
-        ),
-    ),
+    (STORE, MODEL, PARAMS),
 )
 if __name__ == "__main__":
     raise SystemExit(COMMAND.main())
@@ -61,9 +23,10 @@ if __name__ == "__main__":
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from core.data.tickers import sectors_of
 from core.features.table import model_inputs
-from core.modeling.tuning import best_params
 from core.runs import new_run_id
+from flows.shell import with_params
 from tasks.hooks import ALERT_HOOKS
 from tasks.train import fit_task, load_training_data, publish_model_card, write_run_task
 
@@ -76,17 +39,9 @@ def train(
 
     ``params="best"`` takes the best parameters of the model's tuning study from the store."""
     logger = get_run_logger()
-    settings = COMMAND.start(store=store, model=model)
-    source = None
-    if params == "best":
-        source, params = best_params(settings)
-        logger.info("using the tuned parameters in %s: %s", source, params)
-    elif isinstance(params, str):  # a deployment's --param params=FILE
-        source, params = params, read_params(params)
-    if isinstance(params, dict):
-        settings = settings.model_copy(
-            update={"model": settings.model.model_copy(update={"params": params})}
-        )
+    settings, source = with_params(COMMAND.start(store=store, model=model), params)
+    if source:
+        logger.info("parameters from %s: %s", source, settings.model.params)
     table, prices, features_manifest = load_training_data(settings.store_ref)
     features = model_inputs(features_manifest)
     run_id = new_run_id(flow_run.get_id())
@@ -97,7 +52,15 @@ def train(
         table.height,
         len(features),
     )
-    result = fit_task(table, prices, features, settings.model, features_manifest["horizon"])
+    result = fit_task(
+        table,
+        prices,
+        features,
+        settings.model,
+        features_manifest["horizon"],
+        settings.backtest,
+        sectors_of(settings.tickers),
+    )
     manifest = write_run_task(
         result,
         settings.store_ref,

@@ -13,11 +13,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from core.config import ModelSettings, StoreRef, TrackingSettings
-from core.features.table import close_prices, current_manifest, data_fingerprint, load_features
+from core.config import BacktestSettings, ModelSettings, StoreRef, TrackingSettings
+from core.features.table import current_manifest, data_fingerprint, load_features, price_panel
 from core.modeling.prediction import predict_run
-from core.modeling.training import METHODS, TrainResult, train_and_evaluate
-from core.runs import run_folder, write_run
+from core.modeling.scorecard import METHODS, risk_test_lines
+from core.modeling.training import TrainResult, train_and_evaluate
+from core.runs import fits, run_folder, write_run
 from core.storage import Store
 from core.tracking import Tracker, flatten
 
@@ -27,15 +28,26 @@ def load_training_data(store: StoreRef) -> tuple[pl.DataFrame, pl.DataFrame, dic
     """The feature table, the close prices (for baselines and volatility terciles), the features manifest."""
     opened = Store.open(store)
     manifest = current_manifest(opened)
-    return load_features(opened, manifest).collect(), close_prices(opened), manifest
+    return load_features(opened, manifest).collect(), price_panel(opened), manifest
 
 
 @task(name="fit-calibrate-evaluate", cache_policy=NO_CACHE)
 def fit_task(
-    table: pl.DataFrame, prices: pl.DataFrame, features: list[str], cfg: ModelSettings, horizon: int
+    table: pl.DataFrame,
+    prices: pl.DataFrame,
+    features: list[str],
+    cfg: ModelSettings,
+    horizon: int,
+    windows: BacktestSettings,
+    sectors: dict[str, str],
 ) -> TrainResult:
-    result = train_and_evaluate(table, prices, features, cfg, horizon)
-    get_run_logger().info("fitted %s in %.1fs", cfg.name, result.seconds["fit"])
+    result = train_and_evaluate(table, prices, features, cfg, horizon, windows, sectors)
+    get_run_logger().info(
+        "fitted %s in %.1fs (held out) and %.1fs (deployed, on the newest data)",
+        cfg.name,
+        result.seconds["fit"],
+        result.seconds.get("deployed_fit", 0.0),
+    )
     return result
 
 
@@ -68,6 +80,7 @@ def write_run_task(
                 "data_fingerprint": data_fingerprint(features_manifest),
                 "seconds": result.seconds,
                 "params_source": params_source or "settings",
+                "fits": fits(result),
             },
         )
         tracker = Tracker(tracking, run_id, settings_doc, job_type="train")
@@ -108,7 +121,7 @@ def model_card(metrics: dict[str, Any], run_id: str) -> str:
         "CQR+ACI coverage by volatility tercile: "
         + ", ".join(f"{k}: {v:.3f}" for k, v in sorted(terciles.items())),
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + risk_test_lines(metrics))
 
 
 def publish_model_card(metrics: dict[str, Any], run_id: str) -> str:

@@ -23,6 +23,7 @@ class Tickers:
 
     symbols: list[str]
     rejected: dict[str, str] = field(default_factory=dict)
+    sectors: dict[str, str] = field(default_factory=dict)  # from a 'Sector' column, when present
 
 
 def to_yahoo(raw: str) -> str:
@@ -98,6 +99,21 @@ def load_tickers(path: str | Path) -> Tickers:
                 f"tickers file {path} has no 'Symbol' column (columns: {', '.join(frame.columns)})"
             )
         symbols, rejected = parse_symbols(frame[column].to_list())
-        return Tickers(symbols=symbols, rejected=rejected)
+        sector = next((c for c in frame.columns if c.lower() == "sector"), None)
+        sectors = {}
+        if sector is not None:
+            for raw, value in zip(frame[column].to_list(), frame[sector].to_list(), strict=True):
+                if raw and value and value.strip() and to_yahoo(raw) in symbols:
+                    sectors[to_yahoo(raw)] = value.strip()
+        return Tickers(symbols=symbols, rejected=rejected, sectors=sectors)
     symbols, rejected = parse_symbols([line.split(",")[0] for line in lines])
     return Tickers(symbols=symbols, rejected=rejected)
+
+
+def sectors_of(path: str | Path) -> dict[str, str]:
+    """Symbol -> sector from a tickers file's ``Sector`` column; empty when the file is not
+    readable here or has no such column (scores are then not broken down by sector)."""
+    try:
+        return load_tickers(path).sectors
+    except TickersFileError:
+        return {}

@@ -46,8 +46,9 @@ def warmup_rows(groups: list[str], horizon: int) -> int:
 
 
 def code_version(package: Path = Path(__file__).parent) -> str:
-    """Hash of this package's source: part of a build's version, so a changed formula rebuilds."""
+    """Hash of a package's source (this one by default; subpackages included): part of a
+    build's version, or a backtest refit's key, so a changed formula recomputes."""
     digest = hashlib.sha256()
-    for path in sorted(package.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]

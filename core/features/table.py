@@ -75,11 +75,12 @@ def collect_naming_damage(store: Store, keys: list[str], query: pl.LazyFrame) ->
         raise
 
 
-def close_prices(store: Store) -> pl.DataFrame:
-    """symbol, date, close of every stored symbol (baselines and volatility terciles use them)."""
+def price_panel(store: Store) -> pl.DataFrame:
+    """symbol, date, high, low, close of every stored symbol (the price models, and the
+    volatility terciles of evaluations, use them)."""
     keys = list(price_keys(store).values())
     return collect_naming_damage(
-        store, keys, store.scan_parquet(keys).select("symbol", "date", "close")
+        store, keys, store.scan_parquet(keys).select("symbol", "date", "high", "low", "close")
     )
 
 

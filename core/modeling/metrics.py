@@ -81,7 +81,7 @@ def interval_metrics(
     }
 
 
-# -- the risk field's tests (for backtests: issue 12) ------------------------------------
+# -- the risk field's tests ----------------------------------------------------------------
 def _chi2_1_sf(x: float) -> float:
     """P(X > x) for a chi-square variable with one degree of freedom."""
     return math.erfc(math.sqrt(max(x, 0.0) / 2))
@@ -138,11 +138,15 @@ def kupiec(hits: np.ndarray, p: float) -> dict[str, float]:
     return {"rate": x / n if n else 0.0, "lr": lr, "p_value": _chi2_1_sf(lr), "n": n}
 
 
-def christoffersen(hits: np.ndarray) -> dict[str, float]:
+def christoffersen(hits: np.ndarray, groups: np.ndarray | None = None) -> dict[str, float]:
     """Christoffersen's independence test: does an exceedance make the next one more likely?
-    From the transitions of the 0/1 series; LR ~ chi-square(1)."""
+    From the transitions of the 0/1 series (within each group, e.g. symbol, when ``groups``
+    is given: rows sorted by group, then date); LR ~ chi-square(1)."""
     h = np.asarray(hits, dtype=bool)
     prev, cur = h[:-1], h[1:]
+    if groups is not None:
+        same = np.asarray(groups)[1:] == np.asarray(groups)[:-1]
+        prev, cur = prev[same], cur[same]
     n00, n01 = float(np.sum(~prev & ~cur)), float(np.sum(~prev & cur))
     n10, n11 = float(np.sum(prev & ~cur)), float(np.sum(prev & cur))
     pooled = (n01 + n11) / max(n00 + n01 + n10 + n11, 1)

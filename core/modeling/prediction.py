@@ -15,12 +15,12 @@ import polars as pl
 from core import layout
 from core.errors import InputError
 from core.features.table import (
-    close_prices,
     current_manifest,
     input_fingerprint,
     load_features,
     model_inputs,
     price_keys,
+    price_panel,
 )
 from core.modeling.conformal import (
     CQR,
@@ -33,10 +33,10 @@ from core.modeling.conformal import (
 )
 from core.modeling.models import load_model
 from core.modeling.models.base import QuantileRegressor
-from core.modeling.models.baselines import Baseline
-from core.modeling.training import qcols
+from core.modeling.models.prices import uses_prices
+from core.modeling.scorecard import qcols
 from core.runs import fetch_run
-from core.storage import Store
+from core.storage import DamagedFileError, Store
 
 
 class FeatureMismatchError(InputError):
@@ -127,6 +127,30 @@ def forecast(
     return Forecast(table, aci, known.height)
 
 
+def last_outcome(state: ACIState) -> str:
+    """The date of the newest outcome a state has taken in ('' for none)."""
+    return str(state.history[-1][0]) if state.history else ""
+
+
+def starting_state(store: Store, own: ACIState) -> ACIState:
+    """Where a newly deployed run's ACI starts, the rule the backtest follows too: it
+    continues the newest state there is, the run's own (its held-out fit's, through the end
+    of its test period) or a previous run's live one that has seen later outcomes, when
+    that one targets the same coverage and horizon."""
+    best = own
+    for key in store.list(layout.ACI_STATE.prefix):
+        if layout.ACI_STATE.match(key) is None:
+            continue
+        try:
+            other = ACIState.from_dict(store.read_json(key))
+        except (DamagedFileError, TypeError):  # another run's damaged state: not a candidate
+            continue
+        same = (other.target_alpha, other.horizon) == (own.target_alpha, own.horizon)
+        if same and last_outcome(other) > last_outcome(best):
+            best = other
+    return ACIState.from_dict(best.to_dict() | {"gamma": own.gamma})
+
+
 def predict_run(store: Store, run: str) -> dict[str, Any]:
     """Load run ``run`` (``latest`` or an id; files checked against its manifest), forecast
     from the current feature table, write ``predictions/<as_of>.parquet`` and the ACI state."""
@@ -139,14 +163,16 @@ def predict_run(store: Store, run: str) -> dict[str, Any]:
     features_doc = current_manifest(store)
     fingerprint = input_fingerprint(store, price_keys(store))
     newest = max((last for last, _ in fingerprint.values()), default=None)
-    uses_features = not isinstance(model, Baseline)
+    uses_features = not uses_prices(model)
     warnings = check_inputs(manifest | {"test_end": test_end}, features_doc, newest, uses_features)
     state_key = layout.ACI_STATE(run_id=run_id)
-    aci = ACIState.from_dict(
-        store.read_json(state_key) if store.exists(state_key) else calibration["aci"]
+    aci = (
+        ACIState.from_dict(store.read_json(state_key))
+        if store.exists(state_key)
+        else starting_state(store, ACIState.from_dict(calibration["aci"]))
     )
-    if isinstance(model, Baseline):
-        model.attach_prices(close_prices(store))
+    if uses_prices(model):
+        model.attach_prices(price_panel(store))  # type: ignore[attr-defined]
     result = forecast(
         model,
         CQR.from_dict(calibration["cqr"]),

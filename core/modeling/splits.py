@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 from itertools import pairwise
+from typing import Any
 
 import polars as pl
 
@@ -72,12 +73,16 @@ def segment_expr(splits: Splits) -> pl.Expr:
 
 
 def check_segments(
-    segments: dict[str, pl.DataFrame], min_dates: int, min_rows: int, splits: Splits
+    segments: dict[str, pl.DataFrame],
+    min_dates: int,
+    min_rows: int,
+    splits: Any,
+    names: tuple[str, ...] = SEGMENTS,
 ) -> None:
     """Every segment holds at least ``min_dates`` dates and ``min_rows`` rows, or an error
     names each short segment, what it holds, and its date span."""
     short = []
-    for name in SEGMENTS:
+    for name in names:
         frame = segments[name]
         dates = frame["date"].n_unique()
         if dates < min_dates or frame.height < min_rows:

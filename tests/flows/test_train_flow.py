@@ -37,7 +37,12 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
             metrics["test"][method]
         )
         assert set(metrics["test"][method]["coverage_by_vol_tercile"]) == {"1", "2", "3"}
-    assert set(metrics["baselines"]) == {"historical", "ewma"}
+    assert set(metrics["baselines"]) == {"historical", "ewma", "garch", "har"}
+    dm = metrics["tests"]["diebold_mariano"]
+    assert set(dm["cqr_aci"]) == set(metrics["baselines"]) and dm["lags"] >= metrics["horizon"] - 1
+    coverage = metrics["tests"]["coverage"]["cqr_aci"]
+    assert 0 <= coverage["q_0.1"]["kupiec_pass_share"] <= 1 and coverage["q_0.9"]["kupiec"]["n"] > 0
+    assert set(metrics["test"]["cqr_aci"]["coverage_by_year"]) == {"2017", "2018"}
     assert 0.65 < metrics["test"]["cqr_aci"]["coverage"] < 0.95
 
     preds = store.read_parquet(f"{prefix}/test_predictions.parquet")
@@ -63,10 +68,20 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     assert manifest["settings"]["model"]["params"] == FAST
     for rel, digest in manifest["files"].items():
         assert sha256(store.read_bytes(f"{prefix}/{rel}")) == digest
+    # the deployed fit (predict loads it) is refitted on the newest data; the held-out one
+    # behind the metrics is kept beside it, and the manifest says which is which
+    fits = manifest["fits"]
+    assert fits["model"]["windows"]["cal"][1] == str(preds["date"].max())
+    assert fits["holdout/model"]["windows"]["test"] == metrics["splits"]["test"]
+    assert fits["model"]["windows"]["train"][1] > metrics["splits"]["train"][1]
+    assert "predict uses it" in fits["model"]["purpose"]
+    assert metrics["deployed_fit"]["cal"] == fits["model"]["windows"]["cal"]
     assert {
         "model/params.json",
         "model/quantile_0.5.txt",
         "model/scale.json",
+        "holdout/model/params.json",
+        "holdout/model/quantile_0.5.txt",
         "calibration.json",
         "plots/calibration.png",
         "plots/rolling_coverage.png",
@@ -99,8 +114,16 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     store.write_json(state_key, rewound)
     again: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
     assert again["outcomes_added"] > 0
-    assert store.read_json(state_key)["history"][-1][0] == state["history"][-1][0]
-    assert again["aci_alpha"] == pytest.approx(summary["aci_alpha"])
+    refolded = store.read_json(state_key)
+    assert refolded["history"][:keep] == history[:keep]
+    assert refolded["history"][-1][0] == state["history"][-1][0]
+    # alpha_t took in exactly the outcomes that became known (scored by the deployed fit,
+    # which predict uses: the rewound dates were the held-out fit's)
+    folded = refolded["history"][applied : refolded["applied"]]
+    expected = rewound["alpha_t"] + state["gamma"] * sum(
+        state["target_alpha"] - e for _, e in folded
+    )
+    assert again["aci_alpha"] == pytest.approx(expected)
 
 
 def test_tampered_model_is_refused_and_missing_inputs_exit_2(

@@ -113,3 +113,27 @@ def test_aci_feedback_is_delayed_by_the_horizon():
     assert list(used[:3]) == [0.2, 0.2, 0.2]
     assert used[3] == pytest.approx(0.2 + 0.1 * (0.2 - 1.0))
     assert used[5] == pytest.approx(0.2 + 3 * 0.1 * (0.2 - 1.0))
+
+
+def test_a_new_run_continues_the_newest_aci_state(tmp_path):
+    """The rule predict and the backtest share: a newly deployed model starts from the ACI
+    state that has seen the latest outcome, its own held-out one or a previous run's."""
+    from core import layout
+    from core.modeling.prediction import starting_state
+    from core.storage import Store
+
+    store = Store(str(tmp_path / "store"))
+    own = ACIState(0.2, 0.05, 3, 0.18, [["2020-03-02", 0.1], ["2020-03-03", 0.3]], 0)
+    assert starting_state(store, own).alpha_t == 0.18  # nothing else yet
+
+    live = ACIState(0.2, 0.01, 3, 0.25, [["2020-03-02", 0.1], ["2020-03-09", 0.0]], 2)
+    other_target = ACIState(0.1, 0.05, 3, 0.05, [["2020-04-01", 0.0]], 1)
+    store.write_json(layout.ACI_STATE(run_id="A"), live.to_dict())
+    store.write_json(layout.ACI_STATE(run_id="B"), other_target.to_dict())
+    store.write_bytes(layout.ACI_STATE(run_id="C"), b"{broken")
+    started = starting_state(store, own)
+    assert started.alpha_t == 0.25 and started.history == live.history and started.applied == 2
+    assert started.gamma == own.gamma  # the new run's own step size
+
+    newer_own = ACIState(0.2, 0.05, 3, 0.19, [["2020-03-10", 0.2]], 0)
+    assert starting_state(store, newer_own).alpha_t == 0.19

@@ -7,13 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.modeling.models import baselines, catboost_model, lightgbm_model
+from core.modeling.models import baselines, catboost_model, garch, har, lightgbm_model
 from core.modeling.models.base import ModelSpec, QuantileRegressor, read_params
 from core.modeling.models.scaled import LOG_SCALE, VolatilityScaled
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
-    for spec in (catboost_model.SPEC, lightgbm_model.SPEC, baselines.HISTORICAL, baselines.EWMA)
+    for spec in (
+        catboost_model.SPEC,
+        lightgbm_model.SPEC,
+        baselines.HISTORICAL,
+        baselines.EWMA,
+        garch.SPEC,
+        har.SPEC,
+    )
 }
 
 

@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 import polars as pl
 
-from core.modeling.models.base import ModelSpec, read_params, sort_rows, write_params
+from core.modeling.models.base import ModelSpec
+from core.modeling.models.prices import PriceModel
 
 HISTORY_DAYS = 252
 RISKMETRICS_LAMBDA = 0.94
@@ -57,20 +57,19 @@ def ewma_quantiles(
 BASELINES = {"historical": historical_quantiles, "ewma": ewma_quantiles}
 
 
-class Baseline:
+class Baseline(PriceModel):
     """A baseline behind the regressor protocol: `fit` learns nothing; `predict` looks the
     rows' (symbol, date) up in quantiles computed from the attached price panel."""
 
     def __init__(self, name: str, quantiles: list[float], horizon: int):
         if name not in BASELINES:
             raise ValueError(f"unknown baseline {name!r}")
+        super().__init__(quantiles, horizon)
         self.name = name
-        self.quantiles = list(quantiles)
-        self.horizon = horizon
-        self.features = ["symbol"]
         self._table: pl.DataFrame | None = None
 
     def attach_prices(self, prices: pl.DataFrame) -> None:
+        super().attach_prices(prices)
         self._table = BASELINES[self.name](prices, self.quantiles, self.horizon)
 
     def fit(self, X: pl.DataFrame, y: np.ndarray, X_val: pl.DataFrame, y_val: np.ndarray) -> None:
@@ -79,33 +78,11 @@ class Baseline:
     def predict_raw(self, X: pl.DataFrame) -> np.ndarray:
         if self._table is None:
             raise RuntimeError(f"{self.name} baseline needs attach_prices() before predict")
-        cols = [f"q_{q}" for q in self.quantiles]
-        joined = X.select("symbol", "date").join(
-            self._table, on=["symbol", "date"], how="left", maintain_order="left"
-        )
-        return joined.select(pl.col(cols).fill_null(0.0)).to_numpy().astype(float)
-
-    def predict(self, X: pl.DataFrame) -> np.ndarray:
-        return sort_rows(self.predict_raw(X))
-
-    def feature_importance(self) -> dict[str, float]:
-        return {}
-
-    def save(self, folder: Path) -> None:
-        write_params(
-            folder,
-            {
-                "model": self.name,
-                "quantiles": self.quantiles,
-                "horizon": self.horizon,
-                "features": self.features,
-            },
-        )
+        return self.lookup(X, self._table)
 
     @classmethod
-    def load(cls, folder: Path) -> Baseline:
-        meta = read_params(folder)
-        return cls(meta["model"], meta["quantiles"], meta["horizon"])
+    def create(cls, name: str, quantiles: list[float], horizon: int) -> Baseline:
+        return cls(name, quantiles, horizon)
 
 
 HISTORICAL = ModelSpec(
