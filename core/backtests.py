@@ -24,8 +24,8 @@ def write_refit(
     store: Store, fit_key: str, window: Window, frame: pl.DataFrame, cqr: CQR
 ) -> dict[str, Any]:
     """Store one refit: its forecasts, then the calibration JSON naming their sha256."""
-    refit = str(window.refit)
-    key = layout.BACKTEST_REFIT(fit_key=fit_key, refit=refit)
+    refit, until = str(window.refit), str(window.until)
+    key = layout.BACKTEST_REFIT(fit_key=fit_key, refit=refit, until=until)
     sha = store.write_parquet(key, frame)
     doc = {
         "key": key,
@@ -34,7 +34,9 @@ def write_refit(
         "cqr": cqr.to_dict(),
         "rows": frame.height,
     }
-    store.write_json(layout.BACKTEST_REFIT_CALIBRATION(fit_key=fit_key, refit=refit), doc)
+    store.write_json(
+        layout.BACKTEST_REFIT_CALIBRATION(fit_key=fit_key, refit=refit, until=until), doc
+    )
     return doc
 
 

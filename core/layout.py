@@ -164,12 +164,12 @@ TUNING_PLOT = Key(
 )
 
 BACKTEST_REFIT = Key(
-    "backtests/refits/{fit_key}/{refit}.parquet",
+    "backtests/refits/{fit_key}/{refit}_{until}.parquet",
     "one backtest refit's forecasts: `symbol, date, y, refit, q_*_raw` and each baseline's `<name>_q_*` (`fit_key`: a digest of the data, settings and windows; a rerun reuses it)",
     rebuild="python -m flows.backtest (it refits what is missing)",
 )
 BACKTEST_REFIT_CALIBRATION = Key(
-    "backtests/refits/{fit_key}/{refit}.json",
+    "backtests/refits/{fit_key}/{refit}_{until}.json",
     "that refit's window, CQR calibration and the sha256 of its forecasts (written last)",
     rebuild="python -m flows.backtest (it refits what is missing)",
 )

@@ -69,7 +69,7 @@ from core.storage import Store
 from core.tracking import Tracker, flatten
 from flows.shell import with_params
 from tasks.backtest import publish_summary, refit_task
-from tasks.caching import cached_or_rerun
+from tasks.caching import cached_or_rerun, s3_result_storage
 from tasks.hooks import ALERT_HOOKS
 from tasks.train import load_training_data
 
@@ -116,6 +116,8 @@ def backtest(
         backtest_id, cfg.name, len(windows), windows_cfg.refit_every, windows[0].refit, windows[-1].until,
     )  # fmt: skip
     opened = Store.open(settings.store_ref)
+    storage = s3_result_storage(settings.store)
+    task = refit_task.with_options(result_storage=storage) if storage else refit_task
     docs: list[dict[str, Any]] = []
     reused = 0
     for wave in range(0, len(windows), windows_cfg.concurrency):
@@ -133,10 +135,10 @@ def backtest(
                 horizon,
                 baselines,
             )
-            futures.append((args, refit_task.submit(*args)))
+            futures.append((args, task.submit(*args)))
         for args, future in futures:
             doc, cached = cached_or_rerun(
-                refit_task, future, *args, usable=lambda d: refit_stored(opened, d)
+                task, future, *args, usable=lambda d: refit_stored(opened, d)
             )
             docs.append(doc)
             reused += cached
@@ -148,8 +150,15 @@ def backtest(
         forecasts.with_columns(vol_tercile=volatility_terciles(forecasts, prices)),
         sectors_of(settings.tickers),
     )
-    card = scorecard(forecasts, cfg.quantiles, cfg.alpha, horizon, baselines)
-    months = monthly(forecasts, cfg.quantiles, baselines)
+    first_q = f"q_{cfg.quantiles[0]}"
+    scored = [  # a baseline that could not be fitted on some window is left out of the scores
+        b
+        for b in baselines
+        if f"{b}_{first_q}" in forecasts.columns and not forecasts[f"{b}_{first_q}"].null_count()
+    ]
+    card = scorecard(forecasts, cfg.quantiles, cfg.alpha, horizon, scored)
+    card["baselines_skipped"] = sorted(set(baselines) - set(scored))
+    months = monthly(forecasts, cfg.quantiles, scored)
     metrics = {
         "backtest_id": backtest_id,
         "model": cfg.name,
@@ -160,12 +169,12 @@ def backtest(
         "refits": [w.as_dict() for w in windows],
         "refit_every": windows_cfg.refit_every,
         **card,
-        "track_record": track_record(months, cfg.target_coverage, baselines, CRASH),
+        "track_record": track_record(months, cfg.target_coverage, scored, CRASH),
         "monthly": months.to_dicts(),
         "aci_alpha_end": aci.alpha_t,
     }
     with tempfile.TemporaryDirectory(prefix="sma-backtest-") as tmp:
-        plots = backtest_plots(months, cfg.target_coverage, baselines, Path(tmp))
+        plots = backtest_plots(months, cfg.target_coverage, scored, Path(tmp))
         manifest = write_backtest(
             opened,
             backtest_id,

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from core.errors import InsufficientDataError
 from core.modeling.metrics import (
     christoffersen,
     coverage_by,
@@ -104,9 +105,10 @@ def daily_pinball(frame: pl.DataFrame, cols: list[str], quantiles: list[float]) 
 
 
 def dm_lags(dates: int, horizon: int) -> int:
-    """HAC lags of a Diebold-Mariano test: Newey-West's rule of thumb, at least h - 1
-    (overlapping h-day targets make losses autocorrelated up to lag h - 1)."""
-    return max(horizon - 1, int(4 * (dates / 100) ** (2 / 9)), 1)
+    """HAC lags of a Diebold-Mariano test: Newey-West's rule of thumb, and at least 2h
+    (overlapping h-day targets make losses autocorrelated up to lag h - 1, and Bartlett
+    weights would under-count those at only h - 1 lags)."""
+    return max(2 * horizon, int(4 * (dates / 100) ** (2 / 9)))
 
 
 def every_hth_date(frame: pl.DataFrame, horizon: int) -> pl.DataFrame:
@@ -155,6 +157,11 @@ def scorecard(
     ``frame``: symbol, date, y, vol_tercile, [sector], the methods' columns
     (``method_columns``) and each baseline's ``<name>_q_<q>``."""
     frame = frame.filter(pl.col("y").is_not_null() & pl.col("y").is_not_nan())
+    if frame["date"].n_unique() < 2:
+        raise InsufficientDataError(
+            f"only {frame['date'].n_unique()} forecast date(s) have a known outcome yet: nothing to "
+            "score; start the forecasts earlier"
+        )
     methods = {
         name: evaluate(frame, cols, lo, hi, quantiles, alpha)
         for name, (cols, lo, hi) in method_columns(quantiles).items()

@@ -94,7 +94,8 @@ def train_and_evaluate(
         scored = scored.with_columns(
             *[pl.Series(c, base[:, j]) for j, c in enumerate(qcols(cfg.quantiles, name))]
         )
-    card = scorecard(scored, cfg.quantiles, cfg.alpha, horizon, list(BASELINE_NAMES))
+    card = scorecard(scored, cfg.quantiles, cfg.alpha, horizon, list(fitted.baselines))
+    card["baselines_skipped"] = fitted.skipped
     card["test"]["raw"]["crossing_rate_before_repair"] = crossing_rate(raw_unsorted)
     metrics = {
         "model": cfg.name,

@@ -134,9 +134,12 @@ def trading_dates(table: pl.DataFrame) -> list[dt.date]:
     return table["date"].unique().sort().to_list()
 
 
-def segments(table: pl.DataFrame, window: Window) -> dict[str, pl.DataFrame]:
-    """The labelled rows of each fit segment, sorted by date then symbol."""
-    labelled = table.filter(pl.col("y").is_not_null())
+def segments(table: pl.DataFrame, window: Window, horizon: int) -> dict[str, pl.DataFrame]:
+    """The labelled rows of each fit segment, sorted by date then symbol. A row whose target
+    ends after the refit date (a symbol with missing days spans more calendar days in h
+    rows) is left out: the embargo holds per symbol, not only on the panel's calendar."""
+    target_end = pl.col("date").shift(-horizon).over("symbol", order_by="date")
+    labelled = table.filter(pl.col("y").is_not_null() & (target_end <= window.refit))
     return {
         name: labelled.filter(pl.col("date").is_between(*getattr(window, name))).sort(
             "date", "symbol"
@@ -154,6 +157,7 @@ class Fitted:
     rows: dict[str, int]
     baselines: dict[str, QuantileRegressor]
     seconds: float  # the model's fit (without the baselines')
+    skipped: dict[str, str]  # baselines that could not be fitted on the window, with why
 
 
 def fit_model(
@@ -187,7 +191,7 @@ def fit_window(
 ) -> Fitted:
     """Fit the configured model on the window and calibrate CQR on its calibration rows;
     also fit ``baselines`` on the same rows (``Fitted.baselines``)."""
-    seg = segments(table, window)
+    seg = segments(table, window, horizon)
     check_segments(seg, cfg.min_segment_dates, cfg.min_segment_rows, window, FIT_SEGMENTS)
     started = time.perf_counter()
     model = fit_model(seg, prices, features, cfg, horizon, cfg.name)
@@ -201,8 +205,13 @@ def fit_window(
         cfg.cqr_mode,
         cfg.cqr_normalized,
     )
-    others = {name: fit_model(seg, prices, features, cfg, horizon, name) for name in baselines}
-    return Fitted(model, cqr, {k: v.height for k, v in seg.items()}, others, seconds)
+    others, skipped = {}, {}
+    for name in baselines:
+        try:
+            others[name] = fit_model(seg, prices, features, cfg, horizon, name)
+        except ValueError as exc:  # too short a history for this baseline: scored without it
+            skipped[name] = str(exc)
+    return Fitted(model, cqr, {k: v.height for k, v in seg.items()}, others, seconds, skipped)
 
 
 def refit(
@@ -243,7 +252,8 @@ def calibrate_in_order(
 ) -> tuple[pl.DataFrame, ACIState]:
     """CQR per refit, then ACI once over every forecast in date order, its state carried
     across refits (the rule ``predict`` follows too: a new model continues the ACI state of
-    the one it replaces). Adds q_* (calibrated), lo_cqr, hi_cqr, lo, hi, aci_alpha."""
+    the one it replaces). Adds q_* (calibrated), lo_cqr, hi_cqr, lo, hi, aci_alpha.
+    ``state`` (default: a fresh one at the target) is continued in place and returned."""
     state = state or ACIState(
         target_alpha=cfg.alpha, gamma=cfg.aci_gamma, horizon=horizon, alpha_t=cfg.alpha
     )
@@ -271,4 +281,4 @@ def calibrate_in_order(
         )
     if not out:
         raise InsufficientDataError("the backtest forecast no row")
-    return pl.concat(out, how="vertical_relaxed"), state
+    return pl.concat(out, how="diagonal_relaxed"), state

@@ -185,3 +185,20 @@ def test_the_backtest_tracks_the_regimes():
     for _, part in out.with_columns(regime.alias("regime")).group_by("regime"):
         hit = ((part["y"] >= part["lo"]) & (part["y"] <= part["hi"])).mean()
         assert 0.65 < float(hit) < 0.92  # pyright: ignore[reportArgumentType]
+
+
+def test_the_embargo_holds_for_a_symbol_with_missing_days():
+    """h rows of a symbol with a gap span more than h panel dates: its newest calibration
+    rows, whose targets would end after the refit, are left out of the fit."""
+    from core.modeling.walkforward import segments
+
+    bars = prices(days=1100)
+    t0 = table(bars)
+    dates = trading_dates(t0)
+    w = plan_refits(dates, H, MODEL, WINDOWS)[0]
+    i = dates.index(w.refit)
+    gap = dates[i - 1]  # S0 misses the day before the refit
+    t = table(bars.filter(~((pl.col("symbol") == "S0") & (pl.col("date") == gap))))
+    cal = segments(t, w, H)["cal"]
+    assert cal.filter(pl.col("symbol") == "S0")["date"].max() == dates[i - H - 1]
+    assert cal.filter(pl.col("symbol") == "S1")["date"].max() == w.cal[1] == dates[i - H]

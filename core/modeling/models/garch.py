@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -60,12 +61,13 @@ def fit_or_none(returns: np.ndarray) -> dict[str, float] | None:
     """``fit_gjr``, or None when the optimizer fails or returns non-finite parameters."""
     try:
         fitted = fit_gjr(returns)
-    except (ValueError, np.linalg.LinAlgError):
+    except Exception:  # any optimizer or arch failure: the symbol takes the median parameters
         return None
     return fitted if all(np.isfinite(v) for v in fitted.values()) else None
 
 
 _POOL: ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def fit_many(series: list[np.ndarray]) -> list[dict[str, float] | None]:
@@ -73,15 +75,24 @@ def fit_many(series: list[np.ndarray]) -> list[dict[str, float] | None]:
     each fit is a few tens of milliseconds of Python-bound optimizer work that threads
     cannot spread over cores. Falls back to fitting here when processes cannot start."""
     global _POOL
-    workers = os.cpu_count() or 1
+    workers = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
     if len(series) < 8 * workers or workers == 1:
         return [fit_or_none(r) for r in series]
     try:
-        if _POOL is None:
-            _POOL = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        return list(_POOL.map(fit_or_none, series, chunksize=max(len(series) // (4 * workers), 1)))
+        with _POOL_LOCK:  # refits run in threads: one pool for all of them
+            if _POOL is None:
+                _POOL = ProcessPoolExecutor(
+                    workers, mp_context=multiprocessing.get_context("spawn")
+                )
+            pool = _POOL
+        return list(pool.map(fit_or_none, series, chunksize=max(len(series) // (4 * workers), 1)))
     except (OSError, BrokenProcessPool):
-        _POOL = None
+        with _POOL_LOCK:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False, cancel_futures=True)
+            _POOL = None
         return [fit_or_none(r) for r in series]
 
 
