@@ -75,7 +75,9 @@ def test_backtest_writes_a_verified_folder_and_a_rerun_resumes(store_dir, tmp_pa
     assert list((tmp_path / "wandb").rglob("offline-run-*"))
 
     # interrupted: one refit's forecasts are gone; a rerun refits only that one
-    gone = layout.BACKTEST_REFIT(fit_key=manifest["fit_key"], refit=refits[1]["refit"])
+    gone = layout.BACKTEST_REFIT(
+        fit_key=manifest["fit_key"], refit=refits[1]["refit"], until=refits[1]["until"]
+    )
     store.delete(gone)
     second: dict[str, Any] = backtest(store=str(store_dir), **RUN)  # pyright: ignore[reportAssignmentType]
     assert second["manifest"]["refits_reused"] == 2 and store.exists(gone)
