@@ -53,24 +53,12 @@ def foresight(store: Path, metrics: dict[str, Any], horizon: int) -> dict[str, f
     import numpy as np
     import polars as pl
 
+    from benchmarks.model_quality import realized_scale
     from core.modeling.metrics import pinball
 
     q = metrics["quantiles"]
     start = metrics["forecasts"][0]
-    pk = (pl.col("high") / pl.col("low")).log().pow(2) / (4 * np.log(2))
-    rows = (
-        pl.scan_parquet(str(store / "raw/prices/*/data.parquet"))
-        .sort("symbol", "date")
-        .with_columns(
-            (pl.col("close").shift(-horizon) / pl.col("close")).log().over("symbol").alias("y"),
-            pl.sum_horizontal([pk.shift(-k).over("symbol") for k in range(1, horizon + 1)])
-            .sqrt()
-            .alias("scale"),
-        )
-        .filter(pl.col("y").is_not_null() & (pl.col("scale") > 0))
-        .select("symbol", "date", "y", "scale")
-        .collect()
-    )
+    rows = realized_scale(str(store), horizon)
     before = rows.filter(pl.col("date").cast(pl.String) < start)
     preds = pl.read_parquet(
         next(store.glob(f"backtests/{metrics['backtest_id']}/predictions.parquet"))

@@ -58,20 +58,18 @@ CV_CANDIDATES: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def foresight_bound(store: str, metrics: dict[str, Any], horizon: int) -> dict[str, float]:
-    """Pinball of quantiles built from the *realized* range volatility of each test row's next
-    h days (Parkinson), times the empirical quantiles of y over that scale before the test
-    period: what a perfect volatility forecast with a fixed shape would score."""
+def realized_scale(store: str, horizon: int) -> Any:
+    """symbol, date, y and ``scale``: the realized Parkinson range volatility of each row's
+    next h days (what perfect foresight of volatility knows), from the stored prices."""
     import numpy as np
     import polars as pl
 
     from core.features.table import price_keys
-    from core.modeling.metrics import pinball
     from core.storage import Store
 
     st = Store(store)
     pk = (pl.col("high") / pl.col("low")).log().pow(2) / (4 * np.log(2))
-    rows = (
+    return (
         st.scan_parquet(list(price_keys(st).values()))
         .sort("symbol", "date")
         .with_columns(
@@ -81,8 +79,21 @@ def foresight_bound(store: str, metrics: dict[str, Any], horizon: int) -> dict[s
             .alias("scale"),
         )
         .filter(pl.col("y").is_not_null() & (pl.col("scale") > 0))
+        .select("symbol", "date", "y", "scale")
         .collect()
     )
+
+
+def foresight_bound(store: str, metrics: dict[str, Any], horizon: int) -> dict[str, float]:
+    """Pinball of quantiles built from the *realized* range volatility of each test row's next
+    h days (Parkinson), times the empirical quantiles of y over that scale before the test
+    period: what a perfect volatility forecast with a fixed shape would score."""
+    import numpy as np
+    import polars as pl
+
+    from core.modeling.metrics import pinball
+
+    rows = realized_scale(store, horizon)
     splits = {k: [dt.date.fromisoformat(d) for d in v] for k, v in metrics["splits"].items()}
     before = rows.filter(pl.col("date").is_between(splits["train"][0], splits["cal"][1]))
     test = rows.filter(pl.col("date").is_between(splits["test"][0], splits["test"][1]))
