@@ -21,6 +21,7 @@ from core.modeling.metrics import (
     quantile_coverage,
     rank_ic,
 )
+from core.modeling.models.prices import daily_log_returns
 
 METHODS = ("raw", "cqr", "cqr_aci")
 BASELINE_NAMES = ("historical", "ewma", "garch", "har")
@@ -34,11 +35,8 @@ def qcols(quantiles: list[float], prefix: str = "") -> list[str]:
 
 def volatility_terciles(rows: pl.DataFrame, prices: pl.DataFrame) -> np.ndarray:
     """Tercile (1 low .. 3 high) of each row's trailing 20-day volatility, cut over ``rows``."""
-    vol = (
-        prices.sort("symbol", "date")
-        .with_columns((pl.col("close") / pl.col("close").shift(1)).log().over("symbol").alias("_r"))
-        .with_columns(pl.col("_r").rolling_std(20).over("symbol").alias("_vol"))
-        .select("symbol", "date", "_vol")
+    vol = daily_log_returns(prices).select(
+        "symbol", "date", pl.col("r").rolling_std(20).over("symbol").alias("_vol")
     )
     v = rows.select("symbol", "date").join(
         vol, on=["symbol", "date"], how="left", maintain_order="left"
@@ -95,13 +93,19 @@ def evaluate(
     return out
 
 
-def daily_pinball(frame: pl.DataFrame, cols: list[str], quantiles: list[float]) -> pl.DataFrame:
-    """date, loss: the cross-sectional mean of each row's pinball loss averaged over quantiles."""
+def pinball_expr(cols: list[str], quantiles: list[float]) -> pl.Expr:
+    """Each row's pinball loss averaged over quantiles (``metrics.pinball`` as an expression,
+    for losses grouped by date or month)."""
     y = pl.col("y")
-    loss = pl.mean_horizontal(
+    return pl.mean_horizontal(
         [pl.max_horizontal(q * (y - pl.col(c)), (q - 1) * (y - pl.col(c))) for q, c in zip(quantiles, cols, strict=True)]
     )  # fmt: skip
-    return frame.group_by("date").agg(loss.mean().alias("loss")).sort("date")
+
+
+def daily_pinball(frame: pl.DataFrame, cols: list[str], quantiles: list[float]) -> pl.DataFrame:
+    """date, loss: the cross-sectional mean of each row's pinball loss averaged over quantiles."""
+    loss = pinball_expr(cols, quantiles).mean().alias("loss")
+    return frame.group_by("date").agg(loss).sort("date")
 
 
 def dm_lags(dates: int, horizon: int) -> int:
@@ -206,9 +210,7 @@ def monthly(frame: pl.DataFrame, quantiles: list[float], baselines: list[str]) -
     y = pl.col("y")
 
     def loss(cols: list[str]) -> pl.Expr:
-        return pl.mean_horizontal(
-            [pl.max_horizontal(q * (y - pl.col(c)), (q - 1) * (y - pl.col(c))) for q, c in zip(quantiles, cols, strict=True)]
-        ).mean()  # fmt: skip
+        return pinball_expr(cols, quantiles).mean()
 
     return (
         frame.group_by(pl.col("date").dt.strftime("%Y-%m").alias("month"))
