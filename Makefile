@@ -25,7 +25,7 @@ system:  ## the system libraries the wheels load (names the packages to install 
 	@python3 .make/bootstrap.py system
 
 # The whole pipeline in one flow (one Prefect start) on the bundled sample, offline.
-demo: setup  ## collect -> features -> train -> predict on data/sample, local store, no server needed
+demo: setup  ## collect -> features -> train -> predict -> HTML report on data/sample, local store, no server needed
 	SMA_STORE=$(DEMO_STORE) SMA_TICKERS=data/sample/tickers.csv SMA_SOURCE=local \
 	SMA_SOURCE_PATH=data/sample/prices SMA_START=2013-01-01 SMA_END=2018-02-07 \
 	$(RUN) python -m flows.pipeline

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -57,6 +58,23 @@ SYSTEM_LIBRARIES = {
         )
     ],
     "Darwin": [("libomp.dylib", "the OpenMP runtime LightGBM loads", "brew install libomp")],
+}
+
+
+# Programs the tests drive: (name, why, how to install it).
+SYSTEM_PROGRAMS = {
+    "Linux": [
+        (
+            "chromium",
+            "the browser the report test opens",
+            "apt-get install chromium chromium-driver (Debian)",
+        ),
+        ("chromedriver", "drives that browser", "apt-get install chromium-driver (Debian)"),
+    ],
+    "Darwin": [
+        ("chromium", "the browser the report test opens", "brew install --cask chromium"),
+        ("chromedriver", "drives that browser", "brew install --cask chromedriver"),
+    ],
 }
 
 
@@ -139,7 +157,14 @@ def check_system() -> None:
     ]
     for lib, why, how in missing:
         print(f"error: missing system library {lib} ({why}); install it: {how}", file=sys.stderr)
-    if missing:
+    programs = [
+        (name, why, how)
+        for name, why, how in SYSTEM_PROGRAMS.get(platform.system(), [])
+        if shutil.which(name) is None
+    ]
+    for name, why, how in programs:
+        print(f"error: missing program {name} ({why}); install it: {how}", file=sys.stderr)
+    if missing or programs:
         sys.exit(2)
 
 

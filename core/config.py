@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -184,8 +184,14 @@ class FeatureSettings(BaseModel):
         return list(dict.fromkeys(value))
 
 
+OnlineMethod = Literal["aci", "tracker"]  # core.modeling.conformal
+
+
 class ModelSettings(BaseModel):
     """Training: the regressor, its quantiles, splits and conformal calibration."""
+
+    # applied after the fits, over their forecasts: changing them reuses a backtest's refits
+    ONLINE: ClassVar[set[str]] = {"online_method", "tracker_eta", "aci_gamma"}
 
     name: str = Field(default="catboost", description="Regressor (core.modeling.models.MODELS).")
     quantiles: Numbers = Field(default=[0.1, 0.25, 0.5, 0.75, 0.9], min_length=2)
@@ -207,6 +213,17 @@ class ModelSettings(BaseModel):
     cqr_mode: Literal["symmetric", "asymmetric"] = "symmetric"
     cqr_normalized: bool = Field(
         default=True, description="Scores divided by the predicted width (adaptive to volatility)."
+    )
+    online_method: OnlineMethod = Field(
+        default="tracker",
+        description="Online calibration after CQR (core.modeling.conformal): 'tracker' (conformal PID's "
+        "quantile tracker, the default since the 2010-2018 backtest) or 'aci'.",
+    )
+    tracker_eta: float = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="Tracker step size, in units of its scale (chosen on the 2010-2018 backtest).",
     )
     aci_gamma: float = Field(
         default=0.05,
@@ -242,6 +259,11 @@ class ModelSettings(BaseModel):
     def alpha(self) -> float:
         return round(1 - self.target_coverage, 10)
 
+    @property
+    def online_step(self) -> float:
+        """The step size of the chosen online method."""
+        return self.tracker_eta if self.online_method == "tracker" else self.aci_gamma
+
 
 class BacktestSettings(BaseModel):
     """Walk-forward backtests (flows.backtest) and the windows of every refit, including the
@@ -269,6 +291,65 @@ class BacktestSettings(BaseModel):
     )
     concurrency: int = Field(
         default=2, ge=1, le=32, description="Refits run at once, as Prefect tasks."
+    )
+
+
+class MonitorSettings(BaseModel):
+    """Production monitoring (flows.monitor): rolling windows, drift, data health, alerts."""
+
+    windows: Annotated[
+        list[Annotated[int, Field(ge=2)]], NoDecode, BeforeValidator(csv_or_json)
+    ] = Field(default=[20, 60], min_length=1, description="Rolling windows, in trading days.")
+    coverage_band: Annotated[tuple[float, float], NoDecode, BeforeValidator(csv_or_json)] = Field(
+        default=(0.75, 0.85),
+        description="Alert when the longest window's coverage leaves this band.",
+    )
+    psi_alert: float = Field(
+        default=0.25, gt=0, description="Alert when a top feature's PSI exceeds this."
+    )
+    top_features: int = Field(
+        default=10, ge=1, description="How many of the model's most important features alert."
+    )
+    drift_days: int = Field(
+        default=20, ge=5, description="Trading days of recent features compared with training."
+    )
+    fresh_share: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="Alert when fewer symbols have a bar on the latest trading day.",
+    )
+    quarantine_days: int = Field(
+        default=60, ge=1, description="Days of collect runs behind the quarantine-rate average."
+    )
+    calendar: str = Field(
+        default="XNYS", description="Exchange calendar of the trading days (exchange_calendars)."
+    )
+    fan_days: int = Field(
+        default=120, ge=10, description="Trading days of history in the report's fan charts."
+    )
+
+    @field_validator("coverage_band")
+    @classmethod
+    def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] < value[1] <= 1:
+            raise ValueError("coverage_band must be two shares, low < high, within [0, 1]")
+        return value
+
+
+class RetentionSettings(BaseModel):
+    """What ``flows.prune`` keeps (newest first); the latest run and runs a kept report names
+    are always kept."""
+
+    runs: int = Field(default=10, ge=1, description="Model runs kept.")
+    reports: int = Field(default=30, ge=1, description="Dated reports kept.")
+    quarantine_days: int = Field(
+        default=365, ge=1, description="Days of quarantine files and quality reports kept."
+    )
+    predictions_days: int = Field(
+        default=0,
+        ge=0,
+        description="Days of prediction files kept (0: all; monitoring scores them first).",
     )
 
 
@@ -341,6 +422,8 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     tuning: TuningSettings = TuningSettings()
     backtest: BacktestSettings = BacktestSettings()
+    monitor: MonitorSettings = MonitorSettings()
+    retention: RetentionSettings = RetentionSettings()
     slack_webhook_url: SecretStr | None = Field(
         default=None,
         description="Slack incoming webhook for failure alerts (a secret: never logged).",

@@ -67,6 +67,7 @@ METRICS_FILE = "metrics.json"
 TEST_PREDICTIONS_FILE = "test_predictions.parquet"
 PLOTS_DIR = "plots"
 MANIFEST_FILE = "manifest.json"
+DRIFT_REFERENCE_FILE = "drift_reference.json"
 OPTUNA_FILE = "optuna.db"  # the default Optuna study storage, beside (not in) a local store
 
 STORE_META = Key("store.json", "the layout version of the store, written on first use")
@@ -117,7 +118,7 @@ RUN_HOLDOUT_MODEL = Key(
 )
 RUN_CALIBRATION = Key(
     f"models/{{run_id}}/{CALIBRATION_FILE}",
-    "the deployed fit's CQR calibration (`holdout`: the held-out fit's) and the ACI state at the end of the test period, where predict's ACI starts",
+    "the deployed fit's CQR calibration (`holdout`: the held-out fit's) and the online calibration's state (`aci`: the tracker's or ACI's) at the end of the test period, where predict's starts",
     rebuild="python -m flows.train (a new run)",
 )
 RUN_METRICS = Key(
@@ -146,13 +147,13 @@ LATEST_RUN = Key(
 )
 PREDICTIONS = Key(
     "predictions/{as_of}.parquet",
-    "raw and calibrated quantiles, the CQR interval and the CQR+ACI interval (`lo`, `hi`) per symbol",
+    "raw and calibrated quantiles, the CQR interval, the online-calibrated interval (`lo`, `hi`) and its offset `aci_q` per symbol (`aci_alpha` under ACI)",
     rebuild="python -m flows.predict",
 )
 ACI_STATE = Key(
     "predictions/aci/{run_id}.json",
-    "the ACI state the predict flow continues",
-    rebuild="delete it: predict restarts ACI from the run's calibration",
+    "the online calibration's state the predict flow continues (tracker or ACI; a file without `method` is ACI)",
+    rebuild="delete it: predict restarts from the run's calibration",
 )
 BEST_PARAMS = Key(
     "tuning/{study}/best_params.json",
@@ -175,7 +176,7 @@ BACKTEST_REFIT_CALIBRATION = Key(
 )
 BACKTEST_PREDICTIONS = Key(
     "backtests/{backtest_id}/predictions.parquet",
-    "every forecast of a backtest: `symbol, date, y, refit`, raw and calibrated quantiles, `lo_cqr, hi_cqr`, the CQR+ACI interval `lo, hi`, `aci_alpha`, `vol_tercile`, [`sector`], each baseline's quantiles",
+    "every forecast of a backtest: `symbol, date, y, refit`, raw and calibrated quantiles, `lo_cqr, hi_cqr`, the online-calibrated interval `lo, hi`, `aci_q`, `aci_alpha` (ACI only), `vol_tercile`, [`sector`], each baseline's quantiles",
     rebuild="python -m flows.backtest",
 )
 BACKTEST_METRICS = Key(
@@ -191,6 +192,39 @@ BACKTEST_MANIFEST = Key(
     "backtests/{backtest_id}/manifest.json",
     "backtest id, settings, data fingerprint, refits, sha256 of every file (written last)",
     rebuild="python -m flows.backtest",
+)
+RUN_DRIFT_REFERENCE = Key(
+    f"models/{{run_id}}/{DRIFT_REFERENCE_FILE}",
+    "per model feature over the deployed fit's training rows: decile edges and bin shares (PSI), 101 quantiles and the CDF at them (KS); the features' importance",
+    rebuild="python -m flows.train (a new run; older runs have none and get no drift figures)",
+)
+MONITOR_SCORES = Key(
+    "monitoring/scores.parquet",
+    "every forecast whose outcome is known: `source (live/backtest), run_id, symbol, date, y, q_*, lo, hi, hit, pinball_<q>, pinball, ewma_pinball, vol20`, one row per (source, symbol, date)",
+    rebuild="python -m flows.monitor --backfill",
+)
+MONITOR_SUMMARY = Key(
+    "monitoring/summary.json",
+    "the latest monitor run: rolling figures per window, feature drift, data health, alerts",
+    rebuild="python -m flows.monitor",
+)
+MONITOR_ALERTS = Key(
+    "monitoring/alerts.json",
+    "the alert conditions active now (each alerts once until it clears) and their history",
+    rebuild="delete it: the conditions that hold alert again",
+)
+REPORT = Key(
+    "reports/{as_of}/index.html",
+    "the HTML report for the predictions of `<as_of>` (self-contained: data and JavaScript inlined)",
+    rebuild="python -m flows.report",
+)
+REPORT_META = Key(
+    "reports/{as_of}/report.json",
+    "which run and backtest a report was drawn from (retention keeps that run)",
+    rebuild="python -m flows.report",
+)
+REPORT_LATEST = Key(
+    "reports/latest/index.html", "a copy of the newest report", rebuild="python -m flows.report"
 )
 
 KEYS: tuple[Key, ...] = (
@@ -208,6 +242,7 @@ KEYS: tuple[Key, ...] = (
     RUN_CALIBRATION,
     RUN_METRICS,
     RUN_TEST_PREDICTIONS,
+    RUN_DRIFT_REFERENCE,
     RUN_PLOT,
     RUN_MANIFEST,
     LATEST_RUN,
@@ -221,6 +256,12 @@ KEYS: tuple[Key, ...] = (
     BACKTEST_METRICS,
     BACKTEST_PLOT,
     BACKTEST_MANIFEST,
+    MONITOR_SCORES,
+    MONITOR_SUMMARY,
+    MONITOR_ALERTS,
+    REPORT,
+    REPORT_META,
+    REPORT_LATEST,
 )
 
 

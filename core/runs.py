@@ -73,6 +73,8 @@ def run_folder(result: TrainResult, folder: Path) -> list[Path]:
     (folder / layout.CALIBRATION_FILE).write_text(json.dumps(calibration, indent=2))
     (folder / layout.METRICS_FILE).write_text(json.dumps(result.metrics, indent=2, default=str))
     result.test_predictions.write_parquet(folder / layout.TEST_PREDICTIONS_FILE)
+    if result.drift is not None:
+        (folder / layout.DRIFT_REFERENCE_FILE).write_text(json.dumps(result.drift))
     return run_plots(
         result.metrics,
         result.test_predictions,

@@ -216,12 +216,14 @@ class Store:
         if not self.exists(layout.STORE_META()):
             self.write_json(layout.STORE_META(), layout.store_meta())
 
-    def write_bytes(self, key: str, data: bytes) -> None:
-        """Write a whole object atomically."""
+    def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """Write a whole object atomically (on S3 with ``content_type`` when given, so a
+        browser opens an HTML page instead of downloading it)."""
         self._record_layout()
         if self.is_s3:
             try:
-                self.fs.pipe_file(self.path(key), data)
+                extra = {"ContentType": content_type} if content_type else {}
+                self.fs.pipe_file(self.path(key), data, **extra)
             except Exception as exc:  # botocore's and aiohttp's errors, named by _s3_problem
                 raise StoreError(
                     f"cannot write {self.uri(key)}: " + _s3_problem(exc, self.url, self.endpoint)
@@ -253,6 +255,18 @@ class Store:
             Path(tmp).unlink(missing_ok=True)
             raise
         return sha
+
+    def link(self, key: str, seconds: int = 7 * 24 * 3600) -> str:
+        """Where a browser opens ``key``: a presigned URL on S3 (valid ``seconds``), else a
+        file:// URL."""
+        if self.is_s3:
+            try:
+                return self.fs.sign(self.path(key), expiration=seconds)
+            except Exception as exc:  # botocore's errors, named by _s3_problem
+                raise StoreError(
+                    f"cannot sign {self.uri(key)}: " + _s3_problem(exc, self.url, self.endpoint)
+                ) from None
+        return Path(self.path(key)).resolve().as_uri()
 
     def delete(self, key: str) -> None:
         if self.exists(key):

@@ -6,9 +6,10 @@ Creates what the deployments in prefect.yaml rely on, from the environment:
 - work pools `local` (process) and `ecs` (prefect-aws ECS worker);
 - when the store is on S3: AwsCredentials `sma-aws` and S3Bucket `sma-results` (task
   results, so caching works across workers) from the AWS_* variables;
-- with SMA_SLACK_WEBHOOK_URL: a webhook notification block `sma-slack` and an automation
-  that alerts when any flow run of this project ends Failed or Crashed (this catches
-  crashes that kill a process before its own hooks run);
+- with SMA_SLACK_WEBHOOK_URL: a webhook notification block `sma-slack` and two automations
+  posting to it: when any flow run of this project ends Failed or Crashed (this catches
+  crashes that kill a process before its own hooks run), and each ``sma.monitor.alert``
+  event of the monitor flow (its reasons and figures);
 - the global concurrency limits that collect tasks hold while they call a rate-limited
   source (`yahoo-requests` for yfinance; ``core.data.collectors.COLLECTORS``).
 Nothing secret is printed.
@@ -24,9 +25,22 @@ from core.config import ConfigError, load_settings
 from core.data.collectors import COLLECTORS
 from core.storage import Store
 from tasks.caching import RESULTS_BLOCK
+from tasks.monitor import ALERT_EVENT
 
-FLOWS = ("collect", "features", "train", "tune", "predict", "pipeline")
+FLOWS = (
+    "collect",
+    "features",
+    "train",
+    "tune",
+    "predict",
+    "backtest",
+    "monitor",
+    "report",
+    "prune",
+    "pipeline",
+)
 AUTOMATION = "sma-flow-run-failed"
+MONITOR_AUTOMATION = "sma-monitor-alert"
 SLACK_BLOCK = "sma-slack"
 
 
@@ -95,8 +109,27 @@ def ensure_alerts(client, settings) -> list[str]:
             "{{ flow_run.state.message }}",
         )
     ]
-    for old in client.read_automations_by_name(AUTOMATION):
-        client.delete_automation(old.id)
+    for name in (AUTOMATION, MONITOR_AUTOMATION):
+        for old in client.read_automations_by_name(name):
+            client.delete_automation(old.id)
+    Automation(
+        name=MONITOR_AUTOMATION,
+        description="Slack alert for each condition the monitor flow finds starting",
+        trigger=EventTrigger(
+            expect={ALERT_EVENT},
+            match={"prefect.resource.id": "sma.store.*"},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[
+            SendNotification(
+                block_document_id=block_id,
+                subject="Forecast monitor alert",
+                body=":warning: Forecast monitor alert for {{ event.resource.name }} as of "
+                "{{ event.payload.as_of }}: {{ event.payload.reasons | join('; ') }}",
+            )
+        ],
+    ).create()
     Automation(
         name=AUTOMATION,
         description="Slack alert when a flow run of the pipeline ends Failed or Crashed",
@@ -109,7 +142,9 @@ def ensure_alerts(client, settings) -> list[str]:
         ),
         actions=actions,
     ).create()
-    return [f"notification block {SLACK_BLOCK} and automation {AUTOMATION} saved"]
+    return [
+        f"notification block {SLACK_BLOCK} and automations {AUTOMATION}, {MONITOR_AUTOMATION} saved"
+    ]
 
 
 def ensure_concurrency(client) -> list[str]:

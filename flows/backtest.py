@@ -101,7 +101,7 @@ def backtest(
     fit_key = digest(
         {
             "data": fingerprint,
-            "model": cfg.model_dump(mode="json"),
+            "model": cfg.model_dump(mode="json", exclude=cfg.ONLINE),
             "windows": windows_cfg.model_dump(
                 mode="json", include={"calibration_days", "validation_days"}
             ),
@@ -171,7 +171,7 @@ def backtest(
         **card,
         "track_record": track_record(months, cfg.target_coverage, scored, CRASH),
         "monthly": months.to_dicts(),
-        "aci_alpha_end": aci.alpha_t,
+        "online_state_end": {k: v for k, v in aci.to_dict().items() if k != "history"},
     }
     with tempfile.TemporaryDirectory(prefix="sma-backtest-") as tmp:
         plots = backtest_plots(months, cfg.target_coverage, scored, Path(tmp))

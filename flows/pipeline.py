@@ -1,4 +1,5 @@
-"""The whole pipeline as one flow: collect -> features -> train -> predict, as subflows.
+"""The whole pipeline as one flow: collect -> features -> train -> predict -> the HTML
+report, as subflows (the report as a task).
 
     python -m flows.pipeline [--store URL]
 
@@ -25,6 +26,7 @@ from prefect import flow
 from core import layout
 from core.storage import Store
 from flows import collect, features, predict, train
+from flows.report import render_report
 from tasks.hooks import ALERT_HOOKS
 
 
@@ -37,6 +39,7 @@ def pipeline(store: str | None = None) -> dict[str, Any]:
         "features": features.features(store=store),
         "train": train.train(store=store),
         "predict": predict.predict(store=store),
+        "report": render_report(COMMAND.start(store=store)),
     }
 
 
@@ -56,6 +59,7 @@ def report(result: dict[str, Any]) -> str:
             "/", 1
         )[0],
         "predictions": result["predict"]["key"],
+        "HTML report": result["report"],
         f"W&B ({result['train']['manifest'].get('wandb_mode')})": result["train"]["manifest"].get(
             "wandb_dir"
         )

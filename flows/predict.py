@@ -41,6 +41,6 @@ def predict(store: str | None = None, run: str = "latest") -> dict[str, Any]:
 def report(summary: dict[str, Any]) -> str:
     line = (
         f"predictions of run {summary['run_id']} as of {summary['as_of']} for {summary['symbols']} symbols -> "
-        f"{summary['key']} (ACI alpha {summary['aci_alpha']:.4f}, {summary['outcomes_added']} new outcomes)"
+        f"{summary['key']} ({summary['online_state']}, {summary['outcomes_added']} new outcomes)"
     )
     return "\n".join([line, *(f"warning: {w}" for w in summary.get("warnings", []))])

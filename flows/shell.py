@@ -11,7 +11,7 @@ Prefect, so ``--help`` and bad settings are answered without starting anything::
 The flow function (named like the module) takes the same parameters, for deployments;
 ``COMMAND.start(**params)`` turns them into validated settings (and checks the store's
 layout version), and the module's
-``report(result)`` is what the terminal shows on success.
+``report(result)`` (``report_text`` in ``flows.report``) is what the terminal shows on success.
 """
 
 from __future__ import annotations
@@ -212,7 +212,9 @@ class Command:
                 file=sys.stderr,
             )
             return NothingUsableError.exit_code
-        print(module.report(result))
+        # the module's terminal text: ``report``, or ``report_text`` where the flow itself is
+        # called report
+        print(getattr(module, "report_text", module.report)(result))
         return 0
 
 

@@ -16,7 +16,7 @@ from prefect.logging import get_run_logger
 from core.config import BacktestSettings, ModelSettings, StoreRef, TrackingSettings
 from core.features.table import current_manifest, data_fingerprint, load_features, price_panel
 from core.modeling.prediction import predict_run
-from core.modeling.scorecard import METHODS, risk_test_lines
+from core.modeling.scorecard import model_card
 from core.modeling.training import TrainResult, train_and_evaluate
 from core.runs import fits, run_folder, write_run
 from core.storage import Store
@@ -95,35 +95,6 @@ def write_run_task(
     return manifest | {"wandb_dir": wandb_dir, "wandb_mode": tracker.mode}
 
 
-def model_card(metrics: dict[str, Any], run_id: str) -> str:
-    """Markdown: the test metrics of each method against the baselines."""
-    names = ["pinball_mean", "coverage", "mean_width", "winkler", "rank_ic_mean"]
-    rows = [(m, metrics["test"][m]) for m in METHODS] + [
-        (f"baseline {b}", v) for b, v in metrics["baselines"].items()
-    ]
-    lines = [
-        f"# Model card: `{run_id}`",
-        "",
-        f"{metrics['model']}{' (volatility-scaled targets)' if metrics.get('volatility_scaled') else ''}, "
-        f"horizon {metrics['horizon']} trading days, target coverage {metrics['target_coverage']:.0%}, "
-        f"test {metrics['splits']['test'][0]} .. {metrics['splits']['test'][1]} ({metrics['rows']['test']} rows)",
-        "",
-        "| method | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-    lines += [
-        f"| {name} | " + " | ".join(f"{values[k]:.5f}" for k in names) + " |"
-        for name, values in rows
-    ]
-    terciles = metrics["test"]["cqr_aci"]["coverage_by_vol_tercile"]
-    lines += [
-        "",
-        "CQR+ACI coverage by volatility tercile: "
-        + ", ".join(f"{k}: {v:.3f}" for k, v in sorted(terciles.items())),
-    ]
-    return "\n".join(lines + risk_test_lines(metrics))
-
-
 def publish_model_card(metrics: dict[str, Any], run_id: str) -> str:
     card = model_card(metrics, run_id)
     create_markdown_artifact(key="model-card", markdown=card, description=f"Training run {run_id}")
@@ -144,7 +115,7 @@ def predict_task(store: StoreRef, run: str) -> dict[str, Any]:
         .with_columns(pl.col("date").cast(pl.String))
         .to_dicts(),
         description=f"Calibrated quantiles as of {summary['as_of']} (run {summary['run_id']}, "
-        f"ACI alpha {summary['aci_alpha']:.4f})",
+        f"{summary['online_state']})",
     )
     return summary
 

@@ -68,3 +68,79 @@ def assert_frames_close(got, expected, rtol: float = 1e-9, atol: float = 1e-10) 
     np.testing.assert_allclose(
         got.select(cols).to_numpy(), expected.select(cols).to_numpy(), rtol=rtol, atol=atol
     )
+
+
+FROZEN_RUN = "20230101T000000Z-frozen00"
+FROZEN_QUANTILES = [0.1, 0.25, 0.5, 0.75, 0.9]
+
+
+def frozen_model_store(
+    root: Path,
+    symbols: int = 30,
+    days: int = 260,
+    shift_at: int = 180,
+    forecast_days: int = 120,
+    seed: int = 7,
+) -> tuple[Path, list[dt.date]]:
+    """A store where the truth is known: daily returns with volatility 1 % that triples on
+    day ``shift_at``, and a frozen model's forecasts of the 3-day return for the last
+    ``forecast_days`` days (normal quantiles at the first regime's volatility), as the
+    predict flow writes them, with the run they name. Returns (store folder, trading days)."""
+    from statistics import NormalDist
+
+    from core import layout
+    from core.data.ingestion import INGESTION_SCHEMA
+    from core.storage import Store
+
+    rng = np.random.default_rng(seed)
+    dates = weekdays(days, dt.date(2023, 1, 2))
+    store = Store(str(root))
+    sigma = np.where(np.arange(days) < shift_at, 0.01, 0.03)
+    names = [f"S{i:02d}" for i in range(symbols)]
+    for name in names:
+        r = rng.normal(0, sigma)
+        close = 100 * np.exp(np.cumsum(r))
+        spread = np.abs(rng.normal(0, sigma)) * close
+        frame = bars(
+            [
+                (d, c, c + s, c - s, c, 1e6)
+                for d, c, s in zip(dates, close.tolist(), spread.tolist(), strict=True)
+            ],
+            name,
+        )
+        store.write_parquet(layout.PRICES(symbol=name), frame)
+    store.write_parquet(
+        layout.INGESTION(),
+        pl.DataFrame(
+            {
+                "symbol": names,
+                "status": ["ok"] * symbols,
+                "first_date": [dates[0]] * symbols,
+                "last_date": [dates[-1]] * symbols,
+                "rows": [days] * symbols,
+                "attempts": [1] * symbols,
+            }
+        ).with_columns(
+            pl.lit(None, INGESTION_SCHEMA["last_attempt_at"]).alias("last_attempt_at"),
+            pl.lit(None, INGESTION_SCHEMA["last_success_at"]).alias("last_success_at"),
+            pl.lit(None, pl.String).alias("error"),
+        ),
+    )
+    scale = 0.01 * np.sqrt(3)
+    quantiles = {q: NormalDist().inv_cdf(q) * scale for q in FROZEN_QUANTILES}
+    for d in dates[-forecast_days:]:
+        store.write_parquet(
+            layout.PREDICTIONS(as_of=d),
+            pl.DataFrame({"symbol": names, "date": [d] * symbols}).with_columns(
+                *[pl.lit(v).alias(f"q_{q}") for q, v in quantiles.items()],
+                pl.lit(quantiles[0.1]).alias("lo"),
+                pl.lit(quantiles[0.9]).alias("hi"),
+                pl.lit(FROZEN_RUN).alias("run_id"),
+            ),
+        )
+    store.write_json(
+        layout.RUN_METRICS(run_id=FROZEN_RUN),
+        {"model": "frozen", "horizon": 3, "quantiles": FROZEN_QUANTILES, "target_coverage": 0.8},
+    )
+    store.write_json(layout.LATEST_RUN(), {"run_id": FROZEN_RUN})
+    return root, dates

@@ -15,6 +15,12 @@ from core.features.market import market_frame
 from core.features.registry import group, needs_market, output_columns, warmup_rows
 
 
+def target_expr(horizon: int) -> pl.Expr:
+    """The forecast target: the log return from a bar's close to the close h bars later (per
+    symbol, over its trading rows); null until that bar exists."""
+    return (pl.col("close").shift(-horizon) / pl.col("close")).log().over("symbol")
+
+
 def build_features(
     prices: pl.LazyFrame,
     groups: list[str],
@@ -49,7 +55,7 @@ def build_features(
             staged[depth].update(stage)
     for stage in staged:
         frame = frame.with_columns(**stage)
-    target = (pl.col("close").shift(-horizon) / pl.col("close")).log().over("symbol").alias(TARGET)
+    target = target_expr(horizon).alias(TARGET)
     columns = output_columns(groups, horizon)
     return (
         frame.with_columns(target)

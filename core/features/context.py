@@ -121,5 +121,6 @@ class FeatureGroup:
     warmup: Callable[[Windows], int]
     summary: str
     categorical: tuple[str, ...] = ()
+    calendar: tuple[str, ...] = ()  # date-derived outputs: they drift by design (no drift alerts)
     fastest: WindowMode = "over"  # the mode `auto` picks, as measured by benchmarks/features.py
     market: bool = False  # joins the universe's market series (core.features.market)

@@ -37,6 +37,11 @@ def output_columns(groups: list[str], horizon: int) -> list[str]:
     return list(dict.fromkeys(n for g in groups for n in names[g]))
 
 
+def drift_exempt(groups: list[str]) -> set[str]:
+    """Features left out of drift alerts: categorical ones and those derived from the date."""
+    return {n for g in groups for n in (*group(g).categorical, *group(g).calendar)}
+
+
 def needs_market(groups: list[str]) -> bool:
     return any(group(g).market for g in groups)
 

@@ -200,6 +200,7 @@ GROUP = FeatureGroup(
     seed_features,
     seed_warmup,
     categorical=("symbol",),
+    calendar=("month", "day_of_week", "day_of_year"),
     fastest="over",
     summary="the original design's 48 inputs: calendar, returns, RSI, Sortino/Sharpe proxies, "
     "liquidity, higher moments, momentum, volatility ratios and Ichimoku lines",

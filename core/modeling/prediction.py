@@ -28,8 +28,9 @@ from core.modeling.conformal import (
     aci_intervals,
     aci_update,
     apply_cqr,
-    interval,
-    score_quantile,
+    describe_state,
+    online_interval,
+    state_level,
 )
 from core.modeling.models import load_model
 from core.modeling.models.base import QuantileRegressor
@@ -111,8 +112,7 @@ def forecast(
     latest = features.filter(pl.col("date") == pl.col("date").max().over("symbol")).sort("symbol")
     raw = model.predict(latest)
     calibrated, lo_cqr, hi_cqr = apply_cqr(cqr, raw)
-    q = score_quantile(cqr, 1 - aci.alpha_t)
-    lo, hi = interval(cqr, raw, q, q)
+    lo, hi, q = online_interval(cqr, aci, raw)
     cols = qcols(cqr.quantiles)
     table = latest.select("symbol", "date").with_columns(
         *[pl.Series(c, calibrated[:, j]) for j, c in enumerate(cols)],
@@ -121,7 +121,8 @@ def forecast(
         pl.Series("hi", hi),
         pl.Series("lo_cqr", lo_cqr),
         pl.Series("hi_cqr", hi_cqr),
-        pl.lit(aci.alpha_t).alias("aci_alpha"),
+        pl.lit(state_level(aci), pl.Float64).alias("aci_alpha"),
+        pl.lit(q).alias("aci_q"),
         pl.lit(run_id).alias("run_id"),
     )
     return Forecast(table, aci, known.height)
@@ -145,7 +146,11 @@ def starting_state(store: Store, own: ACIState) -> ACIState:
             other = ACIState.from_dict(store.read_json(key))
         except (DamagedFileError, TypeError):  # another run's damaged state: not a candidate
             continue
-        same = (other.target_alpha, other.horizon) == (own.target_alpha, own.horizon)
+        same = (other.target_alpha, other.horizon, other.method) == (
+            own.target_alpha,
+            own.horizon,
+            own.method,
+        )
         if same and last_outcome(other) > last_outcome(best):
             best = other
     return ACIState.from_dict(best.to_dict() | {"gamma": own.gamma})
@@ -190,7 +195,8 @@ def predict_run(store: Store, run: str) -> dict[str, Any]:
         "as_of": str(as_of),
         "key": store.uri(key),
         "symbols": out.height,
-        "aci_alpha": result.aci.alpha_t,
+        "aci_alpha": state_level(result.aci),
+        "online_state": describe_state(result.aci),
         "outcomes_added": result.outcomes_added,
         "stale_symbols": out.filter(pl.col("date") < as_of)["symbol"].to_list(),
         "mean_width": float((out["hi"] - out["lo"]).to_numpy().mean()),

@@ -275,3 +275,32 @@ def risk_test_lines(metrics: dict[str, Any]) -> list[str]:
             f"{t['christoffersen_pass_share']:.0%}"
         )
     return lines
+
+
+def model_card(metrics: dict[str, Any], run_id: str) -> str:
+    """Markdown: the test metrics of each method against the baselines."""
+    names = ["pinball_mean", "coverage", "mean_width", "winkler", "rank_ic_mean"]
+    rows = [(m, metrics["test"][m]) for m in METHODS] + [
+        (f"baseline {b}", v) for b, v in metrics["baselines"].items()
+    ]
+    lines = [
+        f"# Model card: `{run_id}`",
+        "",
+        f"{metrics['model']}{' (volatility-scaled targets)' if metrics.get('volatility_scaled') else ''}, "
+        f"horizon {metrics['horizon']} trading days, target coverage {metrics['target_coverage']:.0%}, "
+        f"test {metrics['splits']['test'][0]} .. {metrics['splits']['test'][1]} ({metrics['rows']['test']} rows)",
+        "",
+        "| method | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    lines += [
+        f"| {name} | " + " | ".join(f"{values[k]:.5f}" for k in names) + " |"
+        for name, values in rows
+    ]
+    terciles = metrics["test"]["cqr_aci"]["coverage_by_vol_tercile"]
+    lines += [
+        "",
+        "CQR + online calibration (cqr_aci) coverage by volatility tercile: "
+        + ", ".join(f"{k}: {v:.3f}" for k, v in sorted(terciles.items())),
+    ]
+    return "\n".join(lines + risk_test_lines(metrics))

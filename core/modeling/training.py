@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from core.config import BacktestSettings, ModelSettings
-from core.modeling.conformal import CQR, ACIState, aci_intervals, apply_cqr
+from core.modeling.conformal import CQR, ACIState, aci_intervals, apply_cqr, start_state
 from core.modeling.metrics import crossing_rate
 from core.modeling.models.base import QuantileRegressor
 from core.modeling.models.scaled import VolatilityScaled
@@ -28,6 +28,7 @@ from core.modeling.scorecard import (
 )
 from core.modeling.splits import SEGMENTS, Splits, check_segments, make_splits, segment_expr
 from core.modeling.walkforward import Fitted, Window, deployment_window, fit_window, trading_dates
+from core.monitoring.drift import drift_reference
 
 
 @dataclass
@@ -41,6 +42,7 @@ class TrainResult:
     seconds: dict[str, float]
     deployed: Fitted | None = None  # the fit predict uses (None: the held-out one)
     window: Window | None = None
+    drift: dict[str, Any] | None = None  # the features over the used fit's training rows
 
 
 def train_and_evaluate(
@@ -70,8 +72,8 @@ def train_and_evaluate(
     raw = np.sort(raw_unsorted, axis=1)
     y = test["y"].to_numpy()
     calibrated, lo_cqr, hi_cqr = apply_cqr(cqr, raw)
-    aci = ACIState(target_alpha=cfg.alpha, gamma=cfg.aci_gamma, horizon=horizon, alpha_t=cfg.alpha)
-    lo_aci, hi_aci, alpha_used = aci_intervals(
+    aci = start_state(cqr, cfg.online_method, cfg.online_step, horizon)
+    lo_aci, hi_aci, alpha_used, offset = aci_intervals(
         cqr, aci, test["date"].cast(pl.String).to_numpy(), raw, y
     )
 
@@ -85,7 +87,8 @@ def train_and_evaluate(
         pl.Series("hi_cqr", hi_cqr),
         pl.Series("lo_cqr_aci", lo_aci),
         pl.Series("hi_cqr_aci", hi_aci),
-        pl.Series("aci_alpha", alpha_used),
+        pl.Series("aci_alpha", alpha_used, nan_to_null=True),
+        pl.Series("aci_q", offset),
         pl.Series("vol_tercile", volatility_terciles(test, prices)),
     )
     scored = with_sectors(predictions.rename({"lo_cqr_aci": "lo", "hi_cqr_aci": "hi"}), sectors)
@@ -113,6 +116,17 @@ def train_and_evaluate(
         result.deployed = fit_window(table, prices, features, cfg, horizon, result.window)
         seconds["deployed_fit"] = result.deployed.seconds
         metrics["deployed_fit"] = result.window.as_dict() | {"rows": result.deployed.rows}
+    used, train = (
+        (result.deployed.model, result.window.train)
+        if result.deployed and result.window
+        else (model, window.train)
+    )
+    result.drift = drift_reference(
+        table.filter(pl.col("date").is_between(*train)),
+        features,
+        used.feature_importance(),
+        [str(d) for d in train],
+    )
     return result
 
 

@@ -22,7 +22,7 @@ import polars as pl
 
 from core.config import BacktestSettings, ModelSettings
 from core.errors import InsufficientDataError
-from core.modeling.conformal import CQR, ACIState, aci_intervals, apply_cqr, fit_cqr
+from core.modeling.conformal import CQR, ACIState, aci_intervals, apply_cqr, fit_cqr, start_state
 from core.modeling.models import MODELS, make_model
 from core.modeling.models.base import QuantileRegressor
 from core.modeling.models.prices import uses_prices
@@ -250,13 +250,11 @@ def calibrate_in_order(
     horizon: int,
     state: ACIState | None = None,
 ) -> tuple[pl.DataFrame, ACIState]:
-    """CQR per refit, then ACI once over every forecast in date order, its state carried
-    across refits (the rule ``predict`` follows too: a new model continues the ACI state of
-    the one it replaces). Adds q_* (calibrated), lo_cqr, hi_cqr, lo, hi, aci_alpha.
-    ``state`` (default: a fresh one at the target) is continued in place and returned."""
-    state = state or ACIState(
-        target_alpha=cfg.alpha, gamma=cfg.aci_gamma, horizon=horizon, alpha_t=cfg.alpha
-    )
+    """CQR per refit, then the online calibration once over every forecast in date order,
+    its state carried across refits (the rule ``predict`` follows too: a new model continues
+    the state of the one it replaces). Adds q_* (calibrated), lo_cqr, hi_cqr, lo, hi,
+    aci_alpha, aci_q. ``state`` (default: a fresh one at the first refit's calibration) is
+    continued in place and returned."""
     raw_cols = [f"{c}_raw" for c in qcols(cfg.quantiles)]
     out = []
     for frame, cqr in sorted(
@@ -264,11 +262,14 @@ def calibrate_in_order(
     ):
         if not frame.height:
             continue
+        state = state or start_state(cqr, cfg.online_method, cfg.online_step, horizon)
         frame = frame.sort("date", "symbol")
         raw = frame.select(raw_cols).to_numpy()
         calibrated, lo_cqr, hi_cqr = apply_cqr(cqr, raw)
         y = frame["y"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        lo, hi, used = aci_intervals(cqr, state, frame["date"].cast(pl.String).to_numpy(), raw, y)
+        lo, hi, used, offset = aci_intervals(
+            cqr, state, frame["date"].cast(pl.String).to_numpy(), raw, y
+        )
         out.append(
             frame.with_columns(
                 *[pl.Series(c, calibrated[:, j]) for j, c in enumerate(qcols(cfg.quantiles))],
@@ -276,9 +277,10 @@ def calibrate_in_order(
                 pl.Series("hi_cqr", hi_cqr),
                 pl.Series("lo", lo),
                 pl.Series("hi", hi),
-                pl.Series("aci_alpha", used),
+                pl.Series("aci_alpha", used, nan_to_null=True),
+                pl.Series("aci_q", offset),
             )
         )
-    if not out:
+    if not out or state is None:
         raise InsufficientDataError("the backtest forecast no row")
     return pl.concat(out, how="diagonal_relaxed"), state

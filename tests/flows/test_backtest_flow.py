@@ -20,7 +20,7 @@ FAST = {"num_boost_round": 60, "min_data_in_leaf": 50}
 RUN = {"model": "lightgbm", "start": dt.date(2017, 8, 1), "refit_every": 60, "params": FAST}
 
 
-def test_backtest_writes_a_verified_folder_and_a_rerun_resumes(store_dir, tmp_path):
+def test_backtest_writes_a_verified_folder_and_a_rerun_resumes(store_dir, tmp_path, monkeypatch):
     first: dict[str, Any] = backtest(store=str(store_dir), **RUN)  # pyright: ignore[reportAssignmentType]
     store = Store(str(store_dir))
     bid = first["backtest_id"]
@@ -83,6 +83,17 @@ def test_backtest_writes_a_verified_folder_and_a_rerun_resumes(store_dir, tmp_pa
     assert second["manifest"]["refits_reused"] == 2 and store.exists(gone)
     again = store.read_parquet(layout.BACKTEST_PREDICTIONS(backtest_id=second["backtest_id"]))
     assert again.equals(preds)
+    assert preds["aci_alpha"].is_null().all() and preds["aci_q"].n_unique() > 10  # tracker
+
+    # another online calibration re-runs only the calibration: every refit is reused
+    monkeypatch.setenv("SMA_MODEL__ONLINE_METHOD", "aci")
+    third: dict[str, Any] = backtest(store=str(store_dir), **RUN)  # pyright: ignore[reportAssignmentType]
+    assert third["manifest"]["refits_reused"] == 3
+    aci = store.read_parquet(layout.BACKTEST_PREDICTIONS(backtest_id=third["backtest_id"]))
+    assert aci.select("symbol", "date", "q_0.5_raw").equals(
+        preds.select("symbol", "date", "q_0.5_raw")
+    )
+    assert aci["aci_alpha"].n_unique() > 10 and not aci["lo"].equals(preds["lo"])
 
 
 def test_backtest_input_errors_exit_2_naming_the_problem(store_dir, tmp_path, capsys):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.storage import Store
-from tests.factories import ROOT, SAMPLE, SECRET, free_port
+from tests.factories import ROOT, SAMPLE, SECRET, free_port, frozen_model_store
 
 pytestmark = pytest.mark.e2e
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -172,3 +172,41 @@ print(json.dumps(out))
         texts
     )  # the server's automation
     assert all(SECRET not in t for t in texts) and SECRET not in output
+
+
+def test_a_monitor_alert_reaches_slack_once_through_the_automation(server, slack, tmp_path):
+    """A regime shift the frozen model does not see: the monitor's event goes through the
+    server's automation to the webhook, once; the next pass of a lasting condition is silent."""
+    url, received = slack
+    root, dates = frozen_model_store(
+        tmp_path / "store", symbols=10, days=200, shift_at=120, forecast_days=90
+    )
+    env = server | {
+        "SMA_SLACK_WEBHOOK_URL": url,
+        "SMA_STORE": str(root),
+        "SMA_WANDB_MODE": "disabled",
+    }
+    setup = run([sys.executable, "-m", "deployments.setup"], env)
+    assert setup.returncode == 0 and "sma-monitor-alert" in setup.stdout, setup.stderr
+    received.clear()
+    args = [sys.executable, "-m", "flows.monitor", "--as-of", str(dates[-1]), "--backfill"]
+    first = run(args, env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "alert: 60-day coverage" in first.stdout
+
+    def alerts() -> list[str]:
+        return [r["json"]["text"] for r in received if "monitor alert" in r["json"]["text"]]
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not alerts():
+        time.sleep(1)
+    assert len(alerts()) == 1, [r["json"] for r in received]
+    text = alerts()[0]
+    assert "60-day coverage" in text and str(dates[-1]) in text and str(root) in text
+    assert SECRET not in text
+
+    again = run(args[:-1], env)  # the same day again, the condition still there
+    assert again.returncode == 0 and "alert:" not in again.stdout
+    assert "active conditions: coverage_60" in again.stdout
+    time.sleep(15)
+    assert len(alerts()) == 1

@@ -48,6 +48,22 @@ def test_predict_reads_the_old_run_and_features(old_store):
     changed = {k for k in before if before[k] != after[k]}
     assert changed <= {f"predictions/aci/{run_id}.json", "predictions/2017-12-29.parquet"}
     assert Store(str(old_store)).read_json("store.json")["layout_version"] == 1
+    # its ACI state (written before the tracker existed) is continued as ACI
+    state = Store(str(old_store)).read_json(f"predictions/aci/{run_id}.json")
+    assert state["method"] == "aci" and summary["online_state"].startswith("ACI alpha")
+
+
+def test_monitor_and_report_read_the_old_store(old_store):
+    """A run from before monitoring: no drift reference (a note, not a crash); its
+    predictions are scored and its held-out test period drawn."""
+    from flows.monitor import monitor
+
+    summary: dict[str, Any] = monitor(
+        store=str(old_store), as_of=dt.date(2018, 1, 31), backfill=True
+    )  # pyright: ignore[reportAssignmentType]
+    assert "has no drift reference" in summary["drift"]["note"]
+    assert summary["scored"] + summary["pending"] == len(SYMBOLS)
+    assert Path(summary["report"]).is_file()
 
 
 def test_collect_continues_the_old_prices_incrementally(old_store, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
         "holdout/model/params.json",
         "holdout/model/quantile_0.5.txt",
         "calibration.json",
+        "drift_reference.json",
         "plots/calibration.png",
         "plots/rolling_coverage.png",
         "plots/feature_importance.png",
@@ -105,11 +107,12 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     keep = len(state["history"]) - 10
     applied = keep - state["horizon"] + 1
     history = state["history"]
-    undone = sum(state["target_alpha"] - err for _, err in history[applied : state["applied"]])
+    assert state["method"] == "tracker"  # the default online calibration
+    undone = sum(err - state["target_alpha"] for _, err in history[applied : state["applied"]])
     rewound = state | {
         "history": history[:keep],
         "applied": applied,
-        "alpha_t": state["alpha_t"] - state["gamma"] * undone,
+        "q_t": state["q_t"] - state["gamma"] * undone,
     }
     store.write_json(state_key, rewound)
     again: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
@@ -117,13 +120,26 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     refolded = store.read_json(state_key)
     assert refolded["history"][:keep] == history[:keep]
     assert refolded["history"][-1][0] == state["history"][-1][0]
-    # alpha_t took in exactly the outcomes that became known (scored by the deployed fit,
+    # q_t took in exactly the outcomes that became known (scored by the deployed fit,
     # which predict uses: the rewound dates were the held-out fit's)
     folded = refolded["history"][applied : refolded["applied"]]
-    expected = rewound["alpha_t"] + state["gamma"] * sum(
-        state["target_alpha"] - e for _, e in folded
-    )
-    assert again["aci_alpha"] == pytest.approx(expected)
+    expected = rewound["q_t"] + state["gamma"] * sum(e - state["target_alpha"] for _, e in folded)
+    assert refolded["q_t"] == pytest.approx(expected)
+    latest = store.read_parquet(f"predictions/{again['as_of']}.parquet")
+    assert latest["aci_q"].to_list() == pytest.approx([expected] * latest.height)
+    assert latest["aci_alpha"].is_null().all()  # no alpha level under the tracker
+
+    # the monitor compares the newest features with the deployed fit's training rows
+    from core.config import MonitorSettings
+    from core.monitoring.monitor import monitor as monitor_pass
+
+    reference = store.read_json(f"models/{run_id}/drift_reference.json")
+    assert reference["window"] == result["metrics"]["deployed_fit"]["train"]
+    watched = monitor_pass(store, MonitorSettings(), dt.date.fromisoformat(summary["as_of"]))
+    assert watched.drift is not None and watched.drift.height == len(reference["features"]) > 40
+    assert (
+        watched.summary["scored"] == 0 and watched.summary["pending"] > 0
+    )  # outcomes not known yet
 
 
 def test_tampered_model_is_refused_and_missing_inputs_exit_2(

@@ -10,6 +10,8 @@ from core.modeling.conformal import (
     apply_cqr,
     conformal_quantile,
     fit_cqr,
+    start_state,
+    tracker_scale,
 )
 
 Q = [0.1, 0.25, 0.5, 0.75, 0.9]
@@ -85,21 +87,48 @@ def regime_panel(rng: np.random.Generator, dates: int, symbols: int, shift_at: i
     return day, preds, y
 
 
-def test_aci_holds_coverage_through_a_volatility_regime_shift():
+@pytest.mark.parametrize(("method", "step"), [("aci", 0.01), ("tracker", 0.1)])
+def test_online_calibration_holds_coverage_through_a_volatility_regime_shift(method, step):
     rng = np.random.default_rng(3)
     _, cal_p, cal_y = regime_panel(rng, 100, 50, shift_at=10**9)
     cqr = fit_cqr(cal_p, cal_y, Q, 0.2)
     day, preds, y = regime_panel(rng, 700, 50, shift_at=200)
     _, lo_split, hi_split = apply_cqr(cqr, preds)
-    state = ACIState(target_alpha=0.2, gamma=0.01, horizon=3, alpha_t=0.2)
-    lo, hi, alpha_used = aci_intervals(cqr, state, day, preds, y)
-    late = day >= 450
+    state = start_state(cqr, method, step, 3)
+    lo, hi, alpha_used, offset = aci_intervals(cqr, state, day, preds, y)
+    early, late = day < 200, day >= 450
     split_cov = np.mean((y[late] >= lo_split[late]) & (y[late] <= hi_split[late]))
-    aci_cov = np.mean((y[late] >= lo[late]) & (y[late] <= hi[late]))
+    online_cov = np.mean((y[late] >= lo[late]) & (y[late] <= hi[late]))
+    assert abs(np.mean((y[early] >= lo[early]) & (y[early] <= hi[early])) - 0.8) < 0.05
     assert split_cov < 0.55  # plain split conformal breaks after the shift
-    assert abs(aci_cov - 0.8) < 0.05  # ACI adapts
-    assert alpha_used[late].mean() < 0.05
+    assert abs(online_cov - 0.8) < 0.05  # the online update adapts
+    assert offset[late].mean() > 2 * offset[early].mean()  # by widening
+    if method == "aci":
+        assert alpha_used[late].mean() < 0.05
+    else:
+        assert np.isnan(alpha_used).all()  # the tracker has no alpha level
     assert ACIState.from_dict(state.to_dict()) == state
+
+
+def test_tracker_starts_at_its_calibration_quantile():
+    """The starting q is the conformal quantile of the calibration scores in the tracker's
+    units, so on the calibration rows themselves the interval covers at least 1 - alpha."""
+    rng = np.random.default_rng(5)
+    preds, y = synthetic(rng, 2000)
+    cqr = fit_cqr(preds, y, Q, 0.2)
+    assert cqr.ref_width == pytest.approx(np.mean(preds[:, -1] - preds[:, 0]))
+    unit = tracker_scale(preds, cqr.ref_width)
+    lo, hi = preds[:, 0] - cqr.q_tracker * unit, preds[:, -1] + cqr.q_tracker * unit
+    assert 0.8 <= np.mean((y >= lo) & (y <= hi)) <= 0.8 + 2 / len(y)
+    assert start_state(cqr, "tracker", 0.1, 3).q_t == cqr.q_tracker
+    # a file written before the tracker existed still reads, as an ACI calibration
+    old = {k: v for k, v in cqr.to_dict().items() if k not in ("ref_width", "q_tracker")}
+    assert CQR.from_dict(old).q_tracker == 0.0
+    state = start_state(cqr, "aci", 0.05, 3).to_dict()
+    assert (
+        ACIState.from_dict({k: v for k, v in state.items() if k not in ("method", "q_t")}).method
+        == "aci"
+    )
 
 
 def test_aci_feedback_is_delayed_by_the_horizon():
@@ -108,11 +137,19 @@ def test_aci_feedback_is_delayed_by_the_horizon():
     preds = np.tile([-1.0, -0.5, 0, 0.5, 1.0], (10, 1))
     y = np.full(10, 100.0)  # every outcome a miss
     state = ACIState(target_alpha=0.2, gamma=0.1, horizon=3, alpha_t=0.2)
-    _, _, used = aci_intervals(cqr, state, day, preds, y)
+    _, _, used, _ = aci_intervals(cqr, state, day, preds, y)
     # date i may use the outcomes of dates <= i - 3 only: nothing before date 3
     assert list(used[:3]) == [0.2, 0.2, 0.2]
     assert used[3] == pytest.approx(0.2 + 0.1 * (0.2 - 1.0))
     assert used[5] == pytest.approx(0.2 + 3 * 0.1 * (0.2 - 1.0))
+    # the tracker, by hand: q_t = q_0 + eta * (err - alpha) per known date, width scaled
+    tracker = start_state(cqr, "tracker", 0.1, 3)
+    lo, hi, _, q = aci_intervals(cqr, tracker, day, preds, y)
+    q0 = cqr.q_tracker
+    assert list(q[:3]) == [q0] * 3
+    assert q[5] == pytest.approx(q0 + 3 * 0.1 * (1.0 - 0.2))
+    unit = np.sqrt(2.0 * cqr.ref_width)  # predicted width 2
+    assert hi[5] == pytest.approx(1.0 + q[5] * unit) and lo[5] == pytest.approx(-1.0 - q[5] * unit)
 
 
 def test_a_new_run_continues_the_newest_aci_state(tmp_path):
@@ -137,3 +174,6 @@ def test_a_new_run_continues_the_newest_aci_state(tmp_path):
 
     newer_own = ACIState(0.2, 0.05, 3, 0.19, [["2020-03-10", 0.2]], 0)
     assert starting_state(store, newer_own).alpha_t == 0.19
+    # a state of the other online method is not continued: its numbers mean something else
+    tracker_own = ACIState(0.2, 0.1, 3, 0.2, [["2020-03-03", 0.3]], 0, "tracker", 0.4)
+    assert starting_state(store, tracker_own) == tracker_own

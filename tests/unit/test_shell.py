@@ -13,7 +13,7 @@ from core.errors import EXIT_CODES, DamagedArtifactError, InputError, NothingUsa
 from flows.shell import Arg, Command, csv_list
 from tests.factories import ROOT
 
-FLOWS = ["collect", "features", "train", "predict", "tune", "pipeline"]
+FLOWS = sorted(p.stem for p in (ROOT / "flows").glob("*.py") if p.stem not in ("__init__", "shell"))
 HEAVY = ("prefect", "catboost", "lightgbm", "wandb", "optuna", "matplotlib", "pandera", "pandas")
 
 

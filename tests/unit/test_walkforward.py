@@ -13,7 +13,7 @@ import pytest
 
 from core.config import BacktestSettings, ModelSettings
 from core.errors import InsufficientDataError
-from core.modeling.conformal import ACIState, aci_intervals
+from core.modeling.conformal import aci_intervals, start_state
 from core.modeling.walkforward import (
     calibrate_in_order,
     deployment_window,
@@ -150,32 +150,31 @@ def test_a_shock_after_a_date_changes_nothing_forecast_at_or_before_it():
     )
 
 
-def test_aci_carried_across_refits_equals_one_continuous_run():
+@pytest.mark.parametrize("method", ["tracker", "aci"])
+def test_aci_carried_across_refits_equals_one_continuous_run(method):
+    cfg = MODEL.model_copy(update={"online_method": method})
     bars = prices(days=1200)
     t = table(bars)
-    windows = plan_refits(trading_dates(t), H, MODEL, WINDOWS)
-    blocks = [refit(t, bars, FEATURES, MODEL, H, w, []) for w in windows]
-    whole, end_state = calibrate_in_order(blocks, MODEL, H)
-    head, state = calibrate_in_order(blocks[:2], MODEL, H)
-    tail, state = calibrate_in_order(blocks[2:], MODEL, H, copy.deepcopy(state))
-    assert pl.concat([head, tail]).equals(whole) and state.alpha_t == end_state.alpha_t
-    assert whole["aci_alpha"].n_unique() > 10  # it moved
+    windows = plan_refits(trading_dates(t), H, cfg, WINDOWS)
+    blocks = [refit(t, bars, FEATURES, cfg, H, w, []) for w in windows]
+    whole, end_state = calibrate_in_order(blocks, cfg, H)
+    head, state = calibrate_in_order(blocks[:2], cfg, H)
+    tail, state = calibrate_in_order(blocks[2:], cfg, H, copy.deepcopy(state))
+    assert pl.concat([head, tail]).equals(whole) and state == end_state
+    assert whole["aci_q"].n_unique() > 10  # it moved
 
-    # with one calibration for every block, it is exactly one ACI run over all the dates
+    # with one calibration for every block, it is exactly one online run over all the dates
     same = [(frame, blocks[0][1]) for frame, _ in blocks]
-    joined, _ = calibrate_in_order(same, MODEL, H)
+    joined, _ = calibrate_in_order(same, cfg, H)
     rows = pl.concat([f for f, _ in blocks]).sort("date", "symbol")
     raw = rows.select("q_0.1_raw", "q_0.5_raw", "q_0.9_raw").to_numpy()
-    state0 = ACIState(
-        target_alpha=MODEL.alpha, gamma=MODEL.aci_gamma, horizon=H, alpha_t=MODEL.alpha
-    )
+    state0 = start_state(blocks[0][1], method, cfg.online_step, H)
     y = rows["y"].fill_null(np.nan).to_numpy()
-    lo, _hi, used = aci_intervals(
+    lo, _hi, _, offset = aci_intervals(
         blocks[0][1], state0, rows["date"].cast(pl.String).to_numpy(), raw, y
     )
-    assert np.allclose(joined["lo"].to_numpy(), lo) and np.allclose(
-        joined["aci_alpha"].to_numpy(), used
-    )
+    assert np.allclose(joined["lo"].to_numpy(), lo)
+    assert np.allclose(joined["aci_q"].to_numpy(), offset)
 
 
 def test_the_backtest_tracks_the_regimes():

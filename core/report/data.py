@@ -1,0 +1,237 @@
+"""The report's data, gathered from the store into one JSON-able dict (``core.report.page``
+draws it): today's forecasts, per-symbol fan charts with realized returns, coverage and
+pinball over time, calibration per quantile, drift, data health, quality rejections and the
+model card. Everything comes from files other steps wrote; nothing is recomputed that a
+step already decided.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from core import layout
+from core.config import MonitorSettings
+from core.data.tickers import sectors_of
+from core.errors import InputError
+from core.features.table import price_panel
+from core.modeling.scorecard import model_card, qcols, volatility_terciles
+from core.monitoring import scores as monitoring
+from core.monitoring.monitor import newest_backtest, prediction_dates
+from core.runs import resolve
+from core.storage import Store
+
+DIGITS = 6  # returns rounded in the page: keeps the file small, far below any visible change
+
+
+class NoReportInputError(InputError):
+    """Nothing to report on yet."""
+
+
+def _round(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.col(pl.Float32, pl.Float64).round(DIGITS))
+
+
+def _columns(frame: pl.DataFrame) -> dict[str, list[Any]]:
+    """Column-oriented, dates as ISO strings: what Plotly traces take."""
+    frame = _round(frame).with_columns(pl.col(pl.Date).cast(pl.String))
+    return {c: frame[c].to_list() for c in frame.columns}
+
+
+def latest_forecasts(store: Store, tickers: str) -> tuple[str, pl.DataFrame]:
+    """(as_of, today's forecasts with sector, width and volatility tercile)."""
+    dates = prediction_dates(store)
+    if not dates:
+        raise NoReportInputError(
+            f"no predictions in {store.uri(layout.PREDICTIONS.prefix)}: run `python -m flows.predict` first"
+        )
+    as_of, key = next(reversed(dates.items()))
+    table = store.read_parquet(key)
+    sectors = sectors_of(tickers)
+    cols = [c for c in table.columns if c.startswith("q_") and not c.endswith("_raw")]
+    prices = price_panel(store)
+    table = table.with_columns(
+        pl.col("symbol")
+        .replace_strict(sectors, default="", return_dtype=pl.String)
+        .alias("sector"),
+        (pl.col("hi") - pl.col("lo")).alias("width"),
+        pl.Series("vol_tercile", volatility_terciles(table, prices)),
+    )
+    keep = ["symbol", "sector", "date", *cols, "lo", "hi", "width", "vol_tercile", "run_id"]
+    return str(as_of), table.select([c for c in keep if c in table.columns])
+
+
+def history(store: Store, run_id: str) -> tuple[pl.DataFrame, str]:
+    """Scored forecasts to draw (monitoring's series: live, with backtest before it) or, before
+    the monitor has run, the run's held-out test predictions; and which it is."""
+    if store.exists(layout.MONITOR_SCORES()):
+        series = monitoring.monitored(store.read_parquet(layout.MONITOR_SCORES()))
+        if series.height:
+            return series, "monitoring scores (" + ", ".join(
+                sorted(series["source"].unique())
+            ) + ")"
+    key = layout.RUN_TEST_PREDICTIONS(run_id=run_id)
+    test = store.read_parquet(key).filter(pl.col("y").is_not_null())
+    test = test.with_columns(
+        pl.lit("held-out test").alias("source"),
+        ((pl.col("y") >= pl.col("lo_cqr_aci")) & (pl.col("y") <= pl.col("hi_cqr_aci"))).alias(
+            "hit"
+        ),
+    ).rename({"lo_cqr_aci": "lo", "hi_cqr_aci": "hi"}, strict=False)
+    return (
+        test,
+        f"the held-out test period of run {run_id} (the monitor has not scored any forecast yet)",
+    )
+
+
+def fans(
+    series: pl.DataFrame, today: pl.DataFrame, quantiles: list[float], days: int
+) -> dict[str, Any]:
+    """Per symbol: the last ``days`` forecast dates (quantiles, interval, realized return) and
+    today's forecast (no outcome yet)."""
+    cols = qcols(quantiles)
+    dates = series["date"].unique().sort().tail(days)
+    past = series.filter(pl.col("date").is_in(dates.implode())).select(
+        "symbol", "date", *cols, "lo", "hi", "y"
+    )
+    now = today.select("symbol", "date", *cols, "lo", "hi").with_columns(
+        pl.lit(None, pl.Float64).alias("y")
+    )
+    both = pl.concat(
+        [past, now.join(past.select("symbol", "date"), on=["symbol", "date"], how="anti")],
+        how="diagonal_relaxed",
+    )
+    out = {}
+    for (symbol,), part in both.sort("date").group_by(["symbol"], maintain_order=True):
+        out[str(symbol)] = _columns(part.drop("symbol"))
+    return dict(sorted(out.items()))
+
+
+def over_time(series: pl.DataFrame, windows: list[int]) -> dict[str, Any]:
+    """Per forecast date: coverage rolled over each window, pinball ratio to ewma rolled over
+    the shortest (when the series has the baseline's losses), the source."""
+    if "ewma_pinball" not in series.columns:
+        days = (
+            series.group_by("date")
+            .agg(
+                pl.len().alias("rows"), pl.col("hit").sum().alias("hits"), pl.col("source").first()
+            )
+            .sort("date")
+        )
+        rolled = days.with_columns(
+            *[
+                (
+                    pl.col("hits").rolling_sum(w, min_samples=1)
+                    / pl.col("rows").rolling_sum(w, min_samples=1)
+                ).alias(f"coverage_{w}")
+                for w in windows
+            ]
+        )
+        return _columns(rolled.drop("hits"))
+    daily = monitoring.daily(series, windows)
+    short = min(windows)
+    per_day = (
+        series.group_by("date")
+        .agg(
+            pl.col("pinball").filter(pl.col("ewma_pinball").is_not_null()).sum().alias("_p"),
+            pl.col("ewma_pinball").sum().alias("_e"),
+        )
+        .sort("date")
+    )
+    daily = (
+        daily.join(per_day, on="date")
+        .with_columns(
+            (
+                pl.col("_p").rolling_sum(short, min_samples=1)
+                / pl.col("_e").rolling_sum(short, min_samples=1)
+            ).alias(f"pinball_ratio_ewma_{short}")
+        )
+        .drop("_p", "_e", "pinball_ratio_ewma")
+    )
+    return _columns(daily)
+
+
+def calibration(series: pl.DataFrame, quantiles: list[float]) -> dict[str, Any]:
+    """Nominal level vs observed share of outcomes below each quantile."""
+    observed = [
+        float(np.mean(series["y"].to_numpy() < series[c].to_numpy())) if series.height else 0.0
+        for c in qcols(quantiles)
+    ]
+    return {
+        "nominal": quantiles,
+        "observed": [round(v, 4) for v in observed],
+        "rows": series.height,
+    }
+
+
+def backtest_ratios(store: Store) -> dict[str, Any] | None:
+    """The newest backtest's monthly pinball ratio of the model to each baseline."""
+    found = newest_backtest(store)
+    if found is None:
+        return None
+    bid, _, metrics = found
+    months = pl.DataFrame(metrics["monthly"])
+    bases = [c.removeprefix("pinball_") for c in months.columns if c.startswith("pinball_")]
+    return {
+        "backtest_id": bid,
+        "month": months["month"].to_list(),
+        **{b: (months["pinball"] / months[f"pinball_{b}"]).round(4).to_list() for b in bases},
+    }
+
+
+def quality(store: Store) -> dict[str, Any] | None:
+    """The newest collect run's rejections per rule (and the rules' wording)."""
+    keys = sorted(
+        (parts["run_id"], key)
+        for key in store.list("raw/reports")
+        if (parts := layout.QUALITY_REPORT.match(key)) is not None
+    )
+    if not keys:
+        return None
+    doc = store.read_json(keys[-1][1])
+    return {"run_id": doc["run_id"], "rules": doc.get("rules", {}), "totals": doc.get("totals", {})}
+
+
+def report_data(store: Store, cfg: MonitorSettings, tickers: str) -> dict[str, Any]:
+    """Everything the page shows, as plain JSON values."""
+    as_of, today = latest_forecasts(store, tickers)
+    run_id = today["run_id"][0] if "run_id" in today.columns else resolve(store, "latest")
+    if not store.exists(layout.RUN_METRICS(run_id=run_id)):
+        raise NoReportInputError(
+            f"the predictions of {as_of} name run {run_id}, which is not in {store.uri('models')}"
+        )
+    metrics = store.read_json(layout.RUN_METRICS(run_id=run_id))
+    quantiles = metrics["quantiles"]
+    series, source = history(store, run_id)
+    summary = (
+        store.read_json(layout.MONITOR_SUMMARY())
+        if store.exists(layout.MONITOR_SUMMARY())
+        else None
+    )
+    target = metrics["target_coverage"]
+    return {
+        "as_of": as_of,
+        "run_id": run_id,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "model": metrics["model"],
+        "horizon": metrics["horizon"],
+        "target": target,
+        "band": list(cfg.coverage_band),
+        "fresh_share": cfg.fresh_share,
+        "quantiles": quantiles,
+        "forecasts": _columns(today.with_columns(pl.col("date").cast(pl.String))),
+        "history_source": source,
+        "fans": fans(series, today, quantiles, cfg.fan_days),
+        "over_time": over_time(series, cfg.windows),
+        "calibration": calibration(series, quantiles),
+        "backtest": backtest_ratios(store),
+        "monitor": summary,
+        "quality": quality(store),
+        "model_card": model_card(metrics, run_id)
+        if "test" in metrics
+        else f"run {run_id} has no held-out metrics to show",
+        "coverage_all": float(np.mean(series["hit"].to_numpy())) if series.height else None,
+    }

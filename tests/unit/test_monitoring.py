@@ -1,0 +1,203 @@
+"""Monitoring's pure parts: drift statistics, alert memory, scoring, data health, retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from core.config import MonitorSettings, RetentionSettings
+from core.monitoring import alerts, drift, health, scores
+from tests.factories import FROZEN_QUANTILES, FROZEN_RUN, frozen_model_store
+
+
+def test_psi_and_ks_see_a_shifted_feature_and_not_an_unchanged_one():
+    rng = np.random.default_rng(1)
+    train = pl.DataFrame({"same": rng.normal(0, 1, 20_000), "shifted": rng.normal(0, 1, 20_000)})
+    recent = pl.DataFrame({"same": rng.normal(0, 1, 2_000), "shifted": rng.normal(0.8, 1.3, 2_000)})
+    ref = drift.drift_reference(
+        train, ["same", "shifted"], {"shifted": 2.0, "same": 1.0}, ["a", "b"]
+    )
+    table = drift.drift_table(ref, recent, exempt=set(), top=10, threshold=0.25)
+    got = {r["feature"]: r for r in table.iter_rows(named=True)}
+    assert got["same"]["psi"] < 0.02 and not got["same"]["alerting"]
+    assert got["shifted"]["psi"] > 0.25 and got["shifted"]["alerting"]
+    assert table["feature"].to_list() == ["shifted", "same"]  # by importance
+    # KS at the 101 stored quantiles is within a percentile of the exact two-sample statistic
+    from scipy.stats import ks_2samp
+
+    for name in ("same", "shifted"):
+        exact = float(ks_2samp(train[name].to_numpy(), recent[name].to_numpy())[0])  # pyright: ignore[reportArgumentType]
+        assert got[name]["ks"] == pytest.approx(exact, abs=0.011)
+    # the same shift on an exempt (calendar) or a less important feature does not alert
+    quiet = drift.drift_table(ref, recent, exempt={"shifted"}, top=10, threshold=0.25)
+    assert not quiet["alerting"].any() and quiet.filter(pl.col("feature") == "shifted")["exempt"][0]
+    assert not drift.drift_table(ref, recent, set(), top=0, threshold=0.25)["alerting"].any()
+
+
+def test_psi_handles_ties_and_hand_computed_bins():
+    """A discrete feature (ties at the decile edges): shares come from the exact bins."""
+    train = np.repeat([0.0, 1.0], [700, 300])
+    ref = drift.feature_reference(train)
+    assert ref["edges"] == [0.0, 1.0] and ref["shares"] == pytest.approx([0.7, 0.3, 0.0])
+    recent = np.repeat([0.0, 1.0], [500, 500])
+    expected = (0.5 - 0.7) * np.log(0.5 / 0.7) + (0.5 - 0.3) * np.log(0.5 / 0.3)
+    assert drift.psi(ref, recent) == pytest.approx(expected)
+    assert drift.psi(ref, train) == pytest.approx(0.0)
+
+
+def test_an_alert_fires_once_then_again_only_after_it_cleared():
+    bad = {"coverage_60": {"reason": "low", "coverage": 0.6}}
+    state, fired = alerts.advance(None, bad, "2024-01-02")
+    assert (
+        list(fired) == ["coverage_60"] and state["active"]["coverage_60"]["since"] == "2024-01-02"
+    )
+    state, fired = alerts.advance(state, bad | {"fresh_bars": {"reason": "stale"}}, "2024-01-03")
+    assert list(fired) == ["fresh_bars"]  # the lasting one stays silent
+    assert state["active"]["coverage_60"]["since"] == "2024-01-02"
+    state, fired = alerts.advance(state, {}, "2024-01-04")
+    assert fired == {} and state["active"] == {}
+    state, fired = alerts.advance(state, bad, "2024-01-05")
+    assert list(fired) == ["coverage_60"]  # back after clearing: alerts again
+    assert [h.get("started") or h.get("cleared") for h in state["history"]] == [
+        "coverage_60", "fresh_bars", "coverage_60", "fresh_bars", "coverage_60",
+    ]  # fmt: skip
+
+
+def test_conditions_need_a_full_window_and_name_their_figures():
+    cfg = MonitorSettings()
+    low = {"60": {"days": 60, "coverage": 0.7, "dates": ["2024-01-01", "2024-03-28"]}}
+    now, checked = alerts.conditions(
+        low, None, {"fresh_share": 0.5, "fresh": 5, "symbols": 10, "session": "2024-03-28"}, cfg
+    )
+    assert set(now) == {"coverage_60", "fresh_bars"} and checked == {"coverage", "fresh"}
+    assert "0.700" in now["coverage_60"]["reason"] and "5 of 10" in now["fresh_bars"]["reason"]
+    short = {"60": low["60"] | {"days": 30}}
+    assert alerts.conditions(short, None, None, cfg) == ({}, set())
+    # what could not be checked today neither starts nor clears: the alert stays remembered
+    state, _ = alerts.advance(None, now, "2024-03-28", checked)
+    state, fired = alerts.advance(state, {}, "2024-03-29", set())
+    assert fired == {} and set(state["active"]) == {"coverage_60", "fresh_bars"}
+    # a pass as of an earlier day replays the past: it neither alerts nor forgets
+    again, fired = alerts.advance(state, {}, "2024-01-02", {"coverage", "fresh"})
+    assert fired == {} and again == state
+
+
+def test_freshness_follows_the_exchange_calendar():
+    # 2024-07-04 is a holiday: the latest session on the 4th is the 3rd (a half day)
+    assert health.latest_session(dt.date(2024, 7, 4), "XNYS") == dt.date(2024, 7, 3)
+    assert health.latest_session(dt.date(2024, 7, 6), "XNYS") == dt.date(2024, 7, 5)  # Saturday
+    # before the close, today's session is not due yet
+    early = dt.datetime(2024, 7, 5, 14, 0, tzinfo=dt.UTC)  # 10:00 in New York
+    assert health.latest_session(dt.date(2024, 7, 5), "XNYS", early) == dt.date(2024, 7, 3)
+    last = pl.DataFrame(
+        {"symbol": ["A", "B", "C"], "last_date": [dt.date(2024, 7, 3), dt.date(2024, 7, 2), None]}
+    )
+    fresh = health.freshness(last, dt.date(2024, 7, 3))
+    assert fresh["fresh"] == 1 and fresh["stale_symbols"] == ["B", "C"]
+    with pytest.raises(Exception, match="XXXX"):
+        health.latest_session(dt.date(2024, 7, 4), "XXXX")
+
+
+def test_quarantine_rate_against_its_trailing_mean():
+    def report(day: str, bad: int) -> dict:
+        return {
+            "run_id": f"{day}T183000Z-abc",
+            "totals": {"rows_checked": 1000, "rows_quarantined": bad},
+        }
+
+    got = health.quarantine_rates(
+        [
+            report("20240101", 1),
+            report("20240110", 3),
+            report("20240301", 50),
+            report("20240401", 9),
+        ],
+        dt.date(2024, 3, 5),
+        days=60,
+    )
+    assert got["latest_run"].startswith("20240301") and got["latest_rate"] == 0.05
+    assert got["trailing_mean"] == pytest.approx(0.002) and got["trailing_runs"] == 2
+
+
+def test_scoring_again_gives_the_same_table(tmp_path):
+    from core.features.table import price_panel
+    from core.monitoring.monitor import live_forecasts
+    from core.storage import Store
+
+    root, dates = frozen_model_store(
+        tmp_path / "store", symbols=5, days=80, shift_at=1000, forecast_days=20
+    )
+    store = Store(str(root))
+    forecasts, files = live_forecasts(store, dates[-1], None)
+    assert forecasts is not None and files == 20
+    known = scores.outcomes(price_panel(store), 3, FROZEN_QUANTILES)
+    first = scores.score(forecasts, known, FROZEN_QUANTILES, "live")
+    assert first.height == 5 * 17  # the last 3 days' outcomes are not known yet
+    assert (first["run_id"] == FROZEN_RUN).all()
+    row = first.row(0, named=True)
+    q = row["q_0.1"]
+    assert row["pinball_0.1"] == pytest.approx(max(0.1 * (row["y"] - q), -0.9 * (row["y"] - q)))
+    merged = scores.merge(scores.merge(None, first), first)
+    assert merged.equals(scores.merge(None, first))
+    # a newer scoring of the same forecasts replaces them; backtest rows keep their own key
+    backtest = first.with_columns(pl.lit("backtest").alias("source"))
+    both = scores.merge(merged, backtest)
+    assert both.height == 2 * first.height
+    series = scores.monitored(both)
+    assert series.height == first.height and (series["source"] == "live").all()
+
+
+def test_retention_plan_keeps_latest_and_report_runs(tmp_path):
+    from core import layout
+    from core.retention import apply, plan
+    from core.storage import Store
+
+    store = Store(str(tmp_path / "store"))
+    runs = [f"2024010{i}T000000Z-run{i}0000" for i in range(1, 6)]
+    for run in runs:
+        store.write_json(layout.RUN_MANIFEST(run_id=run), {"run_id": run})
+        store.write_json(layout.RUN_METRICS(run_id=run), {})
+    store.write_json(layout.LATEST_RUN(), {"run_id": runs[0]})  # rolled back to the oldest
+    for i, as_of in enumerate(["2024-02-01", "2024-02-02", "2024-02-03"]):
+        store.write_bytes(layout.REPORT(as_of=as_of), b"<html></html>")
+        store.write_json(layout.REPORT_META(as_of=as_of), {"run_id": runs[1 + i]})
+    store.write_bytes(layout.REPORT_LATEST(), b"<html></html>")
+    store.write_bytes(layout.QUARANTINE(symbol="A", run_id="20230101T000000Z-old"), b"x")
+    store.write_bytes(layout.QUARANTINE(symbol="A", run_id="20240301T000000Z-new"), b"x")
+    wandb = tmp_path / "wandb"
+    for name in (
+        "offline-run-20240101_000000-a",
+        "run-20240102_000000-b",
+        "offline-run-20240103_000000-c",
+    ):
+        (wandb / "wandb" / name).mkdir(parents=True)  # W&B writes its runs into <dir>/wandb
+    todo = plan(
+        store, RetentionSettings(runs=1, reports=1, quarantine_days=60), dt.date(2024, 3, 5), wandb
+    )
+    # kept: the newest run, the latest.json run, and the run the kept report was drawn from
+    assert todo.protected_runs == [runs[0], runs[3], runs[4]]
+    removed = {k for keys in todo.delete.values() for k in keys}
+    assert (
+        layout.RUN_MANIFEST(run_id=runs[1]) in removed
+        and layout.RUN_MANIFEST(run_id=runs[2]) in removed
+    )
+    assert (
+        layout.REPORT(as_of="2024-02-01") in removed
+        and layout.REPORT(as_of="2024-02-03") not in removed
+    )
+    assert layout.REPORT_LATEST() not in removed
+    assert removed & set(store.list("raw/quarantine")) == {
+        layout.QUARANTINE(symbol="A", run_id="20230101T000000Z-old")
+    }
+    assert [p.name for p in todo.local] == [
+        "offline-run-20240101_000000-a",
+        "run-20240102_000000-b",
+    ]
+    apply(store, todo)
+    assert store.exists(layout.RUN_MANIFEST(run_id=runs[0])) and not store.exists(
+        layout.RUN_MANIFEST(run_id=runs[1])
+    )
+    assert [p.name for p in (wandb / "wandb").iterdir()] == ["offline-run-20240103_000000-c"]
