@@ -98,10 +98,13 @@ def backtest(
     windows = plan_refits(trading_dates(table), horizon, cfg, windows_cfg)
     baselines = [b for b in BASELINE_NAMES if b != cfg.name]
     fingerprint = data_fingerprint(features_manifest)
+    # the fits see the model settings without the online calibration's: another step or
+    # method reuses every refit (the task's cache and the refit files alike)
+    fit_cfg = type(cfg).model_validate(cfg.model_dump(exclude=cfg.ONLINE))
     fit_key = digest(
         {
             "data": fingerprint,
-            "model": cfg.model_dump(mode="json", exclude=cfg.ONLINE),
+            "model": fit_cfg.model_dump(mode="json"),
             "windows": windows_cfg.model_dump(
                 mode="json", include={"calibration_days", "validation_days"}
             ),
@@ -131,7 +134,7 @@ def backtest(
                 table,
                 prices,
                 features,
-                cfg,
+                fit_cfg,
                 horizon,
                 baselines,
             )

@@ -74,6 +74,11 @@ def history(store: Store, run_id: str) -> tuple[pl.DataFrame, str]:
                 sorted(series["source"].unique())
             ) + ")"
     key = layout.RUN_TEST_PREDICTIONS(run_id=run_id)
+    if not store.exists(key):
+        raise NoReportInputError(
+            f"nothing to draw: no scored forecasts (run `python -m flows.monitor --backfill`) and "
+            f"run {run_id} has no {key}"
+        )
     test = store.read_parquet(key).filter(pl.col("y").is_not_null())
     test = test.with_columns(
         pl.lit("held-out test").alias("source"),

@@ -154,3 +154,31 @@ def test_prune_says_what_it_removes_and_keeps_the_latest_run(frozen, tmp_path, c
     assert store.exists(layout.REPORT(as_of="2023-12-29")) and store.exists(
         layout.RUN_METRICS(run_id=FROZEN_RUN)
     )
+
+
+def test_the_report_on_s3_is_served_as_html_through_a_presigned_link(
+    frozen, tmp_path, s3_bucket, s3_endpoint, monkeypatch
+):
+    import urllib.request
+
+    import boto3
+
+    from flows.report import report
+
+    local = copy_of(frozen, tmp_path)
+    save(Store(str(local)), monitor_pass(Store(str(local)), MonitorSettings(), frozen[1][-1]))
+    url = f"s3://{s3_bucket}/store"
+    remote = Store(url, endpoint_url=s3_endpoint)
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        remote.write_bytes(path.relative_to(local).as_posix(), path.read_bytes())
+    monkeypatch.setenv("SMA_S3__ENDPOINT_URL", s3_endpoint)
+    result: dict[str, Any] = report(store=url)  # pyright: ignore[reportAssignmentType]
+    key = layout.REPORT(as_of=str(frozen[1][-1]))
+    assert result["uri"] == remote.uri(key)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    for k in (key, layout.REPORT_LATEST()):
+        head = s3.head_object(Bucket=s3_bucket, Key=f"store/{k}")
+        assert head["ContentType"].startswith("text/html")
+    assert "Signature=" in result["link"]  # presigned
+    with urllib.request.urlopen(result["link"], timeout=30) as answer:  # the link artifact's URL
+        assert answer.read() == remote.read_bytes(key)
