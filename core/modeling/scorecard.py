@@ -33,17 +33,29 @@ def qcols(quantiles: list[float], prefix: str = "") -> list[str]:
     return [f"{prefix}_q_{q}" if prefix else f"q_{q}" for q in quantiles]
 
 
-def volatility_terciles(rows: pl.DataFrame, prices: pl.DataFrame) -> np.ndarray:
-    """Tercile (1 low .. 3 high) of each row's trailing 20-day volatility, cut over ``rows``."""
-    vol = daily_log_returns(prices).select(
-        "symbol", "date", pl.col("r").rolling_std(20).over("symbol").alias("_vol")
+VOL_DAYS = 20  # the trailing volatility behind the terciles
+
+
+def trailing_volatility(prices: pl.DataFrame) -> pl.DataFrame:
+    """symbol, date, vol20: the standard deviation of the last 20 daily log returns."""
+    return daily_log_returns(prices).select(
+        "symbol", "date", pl.col("r").rolling_std(VOL_DAYS).over("symbol").alias("vol20")
     )
-    v = rows.select("symbol", "date").join(
-        vol, on=["symbol", "date"], how="left", maintain_order="left"
-    )["_vol"]
-    v = v.fill_null(v.median()).to_numpy()
-    cuts = np.quantile(v, [1 / 3, 2 / 3])
+
+
+def terciles(vol: pl.Series) -> np.ndarray:
+    """Tercile (1 low .. 3 high) of each value, cut over these values (nulls at the median)."""
+    v = vol.fill_null(vol.median()).to_numpy()
+    cuts = np.quantile(v, [1 / 3, 2 / 3]) if len(v) else np.zeros(2)
     return 1 + (v > cuts[0]).astype(int) + (v > cuts[1]).astype(int)
+
+
+def volatility_terciles(rows: pl.DataFrame, prices: pl.DataFrame) -> np.ndarray:
+    """Tercile of each row's trailing 20-day volatility, cut over ``rows``."""
+    vol = rows.select("symbol", "date").join(
+        trailing_volatility(prices), on=["symbol", "date"], how="left", maintain_order="left"
+    )
+    return terciles(vol["vol20"])
 
 
 def with_sectors(frame: pl.DataFrame, sectors: dict[str, str] | None) -> pl.DataFrame:

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from core.config import BacktestSettings, ModelSettings
-from core.modeling.conformal import CQR, ACIState, aci_intervals, apply_cqr, start_state
+from core.modeling.conformal import CQR, ACIState
 from core.modeling.metrics import crossing_rate
 from core.modeling.models.base import QuantileRegressor
 from core.modeling.models.scaled import VolatilityScaled
@@ -27,7 +27,14 @@ from core.modeling.scorecard import (
     with_sectors,
 )
 from core.modeling.splits import SEGMENTS, Splits, check_segments, make_splits, segment_expr
-from core.modeling.walkforward import Fitted, Window, deployment_window, fit_window, trading_dates
+from core.modeling.walkforward import (
+    Fitted,
+    Window,
+    calibrate_in_order,
+    deployment_window,
+    fit_window,
+    trading_dates,
+)
 from core.monitoring.drift import drift_reference
 
 
@@ -70,27 +77,28 @@ def train_and_evaluate(
 
     raw_unsorted = model.predict_raw(test)
     raw = np.sort(raw_unsorted, axis=1)
-    y = test["y"].to_numpy()
-    calibrated, lo_cqr, hi_cqr = apply_cqr(cqr, raw)
-    aci = start_state(cqr, cfg.online_method, cfg.online_step, horizon)
-    lo_aci, hi_aci, alpha_used, offset = aci_intervals(
-        cqr, aci, test["date"].cast(pl.String).to_numpy(), raw, y
-    )
-
     cols = qcols(cfg.quantiles)
-    predictions = test.select("symbol", "date", "y").with_columns(
-        *[pl.Series(c, calibrated[:, j]) for j, c in enumerate(cols)],
+    block = test.select("symbol", "date", "y").with_columns(
+        pl.lit(window.refit).alias("refit"),
         *[pl.Series(f"{c}_raw", raw[:, j]) for j, c in enumerate(cols)],
-        pl.Series("lo_raw", raw[:, 0]),
-        pl.Series("hi_raw", raw[:, -1]),
-        pl.Series("lo_cqr", lo_cqr),
-        pl.Series("hi_cqr", hi_cqr),
-        pl.Series("lo_cqr_aci", lo_aci),
-        pl.Series("hi_cqr_aci", hi_aci),
-        pl.Series("aci_alpha", alpha_used, nan_to_null=True),
-        pl.Series("aci_q", offset),
-        pl.Series("vol_tercile", volatility_terciles(test, prices)),
     )
+    # CQR and the online calibration as a backtest refit gets them, from a fresh state
+    calibrated, aci = calibrate_in_order([(block, cqr)], cfg, horizon)
+    predictions = calibrated.select(
+        "symbol",
+        "date",
+        "y",
+        *cols,
+        *[f"{c}_raw" for c in cols],
+        pl.col(f"{cols[0]}_raw").alias("lo_raw"),
+        pl.col(f"{cols[-1]}_raw").alias("hi_raw"),
+        "lo_cqr",
+        "hi_cqr",
+        pl.col("lo").alias("lo_cqr_aci"),
+        pl.col("hi").alias("hi_cqr_aci"),
+        "aci_alpha",
+        "aci_q",
+    ).with_columns(pl.Series("vol_tercile", volatility_terciles(test, prices)))
     scored = with_sectors(predictions.rename({"lo_cqr_aci": "lo", "hi_cqr_aci": "hi"}), sectors)
     for name, baseline in fitted.baselines.items():
         base = baseline.predict(test)

@@ -12,7 +12,9 @@ from typing import Any
 
 import polars as pl
 
+from core import layout
 from core.errors import InputError, first_line
+from core.storage import Store
 
 RUN_DATE = re.compile(r"^(\d{8})T")  # run ids start with their UTC time
 
@@ -54,6 +56,17 @@ def freshness(last_dates: pl.DataFrame, session: dt.date) -> dict[str, Any]:
 def run_date(run_id: str) -> dt.date | None:
     found = RUN_DATE.match(run_id)
     return dt.datetime.strptime(found[1], "%Y%m%d").date() if found else None
+
+
+def quality_reports(store: Store) -> list[tuple[dt.date, str]]:
+    """(run date, key) of every collect run's quality report, oldest first."""
+    found = []
+    for key in store.list(layout.QUALITY_REPORT.prefix):
+        parts = layout.QUALITY_REPORT.match(key)
+        day = run_date(parts["run_id"]) if parts else None
+        if day is not None:
+            found.append((day, key))
+    return sorted(found)
 
 
 def quarantine_rates(reports: list[dict[str, Any]], as_of: dt.date, days: int) -> dict[str, Any]:

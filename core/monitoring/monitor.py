@@ -216,12 +216,9 @@ def health_pass(store: Store, as_of: dt.date, cfg: MonitorSettings) -> dict[str,
         session = health.latest_session(as_of, cfg.calendar)
         out["freshness"] = health.freshness(ingestion.select("symbol", "last_date"), session)
     oldest = as_of - dt.timedelta(days=cfg.quarantine_days + 1)
-    reports = []
-    for key in store.list("raw/reports"):
-        parts = layout.QUALITY_REPORT.match(key)
-        day = health.run_date(parts["run_id"]) if parts else None
-        if day is not None and oldest <= day <= as_of:
-            reports.append(store.read_json(key))
+    reports = [
+        store.read_json(key) for day, key in health.quality_reports(store) if oldest <= day <= as_of
+    ]
     out["quarantine"] = health.quarantine_rates(reports, as_of, cfg.quarantine_days)
     return out
 

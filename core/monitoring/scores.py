@@ -11,16 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from core.features.build import target_expr
 from core.modeling.models.baselines import ewma_quantiles
-from core.modeling.models.prices import daily_log_returns
-from core.modeling.scorecard import pinball_expr, qcols
+from core.modeling.scorecard import pinball_expr, qcols, terciles, trailing_volatility
 
 KEY = ["source", "symbol", "date"]
-VOL_DAYS = 20  # the trailing volatility behind the rolling terciles
 
 
 def outcomes(prices: pl.DataFrame, horizon: int, quantiles: list[float]) -> pl.DataFrame:
@@ -30,12 +27,9 @@ def outcomes(prices: pl.DataFrame, horizon: int, quantiles: list[float]) -> pl.D
     ewma = ewma_quantiles(base, quantiles, horizon).rename(
         {c: f"ewma_{c}" for c in qcols(quantiles)}
     )
-    vol = daily_log_returns(base).select(
-        "symbol", "date", pl.col("r").rolling_std(VOL_DAYS).over("symbol").alias("vol20")
-    )
     return (
         base.select("symbol", "date", target_expr(horizon).alias("y"))
-        .join(vol, on=["symbol", "date"], how="left")
+        .join(trailing_volatility(base), on=["symbol", "date"], how="left")
         .join(ewma, on=["symbol", "date"], how="left")
     )
 
@@ -90,9 +84,7 @@ def monitored(scores: pl.DataFrame) -> pl.DataFrame:
 def window_figures(rows: pl.DataFrame, quantiles: list[float]) -> dict[str, Any]:
     """Coverage, per-quantile exceedance (share of outcomes below each quantile), pinball
     ratio to ``ewma``, and coverage per volatility tercile (cut over these rows)."""
-    vol = rows["vol20"].fill_null(rows["vol20"].median()).to_numpy()
-    cuts = np.quantile(vol, [1 / 3, 2 / 3]) if len(vol) else np.zeros(2)
-    tercile = 1 + (vol > cuts[0]).astype(int) + (vol > cuts[1]).astype(int)
+    tercile = terciles(rows["vol20"])
     by_tercile = (
         rows.with_columns(pl.Series("tercile", tercile))
         .group_by("tercile")
@@ -135,27 +127,23 @@ def rolling(series: pl.DataFrame, windows: list[int], quantiles: list[float]) ->
 
 
 def daily(series: pl.DataFrame, windows: list[int]) -> pl.DataFrame:
-    """date, source, rows, coverage, pinball ratio to ewma per date, and coverage rolled over
-    each window (``coverage_<W>``, rows weighted): the report's time series."""
-    by_day = (
-        series.group_by("date")
-        .agg(
-            pl.col("source").first(),
-            pl.len().alias("rows"),
-            pl.col("hit").sum().alias("hits"),
-            pl.col("pinball").filter(pl.col("ewma_pinball").is_not_null()).sum().alias("_p"),
+    """date, source, rows, and per window W the coverage (``coverage_<W>``) and, when the
+    series has the baseline's losses, the pinball ratio to ewma (``pinball_ratio_ewma_<W>``)
+    over the last W forecast dates, rows weighted: the report's time series."""
+    sums = [pl.len().alias("rows"), pl.col("hit").sum().alias("_hits")]
+    ratios = "ewma_pinball" in series.columns
+    if ratios:
+        paired = pl.col("ewma_pinball").is_not_null()  # the baseline needs 20 returns
+        sums += [
+            pl.col("pinball").filter(paired).sum().alias("_p"),
             pl.col("ewma_pinball").sum().alias("_e"),
-        )
-        .sort("date")
-    )
+        ]
+    by_day = series.group_by("date").agg(pl.col("source").first(), *sums).sort("date")
+
+    def rolled(num: str, den: str, w: int) -> pl.Expr:
+        return pl.col(num).rolling_sum(w, min_samples=1) / pl.col(den).rolling_sum(w, min_samples=1)
+
     return by_day.with_columns(
-        (pl.col("hits") / pl.col("rows")).alias("coverage"),
-        (pl.col("_p") / pl.col("_e")).alias("pinball_ratio_ewma"),
-        *[
-            (
-                pl.col("hits").rolling_sum(w, min_samples=1)
-                / pl.col("rows").rolling_sum(w, min_samples=1)
-            ).alias(f"coverage_{w}")
-            for w in windows
-        ],
-    ).drop("hits", "_p", "_e")
+        *[rolled("_hits", "rows", w).alias(f"coverage_{w}") for w in windows],
+        *[rolled("_p", "_e", w).alias(f"pinball_ratio_ewma_{w}") for w in windows if ratios],
+    ).drop("_hits", "_p", "_e", strict=False)

@@ -20,6 +20,7 @@ from core.errors import InputError
 from core.features.table import price_panel
 from core.modeling.scorecard import model_card, qcols, volatility_terciles
 from core.monitoring import scores as monitoring
+from core.monitoring.health import quality_reports
 from core.monitoring.monitor import newest_backtest, prediction_dates
 from core.runs import resolve
 from core.storage import Store
@@ -115,50 +116,6 @@ def fans(
     return dict(sorted(out.items()))
 
 
-def over_time(series: pl.DataFrame, windows: list[int]) -> dict[str, Any]:
-    """Per forecast date: coverage rolled over each window, pinball ratio to ewma rolled over
-    the shortest (when the series has the baseline's losses), the source."""
-    if "ewma_pinball" not in series.columns:
-        days = (
-            series.group_by("date")
-            .agg(
-                pl.len().alias("rows"), pl.col("hit").sum().alias("hits"), pl.col("source").first()
-            )
-            .sort("date")
-        )
-        rolled = days.with_columns(
-            *[
-                (
-                    pl.col("hits").rolling_sum(w, min_samples=1)
-                    / pl.col("rows").rolling_sum(w, min_samples=1)
-                ).alias(f"coverage_{w}")
-                for w in windows
-            ]
-        )
-        return _columns(rolled.drop("hits"))
-    daily = monitoring.daily(series, windows)
-    short = min(windows)
-    per_day = (
-        series.group_by("date")
-        .agg(
-            pl.col("pinball").filter(pl.col("ewma_pinball").is_not_null()).sum().alias("_p"),
-            pl.col("ewma_pinball").sum().alias("_e"),
-        )
-        .sort("date")
-    )
-    daily = (
-        daily.join(per_day, on="date")
-        .with_columns(
-            (
-                pl.col("_p").rolling_sum(short, min_samples=1)
-                / pl.col("_e").rolling_sum(short, min_samples=1)
-            ).alias(f"pinball_ratio_ewma_{short}")
-        )
-        .drop("_p", "_e", "pinball_ratio_ewma")
-    )
-    return _columns(daily)
-
-
 def calibration(series: pl.DataFrame, quantiles: list[float]) -> dict[str, Any]:
     """Nominal level vs observed share of outcomes below each quantile."""
     observed = [
@@ -189,14 +146,10 @@ def backtest_ratios(store: Store) -> dict[str, Any] | None:
 
 def quality(store: Store) -> dict[str, Any] | None:
     """The newest collect run's rejections per rule (and the rules' wording)."""
-    keys = sorted(
-        (parts["run_id"], key)
-        for key in store.list("raw/reports")
-        if (parts := layout.QUALITY_REPORT.match(key)) is not None
-    )
-    if not keys:
+    reports = quality_reports(store)
+    if not reports:
         return None
-    doc = store.read_json(keys[-1][1])
+    doc = store.read_json(reports[-1][1])
     return {"run_id": doc["run_id"], "rules": doc.get("rules", {}), "totals": doc.get("totals", {})}
 
 
@@ -230,7 +183,7 @@ def report_data(store: Store, cfg: MonitorSettings, tickers: str) -> dict[str, A
         "forecasts": _columns(today.with_columns(pl.col("date").cast(pl.String))),
         "history_source": source,
         "fans": fans(series, today, quantiles, cfg.fan_days),
-        "over_time": over_time(series, cfg.windows),
+        "over_time": _columns(monitoring.daily(series, cfg.windows)),
         "calibration": calibration(series, quantiles),
         "backtest": backtest_ratios(store),
         "monitor": summary,
