@@ -380,6 +380,26 @@ class TuningSettings(BaseModel):
     seed: int = 7
 
 
+class DaskSettings(BaseModel):
+    """Where mapped tasks run when ``task_runner`` is ``dask`` (``SMA_DASK__*``)."""
+
+    address: str = Field(
+        default="",
+        description="An existing scheduler (tcp://host:8786); empty: a local cluster of "
+        "worker processes started and stopped with each flow run.",
+    )
+    workers: int = Field(default=2, ge=1, description="Worker processes of a local cluster.")
+    threads_per_worker: int = Field(
+        default=1, ge=1, description="Threads per worker process of a local cluster."
+    )
+    resubmits: int = Field(
+        default=2,
+        ge=0,
+        description="Times a task run whose worker died is submitted again before its "
+        "batch counts as failed.",
+    )
+
+
 class Settings(BaseSettings):
     """All configuration; precedence: CLI flags / flow parameters > environment > .env > defaults."""
 
@@ -413,6 +433,12 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=50, ge=1, le=1000, description="Symbols per collection task.")
     full_refresh: bool = Field(default=False, description="Refetch every symbol from `start`.")
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads",
+        description="Where mapped tasks (collect and feature batches, tuning trials, "
+        "backtest refits) run: this process's threads, or a Dask cluster (`dask`).",
+    )
+    dask: DaskSettings = DaskSettings()
 
     s3: S3Settings = S3Settings()
     collect: CollectSettings = CollectSettings()
@@ -504,8 +530,8 @@ class ConfigError(InputError):
     """Invalid configuration; the message names every offending setting."""
 
 
-# SMA_ variables read outside these settings (prefect.yaml's ECS job variables).
-OTHER_VARIABLES = ("SMA_IMAGE",)
+# SMA_ variables read outside these settings (prefect.yaml's image build and ECS job variables).
+OTHER_VARIABLES = ("SMA_IMAGE", "SMA_IMAGE_BASE")
 logger = logging.getLogger("stock_market_analytics.config")
 _warned: set[str] = set()
 

@@ -71,12 +71,13 @@ from flows.shell import with_params
 from tasks.backtest import publish_summary, refit_task
 from tasks.caching import cached_or_rerun, s3_result_storage
 from tasks.hooks import ALERT_HOOKS
+from tasks.runners import SettingsTaskRunner, finished
 from tasks.train import load_training_data
 
 CRASH = ("2020-02", "2020-04")  # reported apart: the COVID crash months
 
 
-@flow(name="backtest", log_prints=True, **ALERT_HOOKS)
+@flow(name="backtest", log_prints=True, task_runner=SettingsTaskRunner(), **ALERT_HOOKS)
 def backtest(
     store: str | None = None,
     model: str | None = None,
@@ -124,10 +125,8 @@ def backtest(
     docs: list[dict[str, Any]] = []
     reused = 0
     for wave in range(0, len(windows), windows_cfg.concurrency):
-        batch = windows[wave : wave + windows_cfg.concurrency]
-        futures = []
-        for window in batch:
-            args = (
+        calls = [
+            (
                 settings.store_ref,
                 fit_key,
                 window.as_dict(),
@@ -138,13 +137,15 @@ def backtest(
                 horizon,
                 baselines,
             )
-            futures.append((args, task.submit(*args)))
-        for args, future in futures:
-            doc, cached = cached_or_rerun(
-                task, future, *args, usable=lambda d: refit_stored(opened, d)
+            for window in windows[wave : wave + windows_cfg.concurrency]
+        ]
+        done: dict[int, dict[str, Any]] = {}
+        for i, future, _ in finished(task, calls):
+            done[i], cached = cached_or_rerun(
+                task, future, *calls[i], usable=lambda d: refit_stored(opened, d)
             )
-            docs.append(doc)
             reused += cached
+        docs.extend(done[i] for i in range(len(calls)))
     logger.info("%d of %d refits reused from an earlier run", reused, len(windows))
 
     blocks = [read_refit(opened, doc) for doc in docs]

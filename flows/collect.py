@@ -63,7 +63,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
 from core.data.collection import failed_batch, summarize
@@ -82,13 +81,14 @@ from tasks.collect import (
     summary_markdown,
 )
 from tasks.hooks import ALERT_HOOKS
+from tasks.runners import SettingsTaskRunner, finished
 
 
 class NothingCollectedError(NothingUsableError):
     """No symbol of the run could be collected."""
 
 
-@flow(name="collect", log_prints=True, **ALERT_HOOKS)
+@flow(name="collect", log_prints=True, task_runner=SettingsTaskRunner(), **ALERT_HOOKS)
 def collect(
     tickers: str | None = None,
     source: str | None = None,
@@ -135,25 +135,20 @@ def collect(
     )
 
     task = collect_batch.with_options(**batch_task_options(job.collect, job.full_refresh, ref))
-    futures = [task.submit(batch, job, ref, run_id) for batch in batches]
-    batch_of = dict(zip(futures, batches, strict=True))
+    calls = [(batch, job, ref, run_id) for batch in batches]
     progress: Any = create_progress_artifact(
         0.0, key="collect-progress", description=f"Collection run {run_id}"
     )
     outcomes: list[dict[str, Any]] = []
-    for done, future in enumerate(as_completed(futures), start=1):
-        batch = batch_of[future]
-        state = future.wait() or future.state
+    for done, (i, future, state) in enumerate(finished(task, calls), start=1):
+        batch = batches[i]
         if state.is_completed():
             # Failed symbols are retried every run; data deleted from the store is refetched.
             try:
                 results, cached = cached_or_rerun(
                     task,
                     future,
-                    batch,
-                    job,
-                    ref,
-                    run_id,
+                    *calls[i],
                     usable=lambda r: batch_still_valid(r, ref),
                 )
             except Exception as exc:  # the rerun failed after its retries: the batch failed

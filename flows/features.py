@@ -39,7 +39,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from core.features.table import config_dict, digest, short_histories
-from tasks.caching import cached_or_rerun
+from tasks.caching import cached_or_rerun, s3_result_storage
 from tasks.features import (
     build_part_task,
     current_manifest_task,
@@ -52,9 +52,10 @@ from tasks.features import (
     summary_markdown,
 )
 from tasks.hooks import ALERT_HOOKS
+from tasks.runners import SettingsTaskRunner, finished
 
 
-@flow(name="features", log_prints=True, **ALERT_HOOKS)
+@flow(name="features", log_prints=True, task_runner=SettingsTaskRunner(), **ALERT_HOOKS)
 def features(
     store: str | None = None,
     groups: list[str] | None = None,
@@ -95,13 +96,14 @@ def features(
         (ref, cfg, {s: fingerprint[s] for s in batch}, version, i)
         for i, batch in enumerate(batches)
     ]
-    futures = [build_part_task.submit(*args) for args in inputs]
-    parts = []
-    for args, future in zip(inputs, futures, strict=True):
-        built, _ = cached_or_rerun(
-            build_part_task, future, *args, usable=lambda p: parts_intact(ref, p)
+    storage = s3_result_storage(ref.url)  # so any worker, and the next run, reads the results
+    task = build_part_task.with_options(result_storage=storage) if storage else build_part_task
+    built: dict[int, list[dict[str, Any]]] = {}
+    for i, future, _ in finished(task, inputs):
+        built[i], _ = cached_or_rerun(
+            task, future, *inputs[i], usable=lambda p: parts_intact(ref, p)
         )
-        parts.extend(built)
+    parts = [part for i in range(len(inputs)) for part in built[i]]
     doc = publish_task(ref, cfg, version, fingerprint, parts, time.perf_counter() - started, market)
     publish_summary(doc, skipped=False)
     return doc | {"skipped": False}

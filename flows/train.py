@@ -42,7 +42,9 @@ def train(
     settings, source = with_params(COMMAND.start(store=store, model=model), params)
     if source:
         logger.info("parameters from %s: %s", source, settings.model.params)
-    table, prices, features_manifest = load_training_data(settings.store_ref)
+    table, prices, features_manifest = load_training_data(
+        settings.store_ref, settings.model.lookback_days
+    )
     features = model_inputs(features_manifest)
     run_id = new_run_id(flow_run.get_id())
     logger.info(

@@ -9,21 +9,19 @@ study's best parameters (used by ``python -m flows.train --params best``).
 
 from __future__ import annotations
 
-from flows.shell import STORE, Arg, Command
-
-
-def _tunable() -> list[str]:
-    from core.modeling.models import tunable
-
-    return tunable()
-
+from flows.shell import STORE, Arg, Command, models
 
 COMMAND = Command(
     "tune",
     __doc__,
     (
         STORE,
-        Arg("--model", "regressor to tune", setting="model.name", choices=_tunable),
+        Arg(
+            "--model",
+            "regressor to tune (one with a search space; others exit 2)",
+            setting="model.name",
+            choices=models,  # every name: loading each spec to ask would slow --help
+        ),
         Arg("--trials", "trials to add to the study", setting="tuning.trials", type=int),
         Arg(
             "--timeout",
@@ -49,11 +47,12 @@ from core.modeling.models import tunable
 from core.modeling.splits import make_splits
 from core.modeling.tuning import open_study, time_folds
 from tasks.hooks import ALERT_HOOKS
+from tasks.runners import SettingsTaskRunner, finished
 from tasks.train import load_training_data
 from tasks.tune import publish_study, trial_task
 
 
-@flow(name="tune", log_prints=True, **ALERT_HOOKS)
+@flow(name="tune", log_prints=True, task_runner=SettingsTaskRunner(), **ALERT_HOOKS)
 def tune(
     store: str | None = None,
     model: str | None = None,
@@ -72,9 +71,13 @@ def tune(
     )
     cfg, tuning = settings.model, settings.tuning
     if cfg.name not in tunable():
-        raise ConfigError(f"model {cfg.name!r} has no parameters to tune ({', '.join(tunable())})")
+        raise ConfigError(
+            f"model {cfg.name!r} has no parameters to tune (tunable: {', '.join(tunable())})"
+        )
     logger = get_run_logger()
-    table, _, features_manifest = load_training_data(settings.store_ref)
+    table, _, features_manifest = load_training_data(
+        settings.store_ref, settings.model.lookback_days
+    )
     horizon = features_manifest["horizon"]
     features = model_inputs(features_manifest)
     labelled = table.filter(table["y"].is_not_null())
@@ -97,10 +100,10 @@ def tune(
             logger.info("timeout: stopping after %d trials", added)
             break
         wave = [study_obj.ask() for _ in range(min(tuning.concurrency, tuning.trials - added))]
-        futures = [trial_task.submit(t, cfg, tuning_rows, features, horizon, folds) for t in wave]
-        for trial, future in zip(wave, futures, strict=True):
+        calls = [(t, cfg, tuning_rows, features, horizon, folds) for t in wave]
+        for i, future, _ in finished(trial_task, calls):
             state, value = future.result()
-            study_obj.tell(trial, value, state=state)
+            study_obj.tell(wave[i], value, state=state)
         added += len(wave)
     doc = publish_study(
         study_obj,

@@ -14,21 +14,22 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from core.config import BacktestSettings, ModelSettings, StoreRef, TrackingSettings
-from core.features.table import current_manifest, data_fingerprint, load_features, price_panel
+from core.features.table import data_fingerprint
 from core.modeling.prediction import predict_run
 from core.modeling.scorecard import model_card
-from core.modeling.training import TrainResult, train_and_evaluate
+from core.modeling.training import TrainResult, train_and_evaluate, training_inputs
 from core.runs import fits, run_folder, write_run
 from core.storage import Store
 from core.tracking import Tracker, flatten
 
 
 @task(name="load-training-data", cache_policy=NO_CACHE)
-def load_training_data(store: StoreRef) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
-    """The feature table, the close prices (for baselines and volatility terciles), the features manifest."""
-    opened = Store.open(store)
-    manifest = current_manifest(opened)
-    return load_features(opened, manifest).collect(), price_panel(opened), manifest
+def load_training_data(
+    store: StoreRef, lookback_days: int | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+    """The feature table, the prices (for baselines and volatility terciles), the features
+    manifest: with ``lookback_days``, only the newest window (``training_inputs``)."""
+    return training_inputs(Store.open(store), lookback_days)
 
 
 @task(name="fit-calibrate-evaluate", cache_policy=NO_CACHE)

@@ -17,11 +17,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import polars as pl
-from pandera.errors import SchemaErrors
 
 from core import layout
 from core.config import FeatureSettings
-from core.errors import InputError, InsufficientDataError, NothingUsableError, first_line
+from core.errors import InputError, InsufficientDataError, NothingUsableError
 from core.features.build import build_features
 from core.features.context import TARGET, Windows
 from core.features.market import market_frame
@@ -32,7 +31,7 @@ from core.features.registry import (
     output_columns,
     warmup_rows,
 )
-from core.features.schema import features_schema, non_finite_columns
+from core.features.schema import non_finite_columns, schema_problems
 from core.storage import DamagedFileError, Store
 
 
@@ -75,13 +74,15 @@ def collect_naming_damage(store: Store, keys: list[str], query: pl.LazyFrame) ->
         raise
 
 
-def price_panel(store: Store) -> pl.DataFrame:
+def price_panel(store: Store, since: dt.date | None = None) -> pl.DataFrame:
     """symbol, date, high, low, close of every stored symbol (the price models, and the
-    volatility terciles of evaluations, use them)."""
+    volatility terciles of evaluations, use them); with ``since``, only the rows from that
+    date on, filtered inside the scan."""
     keys = list(price_keys(store).values())
-    return collect_naming_damage(
-        store, keys, store.scan_parquet(keys).select("symbol", "date", "high", "low", "close")
-    )
+    query = store.scan_parquet(keys).select("symbol", "date", "high", "low", "close")
+    if since is not None:
+        query = query.filter(pl.col("date") >= since)
+    return collect_naming_damage(store, keys, query)
 
 
 def input_fingerprint(store: Store, keys: dict[str, str]) -> dict[str, list[Any]]:
@@ -170,20 +171,15 @@ def build_chunk(
     table = collect_naming_damage(
         store, keys, query.with_columns(pl.exclude("symbol", "date", TARGET).cast(pl.Float32))
     )
-    try:  # on the stored Float32 values: an overflow to inf is caught too
-        features_schema(columns, pl.Float32).validate(table, lazy=True)
-    except SchemaErrors as exc:
+    # on the stored Float32 values: an overflow to inf is caught too
+    if problems := schema_problems(table, columns, pl.Float32):
         bad = non_finite_columns(table, columns)
-        if not bad:  # not a non-finite value: a type or column problem
-            raise FeatureQualityError(
-                f"feature table failed its schema: {first_line(str(exc))}"
-            ) from None
         rows = ~pl.all_horizontal(pl.col(list(bad)).is_finite().fill_null(False))
-        symbols = sorted(table.filter(rows)["symbol"].unique().to_list())
+        symbols = sorted(table.filter(rows)["symbol"].unique().to_list()) if bad else []
+        where = f" (symbols {', '.join(symbols[:10])}{' ...' if len(symbols) > 10 else ''})"
         raise FeatureQualityError(
-            f"feature table failed its schema: non-finite values in {bad} "
-            f"(symbols {', '.join(symbols[:10])}{' ...' if len(symbols) > 10 else ''})"
-        ) from None
+            f"feature table failed its schema: {'; '.join(problems)}{where if symbols else ''}"
+        )
     return table
 
 

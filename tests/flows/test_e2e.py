@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -11,48 +10,49 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from benchmarks.servers import prefect_server
 from core.storage import Store
-from tests.factories import ROOT, SAMPLE, SECRET, free_port, frozen_model_store
+from tests.factories import ROOT, SAMPLE, SECRET, frozen_model_store
 
 pytestmark = pytest.mark.e2e
 PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[dict[str, str]]:
+def server() -> Iterator[dict[str, str]]:
     """`prefect server start` on 127.0.0.1 (free port, fresh home); yields the env to talk to it."""
-    import urllib.request
-
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    env = os.environ | {
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PYTHONPATH": str(ROOT),
-    }
-    env.pop("PREFECT_LOCAL_STORAGE_PATH", None)
-    proc = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError("prefect server did not start")
+    with prefect_server() as env:
+        env = env | {"PYTHONPATH": str(ROOT)}
+        env.pop("PREFECT_LOCAL_STORAGE_PATH", None)
         yield env
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+
+
+IMAGE = "registry.example/sma:e2e"
+
+
+def without_image_steps(path: Path) -> dict:
+    """prefect.yaml with the -ecs deployments' build and push steps (Docker) checked, then
+    left out; their image is IMAGE, as the build step's output would be."""
+    config = yaml.safe_load(path.read_text())
+    ecs = [d for d in config["deployments"] if d["name"].endswith("-ecs")]
+    assert ecs
+    for deployment in ecs:
+        (build,) = deployment["build"]
+        (push,) = deployment["push"]
+        step = build["prefect_docker.deployments.steps.build_docker_image"]
+        assert step["id"] == "build-image" and step["image_name"] == "{{ $SMA_IMAGE }}"
+        assert step["dockerfile"] == "Dockerfile" and step["pull"] is False
+        assert push["prefect_docker.deployments.steps.push_docker_image"]["tag"] == (
+            "{{ build-image.tag }}"
+        )
+        assert deployment["work_pool"]["job_variables"]["image"] == "{{ build-image.image }}"
+        deployment["build"] = deployment["push"] = None
+        deployment["work_pool"] = deployment["work_pool"] | {
+            "job_variables": deployment["work_pool"]["job_variables"] | {"image": IMAGE}
+        }
+    return config
 
 
 def run(
@@ -105,7 +105,13 @@ def test_deployments_run_on_a_real_server_with_s3_and_slack(
     assert "s3-bucket/sma-results" in setup.stdout and "automation" in setup.stdout
     assert SECRET not in setup.stdout + setup.stderr and "testing" not in setup.stdout
 
-    deploy = run([PREFECT, "--no-prompt", "deploy", "--all"], env)
+    # The -ecs deployments build and push the image (prefect-docker) first; without Docker
+    # here, they are registered from a copy of prefect.yaml without those steps.
+    prefect_file = tmp_path / "prefect.yaml"
+    prefect_file.write_text(yaml.safe_dump(without_image_steps(ROOT / "prefect.yaml")))
+    deploy = run(
+        [PREFECT, "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)], env
+    )
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
 
     check = run(
@@ -120,7 +126,8 @@ with get_client(sync_client=True) as c:
     for name in ["collect/collect", "features/features", "train/train", "tune/tune", "predict/predict",
                  "pipeline/pipeline", "collect/collect-ecs"]:
         d = c.read_deployment_by_name(name)
-        out[name] = {"pool": d.work_pool_name,
+        out[name] = {"pool": d.work_pool_name, "image": d.job_variables.get("image"),
+                     "pull": d.pull_steps,
                      "schedules": [{"cron": s.schedule.cron, "tz": s.schedule.timezone,
                                     "day_or": s.schedule.day_or} for s in d.schedules]}
     out["automations"] = [a.name for a in c.read_automations()]
@@ -144,6 +151,10 @@ print(json.dumps(out))
     assert (
         got["pipeline/pipeline"]["schedules"] == [] and got["collect/collect-ecs"]["pool"] == "ecs"
     )
+    assert got["collect/collect-ecs"]["image"] == IMAGE  # the build step's output
+    assert got["collect/collect-ecs"]["pull"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}
+    ]  # the image's code
     assert "sma-flow-run-failed" in got["automations"]
     assert any(
         name.startswith("features") for name in got["automations"]

@@ -238,3 +238,19 @@ def test_predict_refuses_features_the_model_was_not_trained_on(store_dir, capsys
         f"warning: the features end on {ko['date'].max()} but the stored prices go to {later['date'].item()}"
         in out
     )
+
+
+def test_train_reads_only_its_lookback_window(featured):
+    """Rows older than the lookback (prices: a year more, the price models' warm-up) are
+    filtered inside the scans, and the newest window is whole."""
+    from core.modeling.training import PRICE_WARMUP_DAYS, training_inputs
+
+    store = Store(str(featured))
+    table, prices, manifest = training_inputs(store)
+    recent, recent_prices, again = training_inputs(store, 400)
+    since = table["date"].max() - dt.timedelta(days=400)  # type: ignore[operator]
+    assert again == manifest and 0 < recent.height < table.height
+    assert recent.equals(table.filter(pl.col("date") >= since))
+    warm = since - dt.timedelta(days=PRICE_WARMUP_DAYS)
+    assert recent_prices.equals(prices.filter(pl.col("date") >= warm))
+    assert recent_prices.height < prices.height

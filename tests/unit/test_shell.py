@@ -14,7 +14,19 @@ from flows.shell import Arg, Command, csv_list
 from tests.factories import ROOT
 
 FLOWS = sorted(p.stem for p in (ROOT / "flows").glob("*.py") if p.stem not in ("__init__", "shell"))
-HEAVY = ("prefect", "catboost", "lightgbm", "wandb", "optuna", "matplotlib", "pandera", "pandas")
+# --help answers in well under a second: not even numpy or Polars is imported for it
+HEAVY = (
+    "prefect",
+    "catboost",
+    "lightgbm",
+    "wandb",
+    "optuna",
+    "matplotlib",
+    "pandera",
+    "pandas",
+    "numpy",
+    "polars",
+)
 
 
 def run_module(

@@ -4,24 +4,54 @@ a ``ModelSpec`` plus one entry here; its library is imported only when it fits o
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.modeling.models import baselines, catboost_model, garch, har, lightgbm_model
-from core.modeling.models.base import ModelSpec, QuantileRegressor, read_params
-from core.modeling.models.scaled import LOG_SCALE, VolatilityScaled
+if TYPE_CHECKING:
+    from core.modeling.models.base import ModelSpec, QuantileRegressor
 
-MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        catboost_model.SPEC,
-        lightgbm_model.SPEC,
-        baselines.HISTORICAL,
-        baselines.EWMA,
-        garch.SPEC,
-        har.SPEC,
-    )
-}
+
+class _Registry(MutableMapping[str, "ModelSpec"]):
+    """name -> ``ModelSpec``. An entry is "module:attribute" under this package until it is
+    looked up, so listing the names (``--model`` choices, ``--help``) imports no model code."""
+
+    def __init__(self, entries: dict[str, str]):
+        self._entries: dict[str, ModelSpec | str] = dict(entries)
+
+    def __getitem__(self, name: str) -> ModelSpec:
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, attribute = entry.split(":")
+            entry = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+            assert entry.name == name, f"registry entry {name!r} holds the spec of {entry.name!r}"
+            self._entries[name] = entry
+        return entry
+
+    def __setitem__(self, name: str, spec: ModelSpec) -> None:
+        self._entries[name] = spec
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+MODELS: MutableMapping[str, ModelSpec] = _Registry(
+    {
+        "catboost": "catboost_model:SPEC",
+        "lightgbm": "lightgbm_model:SPEC",
+        "historical": "baselines:HISTORICAL",
+        "ewma": "baselines:EWMA",
+        "garch": "garch:SPEC",
+        "har": "har:SPEC",
+    }
+)
 
 
 def tunable() -> list[str]:
@@ -39,6 +69,8 @@ def make_model(
 ) -> QuantileRegressor:
     """A regressor by name; ``scaled`` wraps it in volatility-scaled targets
     (``core.modeling.models.scaled``, needs the ``risk`` feature group)."""
+    from core.modeling.models.scaled import LOG_SCALE, VolatilityScaled
+
     spec = MODELS[name]
     if not scaled:
         return spec.build(list(quantiles), list(features), horizon, params or {})
@@ -53,6 +85,9 @@ def make_model(
 
 def load_model(folder: Path) -> QuantileRegressor:
     """A saved model, by the name in its params.json (volatility-scaled when it has a scale)."""
+    from core.modeling.models.base import read_params
+    from core.modeling.models.scaled import VolatilityScaled
+
     model = MODELS[read_params(folder)["model"]].load(folder)
     scale = VolatilityScaled.read_scale(folder)
     return model if scale is None else VolatilityScaled(model, scale)
