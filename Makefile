@@ -57,6 +57,7 @@ bench: setup
 	$(RUN) python -m benchmarks.model_quality
 	$(RUN) python -m benchmarks.tuning
 	$(RUN) python -m benchmarks.stooq_quality
+	$(RUN) python -m benchmarks.cold_start
 
 clean:
 	rm -rf .venv $(DEMO_STORE) .pytest_cache .ruff_cache

@@ -69,7 +69,7 @@ from core.storage import Store
 from core.tracking import Tracker, flatten
 from flows.shell import with_params
 from tasks.backtest import publish_summary, refit_task
-from tasks.caching import cached_or_rerun, s3_result_storage
+from tasks.caching import cached_or_rerun, with_result_storage
 from tasks.hooks import ALERT_HOOKS
 from tasks.runners import SettingsTaskRunner, finished
 from tasks.train import load_training_data
@@ -120,8 +120,7 @@ def backtest(
         backtest_id, cfg.name, len(windows), windows_cfg.refit_every, windows[0].refit, windows[-1].until,
     )  # fmt: skip
     opened = Store.open(settings.store_ref)
-    storage = s3_result_storage(settings.store)
-    task = refit_task.with_options(result_storage=storage) if storage else refit_task
+    task = with_result_storage(refit_task, settings.store)
     docs: list[dict[str, Any]] = []
     reused = 0
     for wave in range(0, len(windows), windows_cfg.concurrency):

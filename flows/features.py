@@ -39,7 +39,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from core.features.table import config_dict, digest, short_histories
-from tasks.caching import cached_or_rerun, s3_result_storage
+from tasks.caching import cached_or_rerun, with_result_storage
 from tasks.features import (
     build_part_task,
     current_manifest_task,
@@ -96,8 +96,7 @@ def features(
         (ref, cfg, {s: fingerprint[s] for s in batch}, version, i)
         for i, batch in enumerate(batches)
     ]
-    storage = s3_result_storage(ref.url)  # so any worker, and the next run, reads the results
-    task = build_part_task.with_options(result_storage=storage) if storage else build_part_task
+    task = with_result_storage(build_part_task, ref.url)
     built: dict[int, list[dict[str, Any]]] = {}
     for i, future, _ in finished(task, inputs):
         built[i], _ = cached_or_rerun(

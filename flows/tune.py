@@ -39,11 +39,12 @@ if __name__ == "__main__":
 import time
 from typing import Any
 
+import optuna
 from prefect import flow, get_run_logger
 
 from core.config import ConfigError
 from core.features.table import data_fingerprint, model_inputs
-from core.modeling.models import tunable
+from core.modeling.models import MODELS, tunable
 from core.modeling.splits import make_splits
 from core.modeling.tuning import open_study, time_folds
 from tasks.hooks import ALERT_HOOKS
@@ -70,7 +71,8 @@ def tune(
         concurrency=concurrency,
     )
     cfg, tuning = settings.model, settings.tuning
-    if cfg.name not in tunable():
+    space = MODELS[cfg.name].search_space
+    if space is None:
         raise ConfigError(
             f"model {cfg.name!r} has no parameters to tune (tunable: {', '.join(tunable())})"
         )
@@ -100,8 +102,13 @@ def tune(
             logger.info("timeout: stopping after %d trials", added)
             break
         wave = [study_obj.ask() for _ in range(min(tuning.concurrency, tuning.trials - added))]
+        for trial in wave:  # drawn here: a trial pickled to a Dask worker would draw from a
+            space(trial)  # copy of the sampler, and every trial would get the same values
         calls = [(t, cfg, tuning_rows, features, horizon, folds) for t in wave]
-        for i, future, _ in finished(trial_task, calls):
+        for i, future, final in finished(trial_task, calls):
+            if final.is_crashed():  # its worker died on every attempt
+                study_obj.tell(wave[i], state=optuna.trial.TrialState.FAIL)
+                continue
             state, value = future.result()
             study_obj.tell(wave[i], value, state=state)
         added += len(wave)

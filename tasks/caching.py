@@ -26,6 +26,12 @@ def s3_result_storage(store_url: str) -> str | None:
     return f"s3-bucket/{RESULTS_BLOCK}"
 
 
+def with_result_storage(task: Task[..., Any], store_url: str) -> Task[..., Any]:
+    """``task`` persisting its results where every worker reads them (``s3_result_storage``)."""
+    storage = s3_result_storage(store_url)
+    return task.with_options(result_storage=storage) if storage else task
+
+
 def cached_or_rerun(
     task: Task[..., Any], future: PrefectFuture[Any], *args: Any, usable: Callable[[Any], bool]
 ) -> tuple[Any, bool]:

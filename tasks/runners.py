@@ -18,6 +18,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.tasks import Task
 
 from core.config import DaskSettings, load_settings
+from core.errors import first_line
 
 
 def dask_runner(cfg: DaskSettings) -> TaskRunner:
@@ -94,43 +95,53 @@ def finished(
     task: Task[..., Any], calls: Sequence[tuple[Any, ...]], resubmits: int | None = None
 ) -> Iterator[tuple[int, PrefectFuture[Any], State[Any]]]:
     """Submit ``task(*call)`` for every call; yield (index of the call, its future, its final
-    state) as each finishes. A run whose worker died (crashed, or left unfinished) is marked
-    Crashed and submitted again as a new run, up to ``resubmits`` times (default: the
-    settings' ``dask.resubmits``); after that it is yielded crashed."""
+    state) as each finishes. A run lost with its worker (crashed, left unfinished, or its
+    result lost with the worker even after it reported) is marked Crashed and submitted
+    again as a new run, up to ``resubmits`` times (default: ``dask.resubmits``; threads lose
+    a run only when the process dies, and then nothing resubmits); after that it is yielded
+    with its Crashed state."""
     if resubmits is None:
         resubmits = load_settings().dask.resubmits
     pending = {task.submit(*call): (i, 0) for i, call in enumerate(calls)}
     while pending:
         for future in as_completed(list(pending)):
             i, tries = pending.pop(future)
-            future.wait()
-            state = future.state
-            if not state.is_final() or state.is_crashed():
-                state = _mark_crashed(future, state)
-                if tries < resubmits:
-                    get_run_logger().warning(
-                        "task run %s crashed (%s): submitting it again (%d of %d)",
-                        future.task_run_id,
-                        state.message,
-                        tries + 1,
-                        resubmits,
-                    )
-                    pending[task.submit(*calls[i])] = (i, tries + 1)
-                    continue
-            yield i, future, state
+            why = _lost(future)
+            if why is None:
+                yield i, future, future.state
+                continue
+            crashed = _mark_crashed(future, why)
+            if tries < resubmits:
+                get_run_logger().warning(
+                    "task run %s crashed (%s): submitting it again (%d of %d)",
+                    future.task_run_id,
+                    crashed.message,
+                    tries + 1,
+                    resubmits,
+                )
+                pending[task.submit(*calls[i])] = (i, tries + 1)
+            else:
+                yield i, future, crashed
 
 
-def _mark_crashed(future: PrefectFuture[Any], state: State[Any]) -> State[Any]:
-    """The run's worker died: record it as Crashed in the API (it would stay Running), with
-    the error the runner saw."""
-    if state.is_crashed():
-        return state
+def _lost(future: PrefectFuture[Any]) -> str | None:
+    """Why a finished future's run was lost with its worker, or None when it has a result
+    (its task may still have failed: that is its own final state)."""
     try:
-        future.result(timeout=1, raise_on_failure=True)
-        error = "its worker stopped before reporting a final state"
-    except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    crashed = Crashed(message=f"worker lost: {error}")
+        future.result(timeout=1, raise_on_failure=False)
+    except Exception as exc:  # the runner has no state for it: a Dask worker died
+        return f"{type(exc).__name__}: {first_line(str(exc))}"
+    state = future.state
+    if state.is_crashed():
+        return state.message or "crashed"
+    if not state.is_final():
+        return "its worker stopped before reporting a final state"
+    return None
+
+
+def _mark_crashed(future: PrefectFuture[Any], why: str) -> State[Any]:
+    """Record the lost run as Crashed in the API (it would stay Running there)."""
+    crashed = Crashed(message=f"worker lost: {why}")
     with get_client(sync_client=True) as client:
         try:
             client.set_task_run_state(future.task_run_id, crashed, force=True)

@@ -14,10 +14,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from core.config import BacktestSettings, ModelSettings, StoreRef, TrackingSettings
-from core.features.table import data_fingerprint
+from core.features.table import data_fingerprint, training_inputs
 from core.modeling.prediction import predict_run
 from core.modeling.scorecard import model_card
-from core.modeling.training import TrainResult, train_and_evaluate, training_inputs
+from core.modeling.training import TrainResult, train_and_evaluate
 from core.runs import fits, run_folder, write_run
 from core.storage import Store
 from core.tracking import Tracker, flatten

@@ -173,13 +173,12 @@ def build_chunk(
     )
     # on the stored Float32 values: an overflow to inf is caught too
     if problems := schema_problems(table, columns, pl.Float32):
-        bad = non_finite_columns(table, columns)
-        rows = ~pl.all_horizontal(pl.col(list(bad)).is_finite().fill_null(False))
-        symbols = sorted(table.filter(rows)["symbol"].unique().to_list()) if bad else []
-        where = f" (symbols {', '.join(symbols[:10])}{' ...' if len(symbols) > 10 else ''})"
-        raise FeatureQualityError(
-            f"feature table failed its schema: {'; '.join(problems)}{where if symbols else ''}"
-        )
+        bad, where = non_finite_columns(table, columns), ""
+        if bad and problems[-1].startswith("non-finite"):  # name the symbols too
+            rows = ~pl.all_horizontal(pl.col(bad).is_finite().fill_null(False))
+            symbols = sorted(table.filter(rows)["symbol"].unique().to_list())
+            where = f" (symbols {', '.join(symbols[:10])}{' ...' if len(symbols) > 10 else ''})"
+        raise FeatureQualityError(f"feature table failed its schema: {'; '.join(problems)}{where}")
     return table
 
 
@@ -289,6 +288,32 @@ def damaged_files(store: Store, doc: dict[str, Any]) -> dict[str, str]:
         elif store.sha256(key) != digest:
             found[key] = "does not match the sha256 in the feature manifest"
     return found
+
+
+def built_to(doc: dict[str, Any]) -> str:
+    """The newest date of any symbol's prices a feature build read (ISO)."""
+    return max(last for last, _ in doc["input_fingerprint"].values())
+
+
+PRICE_WARMUP_DAYS = 365  # the price models' recursions (EWMA, GARCH) start this far earlier
+
+
+def training_inputs(
+    store: Store, lookback_days: int | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+    """The feature table, the price panel and the features manifest (one build). With
+    ``lookback_days``, only the rows a lookback window can use, filtered inside the scans so
+    a long history never sits in memory whole (a backtest needs every row): the window is cut
+    again by the splits from the last *labelled* date, up to h trading days before the newest,
+    so ``2 h + 10`` calendar days more are read; prices ``PRICE_WARMUP_DAYS`` more again."""
+    manifest = current_manifest(store)
+    table, since = load_features(store, manifest), None
+    if lookback_days is not None:
+        margin = 2 * manifest["horizon"] + 10
+        since = dt.date.fromisoformat(built_to(manifest)) - dt.timedelta(lookback_days + margin)
+        table = table.filter(pl.col("date") >= since)
+    prices = price_panel(store, since and since - dt.timedelta(days=PRICE_WARMUP_DAYS))
+    return table.collect(), prices, manifest
 
 
 def load_features(store: Store, doc: dict[str, Any] | None = None) -> pl.LazyFrame:

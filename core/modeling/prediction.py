@@ -15,6 +15,7 @@ import polars as pl
 from core import layout
 from core.errors import InputError
 from core.features.table import (
+    built_to,
     current_manifest,
     input_fingerprint,
     load_features,
@@ -70,16 +71,16 @@ def check_inputs(
         raise FeatureMismatchError(f"run {run['run_id']} cannot use the feature table {features['version']}: "
                                    + "; ".join(problems) + f": {REBUILD}")  # fmt: skip
     warnings = []
-    built_to = max(last for last, _ in features["input_fingerprint"].values())
+    newest = built_to(features)
     tested_to = run.get("test_end")
-    if tested_to and built_to < tested_to:
+    if tested_to and newest < tested_to:
         warnings.append(
-            f"the features end on {built_to}, before the end of run {run['run_id']}'s test period "
+            f"the features end on {newest}, before the end of run {run['run_id']}'s test period "
             f"({tested_to}): these forecasts are for dates the model has seen"
         )
-    if newest_prices and built_to < newest_prices:
+    if newest_prices and newest < newest_prices:
         warnings.append(
-            f"the features end on {built_to} but the stored prices go to {newest_prices}: "
+            f"the features end on {newest} but the stored prices go to {newest_prices}: "
             "run python -m flows.features for today's forecasts"
         )
     return warnings

@@ -8,7 +8,6 @@ the same parameters the way a backtest refit at the newest date is
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,6 @@ import numpy as np
 import polars as pl
 
 from core.config import BacktestSettings, ModelSettings
-from core.features.table import current_manifest, load_features, price_panel
 from core.modeling.conformal import CQR, ACIState
 from core.modeling.metrics import crossing_rate
 from core.modeling.models.base import QuantileRegressor
@@ -38,7 +36,6 @@ from core.modeling.walkforward import (
     trading_dates,
 )
 from core.monitoring.drift import drift_reference
-from core.storage import Store
 
 
 @dataclass
@@ -53,26 +50,6 @@ class TrainResult:
     deployed: Fitted | None = None  # the fit predict uses (None: the held-out one)
     window: Window | None = None
     drift: dict[str, Any] | None = None  # the features over the used fit's training rows
-
-
-PRICE_WARMUP_DAYS = 365  # the price models' recursions (EWMA, GARCH) start this far earlier
-
-
-def training_inputs(
-    store: Store, lookback_days: int | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
-    """The feature table, the price panel and the features manifest (one build). With
-    ``lookback_days``, only the newest lookback window of features, and of prices
-    ``PRICE_WARMUP_DAYS`` more, filtered inside the scans: a long history never sits in
-    memory whole (train and tune use no older row; a backtest needs them all)."""
-    manifest = current_manifest(store)
-    table, since = load_features(store, manifest), None
-    if lookback_days is not None:
-        newest = max(dt.date.fromisoformat(d) for d, _ in manifest["input_fingerprint"].values())
-        since = newest - dt.timedelta(days=lookback_days)
-        table = table.filter(pl.col("date") >= since)
-    prices = price_panel(store, since and since - dt.timedelta(days=PRICE_WARMUP_DAYS))
-    return table.collect(), prices, manifest
 
 
 def train_and_evaluate(

@@ -6,6 +6,7 @@ mid-run still ends with every symbol collected."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,3 +100,29 @@ def test_a_worker_killed_mid_run_still_ends_with_every_symbol_collected(
     assert "crashed (worker lost: KilledWorker" in out and "submitting it again" in out
     assert stored(store, layout.PRICES.prefix).equals(stored(collected, layout.PRICES.prefix))
     assert not [p for p in store.rglob(".tmp-*")]  # nothing half-written
+
+
+def test_tuning_trials_on_dask_each_draw_their_own_parameters(prefect_server, featured, tmp_path):
+    """A trial pickled to a worker carries a copy of the sampler: the flow draws every trial's
+    parameters before submitting it, so the trials of a wave differ (as on threads)."""
+    import optuna
+
+    store = tmp_path / "store"
+    shutil.copytree(featured, store)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    finish(
+        flow(
+            "tune",
+            store,
+            prefect_server,
+            model__name="lightgbm",
+            model__params='{"num_boost_round": 40}',
+            tuning__trials="4",
+            tuning__concurrency="2",
+            optuna_storage=storage,
+        )
+    )
+    trials = optuna.load_study(study_name="lightgbm", storage=storage).trials
+    assert len(trials) == 4 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    params = {tuple(sorted(t.params.items())) for t in trials}
+    assert len(params) == 4  # four draws, not one repeated

@@ -241,16 +241,29 @@ def test_predict_refuses_features_the_model_was_not_trained_on(store_dir, capsys
 
 
 def test_train_reads_only_its_lookback_window(featured):
-    """Rows older than the lookback (prices: a year more, the price models' warm-up) are
-    filtered inside the scans, and the newest window is whole."""
-    from core.modeling.training import PRICE_WARMUP_DAYS, training_inputs
+    """Rows older than the lookback (and a margin of 2h + 10 days: the splits cut from the
+    last labelled date) are filtered inside the scans, prices a year more (the price models'
+    warm-up); the splits and the deployed window come out the same as from every row."""
+    from core.config import BacktestSettings, ModelSettings
+    from core.features.table import PRICE_WARMUP_DAYS, training_inputs
+    from core.modeling.splits import make_splits
+    from core.modeling.walkforward import deployment_window, trading_dates
 
     store = Store(str(featured))
     table, prices, manifest = training_inputs(store)
     recent, recent_prices, again = training_inputs(store, 400)
-    since = table["date"].max() - dt.timedelta(days=400)  # type: ignore[operator]
+    horizon = manifest["horizon"]
+    since = table["date"].max() - dt.timedelta(days=400 + 2 * horizon + 10)  # type: ignore[operator]
     assert again == manifest and 0 < recent.height < table.height
     assert recent.equals(table.filter(pl.col("date") >= since))
     warm = since - dt.timedelta(days=PRICE_WARMUP_DAYS)
     assert recent_prices.equals(prices.filter(pl.col("date") >= warm))
     assert recent_prices.height < prices.height
+    cfg = ModelSettings(lookback_days=400)
+
+    def windows(t: pl.DataFrame) -> tuple[object, object]:
+        labelled = t.filter(pl.col("y").is_not_null())["date"]
+        splits = make_splits(labelled, horizon, cfg.lookback_days, cfg.split_fractions)
+        return splits, deployment_window(trading_dates(t), horizon, cfg, BacktestSettings())
+
+    assert windows(recent) == windows(table)

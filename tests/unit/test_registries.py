@@ -70,3 +70,18 @@ def test_readme_names_every_registered_model_collector_and_feature_group():
     for name in [*MODELS, *COLLECTORS, *GROUPS]:
         assert f"`{name}`" in text, name
     assert "--groups" in (features.__doc__ or "")  # the flow documents its flags
+
+
+def test_listing_and_asking_for_a_model_name_imports_no_model_code():
+    """``--model`` choices and ``name in MODELS`` read the registry's names only."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from core.modeling.models import MODELS; "
+        "assert 'catboost' in MODELS and 'nope' not in MODELS and list(MODELS)[0] == 'catboost'; "
+        "assert not [m for m in sys.modules if m.startswith('core.modeling.models.')], sys.modules; "
+        "assert 'numpy' not in sys.modules and 'polars' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -35,6 +35,9 @@ class _Registry(MutableMapping[str, "ModelSpec"]):
     def __delitem__(self, name: str) -> None:
         del self._entries[name]
 
+    def __contains__(self, name: object) -> bool:  # without importing the model
+        return name in self._entries
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
