@@ -48,7 +48,7 @@ def dask_runner(cfg: DaskSettings) -> TaskRunner:
 def thread_pool_size() -> int:
     """Prefect's ``PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS`` when set, else Python's own
     thread-pool default, min(32, cores + 4). Prefect's default is unbounded: every batch at
-    once, and a 5,000-symbol collection then held 4.3 GB instead of 0.55 GB (and ran slower)."""
+    once: a 5,000-symbol collection held 4.3 GB, against 0.6 GB on 6 threads in the same time."""
     from prefect.settings import get_current_settings
 
     configured = get_current_settings().tasks.runner.thread_pool_max_workers
