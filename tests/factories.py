@@ -6,12 +6,12 @@ Tests import from here (and from the project), never from another test file.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from benchmarks.servers import free_port as free_port  # re-exported for the tests
 from core.data.prices import PRICE_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,12 +28,6 @@ SAMPLE_COLLECT = {
     "start": dt.date(2013, 1, 1),
     "end": dt.date(2018, 2, 7),
 }  # the path of a fake Slack webhook: must never leak
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bars(rows: list[tuple], symbol: str = "T") -> pl.DataFrame:
