@@ -20,7 +20,6 @@ survivorship bias makes these results optimistic.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -43,8 +42,13 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
 
 
 def newest_backtest(store: Path, model: str) -> dict[str, Any]:
-    docs = [json.loads(p.read_text()) for p in sorted(store.glob("backtests/*/metrics.json"))]
-    return [d for d in docs if d["model"] == model][-1]
+    """The metrics of the newest backtest of ``model``, read through its manifest."""
+    from core.backtests import backtest_ids, read_backtest
+    from core.storage import Store
+
+    opened = Store(str(store))
+    manifests = [read_backtest(opened, bid) for bid in backtest_ids(opened)]
+    return [m for m in manifests if m.model == model][-1].metrics(opened)
 
 
 def foresight(store: Path, metrics: dict[str, Any], horizon: int) -> dict[str, float]:
@@ -61,9 +65,12 @@ def foresight(store: Path, metrics: dict[str, Any], horizon: int) -> dict[str, f
     start = metrics["forecasts"][0]
     rows = realized_scale(str(store), horizon)
     before = rows.filter(pl.col("date").cast(pl.String) < start)
-    preds = pl.read_parquet(
-        next(store.glob(f"backtests/{metrics['backtest_id']}/predictions.parquet"))
-    ).filter(pl.col("y").is_not_null())
+    from core.backtests import read_backtest
+    from core.storage import Store
+
+    opened = Store(str(store))
+    manifest = read_backtest(opened, metrics["backtest_id"])
+    preds = manifest.predictions(opened).filter(pl.col("y").is_not_null())
     test = preds.select("symbol", "date", *[f"ewma_q_{v}" for v in q]).join(
         rows, on=["symbol", "date"], how="inner"
     )
@@ -107,7 +114,7 @@ def online_sweep(store: Path, metrics: dict[str, Any]) -> str:
     import polars as pl
 
     from core import layout
-    from core.backtests import read_refit
+    from core.backtests import RefitRecord, read_backtest, read_refit
     from core.config import ModelSettings
     from core.modeling.scorecard import pinball_expr, qcols
     from core.modeling.walkforward import calibrate_in_order
@@ -115,15 +122,13 @@ def online_sweep(store: Path, metrics: dict[str, Any]) -> str:
 
     opened = Store(str(store))
     bid = metrics["backtest_id"]
-    fit_key = opened.read_json(layout.BACKTEST_MANIFEST(backtest_id=bid))["fit_key"]
-    docs = [
-        opened.read_json(layout.BACKTEST_REFIT_CALIBRATION(fit_key=fit_key, **w))
+    manifest = read_backtest(opened, bid)
+    records = [
+        RefitRecord.read(opened, layout.BACKTEST_REFIT_CALIBRATION(fit_key=manifest.fit_key, **w))
         for w in ({"refit": r["refit"], "until": r["until"]} for r in metrics["refits"])
     ]
-    blocks = [read_refit(opened, d) for d in docs]
-    terciles = pl.read_parquet(store / layout.BACKTEST_PREDICTIONS(backtest_id=bid)).select(
-        "symbol", "date", "vol_tercile"
-    )
+    blocks = [read_refit(opened, r) for r in records]
+    terciles = manifest.predictions(opened).select("symbol", "date", "vol_tercile")
     q = metrics["quantiles"]
     cols = qcols(q)
     outer = [f"{cols[0]}_online", *cols[1:-1], f"{cols[-1]}_online"]
@@ -237,7 +242,7 @@ def main() -> None:
         env = os.environ | {
             "SMA_STORE": str(store),
             "SMA_TICKERS": str(tickers),
-            "SMA_WANDB_MODE": "disabled",
+            "SMA_TRACKING__WANDB_MODE": "disabled",
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         }
         if not (store / "features" / "manifest.json").exists():
@@ -256,7 +261,12 @@ def main() -> None:
                 print(f"{flow}: {seconds:.0f} s", flush=True)
                 if code:
                     raise SystemExit(f"{flow} failed ({code})")
-        horizon = json.loads((store / "features" / "manifest.json").read_text())["horizon"]
+        from core.features.table import read_manifest
+        from core.storage import Store
+
+        built = read_manifest(Store(str(store)))
+        assert built is not None  # built above
+        horizon = built.horizon
         for model in ns.models.split(","):
             args = ["-m", "flows.backtest", "--model", model, "--start", ns.start, "--end", ns.end]
             seconds, rss, code = run(args, env | {"PREFECT_TASKS_REFRESH_CACHE": "true"})

@@ -56,8 +56,8 @@ def prepare(folder: Path, copies: int) -> int:
 
 
 def child(store_dir: str, groups: str, mode: str) -> None:
-    from core.config import load_settings
     from core.features.table import input_fingerprint, price_keys, write_market, write_parts
+    from core.settings import load_settings
     from core.storage import Store
 
     store = Store(store_dir)
@@ -66,7 +66,7 @@ def child(store_dir: str, groups: str, mode: str) -> None:
     fingerprint = input_fingerprint(store, price_keys(store))
     write_market(store, list(fingerprint), cfg, "bench")  # what the flow writes before batches
     parts = write_parts(store, fingerprint, cfg, "bench", 0)
-    rows = sum(p["rows"] for p in parts)
+    rows = sum(p.rows for p in parts)
     seconds = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps({"seconds": seconds, "rss_mb": rss, "rows_out": rows}))

@@ -63,7 +63,7 @@ SAMPLE_ENV = {
     "SMA_TICKERS": "data/sample/tickers.csv",
     "SMA_START": "2013-01-01",
     "SMA_END": "2018-02-07",
-    "SMA_WANDB_MODE": "disabled",
+    "SMA_TRACKING__WANDB_MODE": "disabled",
 }
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -457,7 +457,7 @@ def collect_runs(api: str, endpoint: str) -> dict[str, Any]:
     figures["worker_symbols"] = symbols("worker")
 
     # Four batches of 10 symbols, run by the Dask worker (the settings in its environment).
-    dask_env = env | {"SMA_STORE": f"s3://{bucket}/dask", "SMA_BATCH_SIZE": "10"}
+    dask_env = env | {"SMA_STORE": f"s3://{bucket}/dask", "SMA_COLLECT__SYMBOLS_PER_TASK": "10"}
     with dask_cluster(dask_env) as (address, worker):
         runner = {"SMA_TASK_RUNNER": "dask", "SMA_DASK__ADDRESS": address}
         started = time.perf_counter()

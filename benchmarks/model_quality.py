@@ -115,24 +115,23 @@ def cross_validate(store: str, models: list[str]) -> None:
     import polars as pl
 
     from core.config import ModelSettings
-    from core.features.table import load_features, model_inputs, read_manifest
-    from core.modeling.splits import make_splits, segment_expr
+    from core.features.table import FeatureBuild
+    from core.modeling.timeline import model_holdout, segment_expr
     from core.modeling.tuning import fold_score, time_folds
     from core.storage import Store
 
-    st = Store(store)
-    manifest = read_manifest(st)
-    assert manifest is not None
-    features = model_inputs(manifest)
-    table = load_features(st).filter(pl.col("y").is_not_null()).collect()
-    cfg, h = ModelSettings(), manifest["horizon"]
-    splits = make_splits(table["date"], h, cfg.lookback_days, cfg.split_fractions)
+    build = FeatureBuild.open(Store(store))
+    features = build.manifest.model_inputs
+    table = build.scan().filter(pl.col("y").is_not_null()).collect()
+    cfg, h = ModelSettings(), build.manifest.horizon
+    splits = model_holdout(table["date"], h, cfg)
     before = table.with_columns(segment_expr(splits)).filter(
         pl.col("segment").is_in(["train", "val"])
     )
+    cal_start = splits.cal[0]
     folds = time_folds(before["date"], 3, h)
     print(
-        f"\ncross-validation of scaled inner parameters ({', '.join(manifest['groups'])}; 3 folds before {splits.cal[0]}):"
+        f"\ncross-validation of scaled inner parameters ({', '.join(build.manifest.groups)}; 3 folds before {cal_start}):"
     )
     for model in models:
         for params in CV_CANDIDATES[model]:
@@ -154,7 +153,7 @@ def main() -> None:
     ns = parser.parse_args()
     if not YAHOO.is_dir():
         raise SystemExit(f"missing {YAHOO}")
-    os.environ.setdefault("SMA_WANDB_MODE", "disabled")
+    os.environ.setdefault("SMA_TRACKING__WANDB_MODE", "disabled")
     from flows.collect import collect
     from flows.features import features
     from flows.train import train

@@ -73,7 +73,7 @@ def main() -> None:
     env = os.environ | {
         "SMA_STORE": str(store),
         "SMA_TICKERS": str(store.parent / "tickers.csv"),
-        "SMA_WANDB_MODE": "disabled",
+        "SMA_TRACKING__WANDB_MODE": "disabled",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }
     if not list(store.glob("backtests/*/manifest.json")):

@@ -29,7 +29,7 @@ def main() -> None:
     plan = {k: int(v) for k, v in (item.split("=") for item in ns.trials.split(","))}
     if not YAHOO.is_dir():
         raise SystemExit(f"missing {YAHOO}")
-    os.environ.setdefault("SMA_WANDB_MODE", "disabled")
+    os.environ.setdefault("SMA_TRACKING__WANDB_MODE", "disabled")
     from flows.collect import collect
     from flows.features import features
     from flows.train import train

@@ -6,7 +6,7 @@ against a running `prefect server start`, on threads and then on Dask (2 local w
 
 Prints wall time and peak RSS per stage (the flow process, each Dask worker process, and
 the whole process tree, sampled every 0.2 s). Settings a user at this scale sets, and
-this benchmark uses: feature batches of 500 symbols (`SMA_FEATURES__BATCH_SIZE`), LightGBM
+this benchmark uses: feature batches of 500 symbols (`SMA_FEATURES__SYMBOLS_PER_TASK`), LightGBM
 on a 730-day lookback (`SMA_MODEL__NAME`, `SMA_MODEL__LOOKBACK_DAYS`; train reads only
 that window). Train maps no tasks: it runs once, on threads. Target: every stage
 finishes with peak RSS under 16 GB.
@@ -30,11 +30,11 @@ from benchmarks.servers import prefect_server
 ROOT = Path(__file__).resolve().parent.parent
 STAGE_SETTINGS = {
     "collect": {"SMA_SOURCE": "synthetic", "SMA_START": "2001-01-01", "SMA_END": "2020-12-31"},
-    "features": {"SMA_FEATURES__BATCH_SIZE": "500"},
+    "features": {"SMA_FEATURES__SYMBOLS_PER_TASK": "500"},
     "train": {
         "SMA_MODEL__NAME": "lightgbm",
         "SMA_MODEL__LOOKBACK_DAYS": "730",
-        "SMA_WANDB_MODE": "disabled",
+        "SMA_TRACKING__WANDB_MODE": "disabled",
     },
 }
 

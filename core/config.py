@@ -2,7 +2,14 @@
 
 Top-level fields are the run inputs that flows also take as parameters and CLI flags
 (``SMA_STORE``, ``SMA_TICKERS``, ...); nested sections hold the tuning knobs of one
-concern each (``SMA_QUALITY__BAD_TICK_FACTOR``, ...).
+concern each (``SMA_QUALITY__BAD_TICK_FACTOR``, ...). ``RENAMED`` lists the settings that
+changed name: their old environment variables, flags and flow parameters still work, with
+a warning naming the new one.
+
+This module is the ground floor (it imports only ``core.errors``). The settings that name a
+registry entry (``source``, ``features.groups``, ``model.name``) are checked against names
+handed in by the caller (``Registries``): ``core.settings.load_settings``, above the
+registries, is how the entry points load settings.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import json
 import logging
 import os
 from collections.abc import Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -49,8 +58,28 @@ Names = Annotated[list[str], NoDecode, BeforeValidator(csv_or_json)]
 Numbers = Annotated[list[float], NoDecode, BeforeValidator(csv_or_json)]
 
 
-def _known(kind: str, value: str, known: list[str]) -> str:
-    if value not in known:
+@dataclass(frozen=True)
+class Registries:
+    """The names of the registries' entries that settings are checked against: collectors
+    (``core.data.collectors.COLLECTORS``), feature groups (``core.features.registry.GROUPS``)
+    and models (``core.modeling.models.MODELS``). The registries sit above this module, which
+    never imports them: ``core.settings.registries()`` reads them when settings are loaded."""
+
+    sources: tuple[str, ...]
+    sources_needing_path: frozenset[str]
+    groups: tuple[str, ...]
+    models: tuple[str, ...]
+
+
+# the registries' names while ``read_settings`` validates (None: a section built in code,
+# such as ``ModelSettings()``, is not checked against them)
+_registries: ContextVar[Registries | None] = ContextVar("sma_registries", default=None)
+
+
+def _known(kind: str, value: str, entries: Literal["sources", "groups", "models"]) -> str:
+    registries = _registries.get()
+    known = getattr(registries, entries) if registries is not None else None
+    if known is not None and value not in known:
         raise ValueError(f"unknown {kind} {value!r}; known: {', '.join(known)}")
     return value
 
@@ -114,6 +143,9 @@ class CollectSettings(BaseModel):
     yfinance_threads: int = Field(
         default=8, ge=1, le=64, description="Threads yfinance uses inside one batch download."
     )
+    symbols_per_task: int = Field(
+        default=50, ge=1, le=1000, description="Symbols per collection task (one batch)."
+    )
 
 
 class SyntheticSettings(BaseModel):
@@ -165,8 +197,10 @@ class FeatureSettings(BaseModel):
         description="Rolling windows per symbol ('over'), over the sorted panel with warm-up rows masked "
         "('masked'), or per group the mode measured fastest ('auto').",
     )
-    batch_size: int | None = Field(
-        default=None, ge=1, description="Symbols per task; None builds the panel in one task."
+    symbols_per_task: int | None = Field(
+        default=None,
+        ge=1,
+        description="Symbols per feature task; None builds the panel in one task.",
     )
     chunk_rows: int = Field(
         default=150_000,
@@ -177,10 +211,8 @@ class FeatureSettings(BaseModel):
     @field_validator("groups")
     @classmethod
     def _known_groups(cls, value: list[str]) -> list[str]:
-        from core.features.registry import GROUPS
-
         for group in value:
-            _known("feature group", group, list(GROUPS))
+            _known("feature group", group, "groups")
         return list(dict.fromkeys(value))
 
 
@@ -244,9 +276,7 @@ class ModelSettings(BaseModel):
     @field_validator("name")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        from core.modeling.models import MODELS
-
-        return _known("model", value, list(MODELS))
+        return _known("model", value, "models")
 
     @field_validator("quantiles")
     @classmethod
@@ -265,17 +295,23 @@ class ModelSettings(BaseModel):
         return self.tracker_eta if self.online_method == "tracker" else self.aci_gamma
 
 
-class BacktestSettings(BaseModel):
-    """Walk-forward backtests (flows.backtest) and the windows of every refit, including the
-    fit that ``flows.train`` deploys: calibration, then validation, then training before it."""
+class RefitSettings(BaseModel):
+    """The windows of every refit (``core.modeling``): the backtest's and the fit that
+    ``flows.train`` deploys alike. Calibration, then validation, then training before it."""
 
-    refit_every: int = Field(default=21, ge=1, description="Trading days between refits.")
     calibration_days: int = Field(
         default=250, ge=20, description="Trading days of the calibration window before a refit."
     )
     validation_days: int = Field(
         default=125, ge=10, description="Trading days of the early-stopping window before that."
     )
+
+
+class BacktestSettings(BaseModel):
+    """Walk-forward backtests (flows.backtest): how often they refit, over which dates, how
+    many refits at once (each refit's windows: ``RefitSettings``)."""
+
+    refit_every: int = Field(default=21, ge=1, description="Trading days between refits.")
     min_history_days: int = Field(
         default=1095,
         ge=100,
@@ -319,7 +355,7 @@ class MonitorSettings(BaseModel):
         le=1,
         description="Alert when fewer symbols have a bar on the latest trading day.",
     )
-    quarantine_days: int = Field(
+    quarantine_window_days: int = Field(
         default=60, ge=1, description="Days of collect runs behind the quarantine-rate average."
     )
     calendar: str = Field(
@@ -343,7 +379,7 @@ class RetentionSettings(BaseModel):
 
     runs: int = Field(default=10, ge=1, description="Model runs kept.")
     reports: int = Field(default=30, ge=1, description="Dated reports kept.")
-    quarantine_days: int = Field(
+    quarantine_keep_days: int = Field(
         default=365, ge=1, description="Days of quarantine files and quality reports kept."
     )
     predictions_days: int = Field(
@@ -431,7 +467,6 @@ class Settings(BaseSettings):
     end: dt.date | None = Field(
         default=None, description="Last date fetched (inclusive); default today."
     )
-    batch_size: int = Field(default=50, ge=1, le=1000, description="Symbols per collection task.")
     full_refresh: bool = Field(default=False, description="Refetch every symbol from `start`.")
     task_runner: Literal["threads", "dask"] = Field(
         default="threads",
@@ -447,6 +482,7 @@ class Settings(BaseSettings):
     features: FeatureSettings = FeatureSettings()
     model: ModelSettings = ModelSettings()
     tuning: TuningSettings = TuningSettings()
+    refit: RefitSettings = RefitSettings()
     backtest: BacktestSettings = BacktestSettings()
     monitor: MonitorSettings = MonitorSettings()
     retention: RetentionSettings = RetentionSettings()
@@ -463,15 +499,6 @@ class Settings(BaseSettings):
         "default: a SQLite file beside a local store.",
     )
     tracking: TrackingSettings = TrackingSettings()
-    wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
-        default=None, description="Shortcut for tracking.wandb_mode (SMA_WANDB_MODE)."
-    )
-
-    @model_validator(mode="after")
-    def _wandb_shortcut(self) -> Settings:
-        if self.wandb_mode is not None:
-            self.tracking.wandb_mode = self.wandb_mode
-        return self
 
     @field_validator("store", "tickers")
     @classmethod
@@ -483,17 +510,15 @@ class Settings(BaseSettings):
     @field_validator("source")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        from core.data.collectors import COLLECTORS
-
-        return _known("source", value, list(COLLECTORS))
+        return _known("source", value, "sources")
 
     @model_validator(mode="after")
     def _check_run(self) -> Settings:
-        from core.data.collectors import COLLECTORS
-
+        registries = _registries.get()
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
-        if COLLECTORS[self.source].needs_source_path and not self.source_path:
+        needs_path = registries is not None and self.source in registries.sources_needing_path
+        if needs_path and not self.source_path:
             raise ValueError(
                 f"source {self.source!r} needs source_path (--source-path or SMA_SOURCE_PATH)"
             )
@@ -532,13 +557,38 @@ class ConfigError(InputError):
 
 # SMA_ variables read outside these settings (prefect.yaml's image build and ECS job variables).
 OTHER_VARIABLES = ("SMA_IMAGE", "SMA_IMAGE_BASE")
+
+# Settings that changed name: old dotted path -> new one. The single table of renames: the
+# old environment variable (``variable(old)``), the old flag and flow parameter of a flow
+# whose flag sets the new setting (the old path's last part: ``flows.shell``), and a setting
+# passed under its old path to ``read_settings`` all still work, with a warning naming the
+# new name (once per process); the new name wins when both are given. The unknown-variable
+# check knows the old variables, and the README's table of renamed settings is checked
+# against this one.
+RENAMED: dict[str, str] = {
+    "batch_size": "collect.symbols_per_task",
+    "features.batch_size": "features.symbols_per_task",
+    "monitor.quarantine_days": "monitor.quarantine_window_days",
+    "retention.quarantine_days": "retention.quarantine_keep_days",
+    "wandb_mode": "tracking.wandb_mode",
+    "backtest.calibration_days": "refit.calibration_days",
+    "backtest.validation_days": "refit.validation_days",
+}
+
 logger = logging.getLogger("stock_market_analytics.config")
 _warned: set[str] = set()
 
 
+def variable(path: str) -> str:
+    """The environment variable of a dotted setting path (``collect.symbols_per_task`` ->
+    ``SMA_COLLECT__SYMBOLS_PER_TASK``)."""
+    return "SMA_" + path.replace(".", "__").upper()
+
+
 def setting_variables() -> list[str]:
     """Every environment variable the settings read: ``SMA_<FIELD>`` and, for a section,
-    ``SMA_<SECTION>__<FIELD>`` (a section may also be given whole, as JSON)."""
+    ``SMA_<SECTION>__<FIELD>`` (a section may also be given whole, as JSON); old names
+    (``RENAMED``) not included."""
     names: list[str] = list(OTHER_VARIABLES)
     for name, field in Settings.model_fields.items():
         names.append(f"SMA_{name}".upper())
@@ -549,23 +599,41 @@ def setting_variables() -> list[str]:
 
 
 def unknown_variables(names: Iterable[str]) -> dict[str, str | None]:
-    """SMA_ variables no setting reads, each with the closest valid name (None: no close one)."""
+    """SMA_ variables no setting reads, each with the closest valid name (None: no close one).
+    An old name of ``RENAMED`` is known (read with a warning of its own)."""
     known = setting_variables()
+    old = {variable(path) for path in RENAMED}
     return {
         name: next(iter(difflib.get_close_matches(name.upper(), known, n=1)), None)
         for name in sorted(names)
-        if name.upper().startswith("SMA_") and name.upper() not in known
+        if name.upper().startswith("SMA_") and name.upper() not in {*known, *old}
     }
 
 
-def _warn_unknown_variables() -> None:
-    """Warn once per process about each SMA_ variable (environment or .env) that is ignored."""
-    names = set(os.environ)
+def warn_renamed(old: str, new: str, shadowed: bool = False) -> None:
+    """Warn once per process that ``old`` (a variable, flag or flow parameter) is now
+    ``new``; ``shadowed``: the new name is given too, and wins."""
+    if old not in _warned:
+        _warned.add(old)
+        note = " (the new name is given too, and wins)" if shadowed else ""
+        logger.warning("%s is renamed: use %s%s", old, new, note)
+
+
+def _variables() -> dict[str, str]:
+    """The SMA_ variables of the environment and the ``.env`` file (the environment wins),
+    upper-cased (settings read them case-insensitively)."""
+    values: dict[str, str] = {}
     env_file = Path(str(Settings.model_config.get("env_file") or ".env"))
     if env_file.is_file():
         from dotenv import dotenv_values
 
-        names |= set(dotenv_values(env_file))
+        values |= {k.upper(): v for k, v in dotenv_values(env_file).items() if v is not None}
+    values |= {k.upper(): v for k, v in os.environ.items()}
+    return {k: v for k, v in values.items() if k.startswith("SMA_")}
+
+
+def _warn_unknown_variables(names: Iterable[str]) -> None:
+    """Warn once per process about each SMA_ variable (environment or .env) that is ignored."""
     for name, closest in unknown_variables(names).items():
         if name not in _warned:
             _warned.add(name)
@@ -573,20 +641,94 @@ def _warn_unknown_variables() -> None:
             logger.warning("unknown setting %s is ignored%s", name, hint)
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings with overrides (CLI flags, flow parameters) on top; None means 'not given'.
-    SMA_ variables that no setting reads are named in a warning (a typo would else go unseen)."""
-    _warn_unknown_variables()
+def _get(tree: dict[str, Any], path: str) -> Any:
+    node: Any = tree
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _set(tree: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def _pop(tree: dict[str, Any], path: str) -> Any:
+    *parents, leaf = path.split(".")
+    parent = _get(tree, ".".join(parents)) if parents else tree
+    return parent.pop(leaf, None) if isinstance(parent, dict) else None
+
+
+def _with_new_names(given: dict[str, Any], variables: dict[str, str]) -> dict[str, Any]:
+    """The overrides with every old name of ``RENAMED`` read under its new one: an old path
+    in the overrides, then an old variable, unless the new name is given (an override, its
+    variable, or its section as a whole)."""
+    for old, new in RENAMED.items():
+        value = _pop(given, old)
+        if value is not None:
+            warn_renamed(f"setting {old}", new, shadowed=_get(given, new) is not None)
+            if _get(given, new) is None:
+                _set(given, new, value)
+    for old, new in RENAMED.items():
+        found = _from_environment(old, variables)
+        if found is None:
+            continue
+        name, value = found
+        section = new.rpartition(".")[0]
+        shadowed = (
+            _get(given, new) is not None
+            or variable(new) in variables
+            or (bool(section) and _from_environment(new, variables) is not None)
+        )
+        warn_renamed(name, variable(new), shadowed)
+        if not shadowed:
+            _set(given, new, value)
+    return given
+
+
+def _from_environment(old: str, variables: dict[str, str]) -> tuple[str, Any] | None:
+    """(where, value) of a setting given in the environment: its own variable, or its key
+    inside its section's variable given whole as JSON (``SMA_BACKTEST='{"calibration_days":
+    300}'``); None when it is not given."""
+    if variable(old) in variables:
+        return variable(old), variables[variable(old)]
+    section, _, leaf = old.rpartition(".")
+    if not section or variable(section) not in variables:
+        return None
+    try:
+        doc = json.loads(variables[variable(section)])
+    except json.JSONDecodeError:
+        return None  # the settings model names the bad JSON
+    if not isinstance(doc, dict) or leaf not in doc:
+        return None
+    return f"{variable(section)} key {leaf!r}", doc[leaf]
+
+
+def read_settings(registries: Registries, **overrides: Any) -> Settings:
+    """Build settings with overrides (CLI flags, flow parameters) on top; None means 'not
+    given'. Names of registry entries are checked against ``registries`` (entry points call
+    ``core.settings.load_settings``, which passes the registries' names). SMA_ variables that
+    no setting reads are named in a warning (a typo would else go unseen); old names
+    (``RENAMED``) are read under their new ones, with a warning."""
+    variables = _variables()
+    _warn_unknown_variables(variables)
     given: dict[str, Any] = {
         key: {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
         for key, value in overrides.items()
         if value is not None
     }
+    token = _registries.set(registries)
     try:
-        return Settings.model_validate(given)
+        return Settings.model_validate(_with_new_names(given, variables))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
             for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from None
+    finally:
+        _registries.reset(token)

@@ -1,6 +1,6 @@
 """What ``flows.prune`` removes: the store grows every day (quarantine files, quality reports,
 reports, predictions, model runs) and so does W&B's local folder. Newest first, it keeps
-``retention.runs`` runs, ``retention.reports`` dated reports, ``quarantine_days`` of
+``retention.runs`` runs, ``retention.reports`` dated reports, ``quarantine_keep_days`` of
 quarantine files and quality reports and (when set) ``predictions_days`` of predictions;
 never the run ``models/latest.json`` names, nor one a kept report was drawn from.
 """
@@ -105,7 +105,7 @@ def plan(
             keys = store.list(f"models/{run}") + ([state] if store.exists(state) else [])
             out.add("model runs", keys, items=1)
 
-    oldest = today - dt.timedelta(days=cfg.quarantine_days)
+    oldest = today - dt.timedelta(days=cfg.quarantine_keep_days)
     for kind, key, prefix in (
         ("quarantine files", layout.QUARANTINE, "raw/quarantine"),
         ("quality reports", layout.QUALITY_REPORT, "raw/reports"),

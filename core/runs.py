@@ -4,17 +4,20 @@ pointer updated only after a run folder is complete (keys in ``core.layout``).""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import subprocess
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, Field
 
 from core import layout
 from core.errors import DamagedArtifactError, InputError
-from core.storage import DamagedFileError, Store, StoreError
+from core.features.manifest import DataFingerprint, FeaturesManifest
+from core.storage import DamagedFileError, Manifest, Store
 
 if TYPE_CHECKING:
     from core.modeling.training import TrainResult
@@ -35,10 +38,6 @@ def new_run_id(flow_run_id: str | None = None) -> str:
     """Sortable, unique: UTC time plus the flow run's short id (a random one without a run)."""
     run = (flow_run_id or uuid.uuid4().hex).replace("-", "")
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{run[:8]}"
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def git_commit() -> str:
@@ -83,47 +82,120 @@ def run_folder(result: TrainResult, folder: Path) -> list[Path]:
     )
 
 
-def fits(result: TrainResult) -> dict[str, Any]:
+class FitRecord(BaseModel):
+    """One saved fit of a run: what it is for and the windows it was fitted on."""
+
+    purpose: str
+    windows: Mapping[str, str | list[str]]
+
+
+class RunManifest(Manifest):
+    """``models/<run>/manifest.json``, written after every file of the run folder, with their
+    sha256 keyed by their path inside the folder. Runs written before the deployed refit
+    existed have no ``fits``."""
+
+    LABEL: ClassVar[str] = "its run manifest"
+
+    run_id: str
+    git_commit: str = "unknown"
+    created_at: str
+    model: str
+    settings: dict[str, Any]  # the settings as recorded (secrets masked)
+    features: list[str]
+    horizon: int
+    data_fingerprint: DataFingerprint
+    seconds: dict[str, float]
+    params_source: str = "settings"
+    fits: dict[str, FitRecord] = Field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict)  # path in the run folder -> sha256
+
+    def hashed(self) -> dict[str, str]:
+        return {layout.run_key(self.run_id, rel): digest for rel, digest in self.files.items()}
+
+    def with_hashes(self, written: Mapping[str, str]) -> RunManifest:
+        folder = layout.run_key(self.run_id, "")
+        added = {key.removeprefix(folder): digest for key, digest in written.items()}
+        return self.model_copy(update={"files": self.files | added})
+
+    def damage(self, store: Store, key: str, problem: str) -> Exception:
+        rel = key.removeprefix(layout.run_key(self.run_id, ""))
+        if problem == "missing":
+            return TamperedRunError(
+                f"run {self.run_id}: {rel} is missing (its manifest lists it); refusing to load "
+                f"the run; to rebuild: {layout.rebuild_hint(key)}"
+            )
+        if problem.startswith("does not match"):
+            problem = "does not match its manifest hash"
+        return TamperedRunError(f"run {self.run_id}: {rel} {problem}; refusing to load it")
+
+    def file(self, store: Store, rel: str) -> Any:
+        """A JSON file of the run folder (``metrics.json``, ...), checked against its hash."""
+        return self.read_json(store, layout.run_key(self.run_id, rel))
+
+
+def fits(result: TrainResult) -> dict[str, FitRecord]:
     """The manifest's account of which saved fit is which, with their windows."""
-    splits = result.splits.as_dict()
-    holdout = {
-        "purpose": "held-out evaluation: metrics.json, the model card, test_predictions.parquet",
-        "windows": {k: splits[k] for k in ("train", "val", "cal", "test")},
-    }
+    purpose = "held-out evaluation: metrics.json, the model card, test_predictions.parquet"
+    holdout = FitRecord(purpose=purpose, windows=result.splits.splits_dict())
     if result.deployed is None or result.window is None:
-        return {layout.MODEL_DIR: holdout | {"purpose": holdout["purpose"] + "; predict uses it"}}
+        return {
+            layout.MODEL_DIR: FitRecord(
+                purpose=purpose + "; predict uses it", windows=holdout.windows
+            )
+        }
     return {
-        layout.MODEL_DIR: {
-            "purpose": "deployed: refitted on the newest data (as a backtest refit at the newest date); predict uses it",
-            "windows": result.window.as_dict(),
-        },
+        layout.MODEL_DIR: FitRecord(
+            purpose="deployed: refitted on the newest data (as a backtest refit at the newest date); predict uses it",
+            windows=result.window.as_dict(),
+        ),
         f"{layout.HOLDOUT_DIR}/{layout.MODEL_DIR}": holdout,
     }
 
 
-def write_run(store: Store, run_id: str, folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def run_manifest(
+    result: TrainResult,
+    run_id: str,
+    build: FeaturesManifest,
+    settings_doc: dict[str, Any],
+    params_source: str | None,
+) -> RunManifest:
+    """What a run's manifest says of it (its files are added by ``write_run``)."""
+    return RunManifest(
+        run_id=run_id,
+        git_commit=git_commit(),
+        created_at=dt.datetime.now(dt.UTC).isoformat(),
+        model=result.metrics["model"],
+        settings=settings_doc,
+        features=result.model.features,
+        horizon=result.metrics["horizon"],
+        data_fingerprint=build.data_fingerprint,
+        seconds=result.seconds,
+        params_source=params_source or "settings",
+        fits=fits(result),
+    )
+
+
+def write_run(store: Store, folder: Path, manifest: RunManifest) -> RunManifest:
     """Upload every file of ``folder``, then the manifest with their hashes, then latest.json."""
-    files = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        data = path.read_bytes()
-        store.write_bytes(layout.run_key(run_id, rel), data)
-        files[rel] = sha256(data)
-    doc = manifest | {"run_id": run_id, "git_commit": git_commit(), "files": files}
-    store.write_json(layout.RUN_MANIFEST(run_id=run_id), doc)
-    store.write_json(layout.LATEST_RUN(), {"run_id": run_id})
-    return doc
+    paths = sorted(p for p in folder.rglob("*") if p.is_file())
+    files = {
+        layout.run_key(manifest.run_id, p.relative_to(folder).as_posix()): p.read_bytes()
+        for p in paths
+    }
+    done = manifest.publish(store, layout.RUN_MANIFEST(run_id=manifest.run_id), files)
+    store.write_json(layout.LATEST_RUN(), {"run_id": manifest.run_id})
+    return done
 
 
 def newest_complete_run(store: Store) -> str | None:
-    """The newest run whose manifest (written last) is there and readable."""
+    """The newest run whose manifest (written last) is there and valid."""
     runs = sorted(
         {parts["run_id"] for k in store.list("models") if (parts := layout.RUN_MANIFEST.match(k))},
         reverse=True,
     )
     for run_id in runs:  # run ids sort by time
         try:
-            store.read_json(layout.RUN_MANIFEST(run_id=run_id))
+            RunManifest.read(store, layout.RUN_MANIFEST(run_id=run_id))
             return run_id
         except DamagedFileError:
             continue
@@ -155,26 +227,21 @@ def resolve(store: Store, run: str) -> str:
         return found
 
 
-def fetch_run(store: Store, run: str, dest: Path) -> dict[str, Any]:
-    """Download a run into ``dest``, refusing any file whose hash differs from the manifest."""
+def read_run(store: Store, run: str) -> RunManifest:
+    """The manifest of run ``run`` (``latest`` or an id): what every reader of a run's files
+    goes through, so each file is checked against its hash."""
     run_id = resolve(store, run)
     key = layout.RUN_MANIFEST(run_id=run_id)
     if not store.exists(key):
         raise MissingRunError(f"no run {run_id!r}: {store.uri(key)} not found")
-    manifest = store.read_json(key)
-    for rel, digest in manifest["files"].items():
-        try:
-            data = store.read_bytes(layout.run_key(run_id, rel))
-        except StoreError:
-            raise TamperedRunError(
-                f"run {run_id}: {rel} is missing (its manifest lists it); refusing to load the run; "
-                f"to rebuild: {layout.rebuild_hint(layout.run_key(run_id, rel))}"
-            ) from None
-        if sha256(data) != digest:
-            raise TamperedRunError(
-                f"run {run_id}: {rel} does not match its manifest hash; refusing to load it"
-            )
+    return RunManifest.read(store, key)
+
+
+def fetch_run(store: Store, run: str, dest: Path) -> RunManifest:
+    """Download a run into ``dest``, refusing any file whose hash differs from the manifest."""
+    manifest = read_run(store, run)
+    for rel in manifest.files:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        target.write_bytes(manifest.read_file(store, layout.run_key(manifest.run_id, rel)))
     return manifest

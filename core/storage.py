@@ -12,12 +12,13 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Self
 
 import fsspec
 import polars as pl
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.errors import DamagedArtifactError, InputError, first_line
 
@@ -59,6 +60,11 @@ class DamagedFileError(DamagedArtifactError):
 
     def __reduce__(self) -> tuple[Any, ...]:  # Prefect may persist or ship task errors
         return (type(self), (self.uri, self.key, self.problem))
+
+
+def sha256(data: bytes) -> str:
+    """The hex sha256 of bytes (what manifests record of each file)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def _file_sha256(path: str) -> str:
@@ -216,9 +222,9 @@ class Store:
         if not self.exists(layout.STORE_META()):
             self.write_json(layout.STORE_META(), layout.store_meta())
 
-    def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+    def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> str:
         """Write a whole object atomically (on S3 with ``content_type`` when given, so a
-        browser opens an HTML page instead of downloading it)."""
+        browser opens an HTML page instead of downloading it); returns its sha256."""
         self._record_layout()
         if self.is_s3:
             try:
@@ -228,8 +234,9 @@ class Store:
                 raise StoreError(
                     f"cannot write {self.uri(key)}: " + _s3_problem(exc, self.url, self.endpoint)
                 ) from None
-            return
-        self._write_local(key, lambda handle: handle.write(data))
+        else:
+            self._write_local(key, lambda handle: handle.write(data))
+        return sha256(data)
 
     def _write_local(
         self, key: str, fill: Callable[[BinaryIO], object], digest: bool = False
@@ -283,6 +290,15 @@ class Store:
         os.replace(self.path(key), target)
 
     # -- formats ---------------------------------------------------------------------
+    def parse_parquet(self, key: str, data: bytes) -> pl.DataFrame:
+        """A frame from the bytes read of ``key`` (unparseable: ``DamagedFileError``)."""
+        try:
+            return pl.read_parquet(io.BytesIO(data))
+        except pl.exceptions.PolarsError as exc:
+            raise DamagedFileError(
+                self.uri(key), key, f"not readable Parquet ({first_line(str(exc), 200)})"
+            ) from None
+
     def read_parquet(self, key: str) -> pl.DataFrame:
         """Read a frame. Its bytes are read whole first, through one handle (Polars would
         re-open a path and could mix the old and the new inode when a writer replaces the
@@ -298,12 +314,7 @@ class Store:
             raise StoreError(f"not found in store: {self.uri(key)}") from None
         except OSError as exc:  # permission, I/O: the file may be fine
             raise StoreError(f"cannot read {self.uri(key)}: {exc.strerror or exc}") from None
-        try:
-            return pl.read_parquet(io.BytesIO(data))
-        except pl.exceptions.PolarsError as exc:
-            raise DamagedFileError(
-                self.uri(key), key, f"not readable Parquet ({first_line(str(exc), 200)})"
-            ) from None
+        return self.parse_parquet(key, data)
 
     def write_parquet(
         self, key: str, frame: pl.DataFrame, compression: ParquetCompression = "zstd"
@@ -314,8 +325,7 @@ class Store:
         if self.is_s3:
             buffer = io.BytesIO()
             frame.write_parquet(buffer, compression=compression, statistics=True)
-            self.write_bytes(key, buffer.getvalue())
-            return hashlib.sha256(buffer.getvalue()).hexdigest()
+            return self.write_bytes(key, buffer.getvalue())
         return self._write_local(
             key,
             lambda handle: frame.write_parquet(handle, compression=compression, statistics=True),
@@ -338,5 +348,127 @@ class Store:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DamagedFileError(self.uri(key), key, f"not valid JSON ({exc})") from None
 
-    def write_json(self, key: str, obj: Any) -> None:
-        self.write_bytes(key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+    def write_json(self, key: str, obj: Any) -> str:
+        return self.write_bytes(key, json_bytes(obj))
+
+
+def json_bytes(obj: Any) -> bytes:
+    """How the store writes JSON: indented, keys sorted, anything else as its string."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+
+
+def write_files(store: Store, files: Mapping[str, bytes | pl.DataFrame]) -> dict[str, str]:
+    """Write each file (bytes as they are, a frame as Parquet): key -> sha256 of what was
+    written, for the manifest written after them (``Manifest``)."""
+    return {
+        key: store.write_parquet(key, data)
+        if isinstance(data, pl.DataFrame)
+        else store.write_bytes(key, data)
+        for key, data in files.items()
+    }
+
+
+def file_problems(store: Store, hashed: Mapping[str, str], label: str) -> dict[str, str]:
+    """Files that are missing or differ from their recorded sha256 (``hashed``: key ->
+    sha256): key -> problem, naming where the hash is recorded (``label``)."""
+    found = {}
+    for key, digest in hashed.items():
+        if not store.exists(key):
+            found[key] = "missing"
+        elif store.sha256(key) != digest:
+            found[key] = f"does not match the sha256 in {label}"
+    return found
+
+
+class Manifest(BaseModel):
+    """A JSON manifest that vouches for files by their sha256. ``publish`` writes the files,
+    then the manifest with their hashes, then verifies what it wrote; every reader goes
+    through ``read``, then ``verify`` (every file) or ``read_file`` (one file, hashed as it
+    is read). A subclass says which files it vouches for (``hashed``: store key -> sha256),
+    how it records new ones (``with_hashes``) and how a damaged one is told (``damage``).
+    Fields the class does not declare are kept as they were read; infinite and NaN numbers
+    are written as JSON's ``Infinity`` and ``NaN``, as ``Store.write_json`` writes them."""
+
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
+    LABEL: ClassVar[str] = "its manifest"  # how messages name the manifest
+
+    def hashed(self) -> dict[str, str]:
+        """Store key -> sha256 of every file this manifest vouches for."""
+        raise NotImplementedError
+
+    def with_hashes(self, written: Mapping[str, str]) -> Self:
+        """A copy that also vouches for ``written`` (store key -> sha256)."""
+        raise NotImplementedError
+
+    def damage(self, store: Store, key: str, problem: str) -> Exception:
+        """The error for a file of this manifest that is missing or differs from its hash."""
+        return DamagedFileError(store.uri(key), key, problem)
+
+    @classmethod
+    def read(cls, store: Store, key: str) -> Self:
+        """The manifest at ``key``; one that is not valid JSON or lacks a field is damaged."""
+        doc = store.read_json(key)
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as exc:
+            problem = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'manifest'}: {e['msg']}"
+                for e in exc.errors()[:3]
+            )
+            raise DamagedFileError(
+                store.uri(key), key, f"not a valid manifest ({problem})"
+            ) from None
+
+    def publish(
+        self, store: Store, key: str, files: Mapping[str, bytes | pl.DataFrame] | None = None
+    ) -> Self:
+        """Write ``files``, then the manifest at ``key`` vouching for them (a reader never
+        finds it naming a file that is not there yet), then verify: every file it names is
+        there, and the manifest reads back as it was meant. Returns what was written."""
+        done = self.with_hashes(write_files(store, files)) if files else self
+        written = json_bytes(done.model_dump(mode="json"))
+        store.write_bytes(key, written)
+        missing = [k for k in done.hashed() if not store.exists(k)]
+        if missing or json_bytes(type(self).read(store, key).model_dump(mode="json")) != written:
+            raise StoreError(
+                f"cannot verify {store.uri(key)}: "
+                + (f"{missing[0]} is missing" if missing else "it reads back changed")
+            )
+        return done
+
+    def problems(self, store: Store) -> dict[str, str]:
+        """Files that are missing or differ from their recorded sha256: key -> problem."""
+        return file_problems(store, self.hashed(), self.LABEL)
+
+    def verify(self, store: Store) -> Self:
+        """Raise for the first file that is missing or differs from its hash; else self."""
+        for key, problem in self.problems(store).items():
+            raise self.damage(store, key, problem)
+        return self
+
+    def read_file(self, store: Store, key: str) -> bytes:
+        """The bytes of one of the manifest's files, checked against its hash as read."""
+        digest = self.hashed().get(key)
+        if digest is None:
+            raise self.damage(store, key, f"not listed in {self.LABEL}")
+        try:
+            data = store.read_bytes(key)
+        except StoreError:
+            if store.exists(key):
+                raise
+            raise self.damage(store, key, "missing") from None
+        if sha256(data) != digest:
+            raise self.damage(store, key, f"does not match the sha256 in {self.LABEL}")
+        return data
+
+    def read_parquet(self, store: Store, key: str) -> pl.DataFrame:
+        """A Parquet file of the manifest, checked against its hash."""
+        return store.parse_parquet(key, self.read_file(store, key))
+
+    def read_json(self, store: Store, key: str) -> Any:
+        """A JSON file of the manifest, checked against its hash."""
+        data = self.read_file(store, key)
+        try:
+            return json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DamagedFileError(store.uri(key), key, f"not valid JSON ({exc})") from None

@@ -1,6 +1,6 @@
 """Experiment tracking with Weights & Biases.
 
-Mode: ``SMA_WANDB_MODE`` (online | offline | disabled); unset means online when
+Mode: ``SMA_TRACKING__WANDB_MODE`` (online | offline | disabled); unset means online when
 ``WANDB_API_KEY`` is set and offline otherwise, so a run never blocks on the network.
 Offline runs land under the tracking directory for a later ``wandb sync``.
 """

@@ -21,8 +21,9 @@ import os
 import sys
 from typing import Any
 
-from core.config import ConfigError, load_settings
+from core.config import ConfigError
 from core.data.collectors import COLLECTORS
+from core.settings import load_settings
 from core.storage import Store
 from tasks.caching import RESULTS_BLOCK
 from tasks.monitor import ALERT_EVENT

@@ -4,9 +4,10 @@ method against the baselines on the same rows, write backtests/<id>/.
     python -m flows.backtest [--store URL] [--model NAME] [--start DATE] [--end DATE]
                              [--refit-every N] [--params FILE|best]
 
-Each refit uses only the data before its first forecast date (core.modeling.walkforward);
-refits run as mapped Prefect tasks, cached per window and data, so a rerun resumes;
-ACI then runs once over all forecasts in date order.
+Its steps: plan the refit windows (core.modeling.timeline: each refit uses only the data
+before its first forecast date) -> refit (mapped Prefect tasks, cached per window and data,
+so a rerun resumes) -> calibrate (the online calibration once over all forecasts in date
+order) -> score -> write (core.modeling.backtest, core.backtests).
 """
 
 from __future__ import annotations
@@ -43,38 +44,20 @@ COMMAND = Command(
 if __name__ == "__main__":
     raise SystemExit(COMMAND.main())
 
-import tempfile
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from core.backtests import read_refit, refit_stored, summary_markdown, write_backtest
+from core import layout
+from core.backtests import backtest_record, summary_markdown
 from core.data.tickers import sectors_of
-from core.features.registry import code_version
-from core.features.table import data_fingerprint, digest, model_inputs
-from core.modeling import walkforward
-from core.modeling.scorecard import (
-    BASELINE_NAMES,
-    monthly,
-    scorecard,
-    track_record,
-    volatility_terciles,
-    with_sectors,
-)
-from core.modeling.walkforward import calibrate_in_order, plan_refits, trading_dates
-from core.plots import backtest_plots
+from core.modeling.backtest import calibrate_backtest, plan_backtest, score_backtest
 from core.runs import new_run_id
 from core.storage import Store
-from core.tracking import Tracker, flatten
 from flows.shell import with_params
-from tasks.backtest import publish_summary, refit_task
-from tasks.caching import cached_or_rerun, with_result_storage
+from tasks.backtest import run_refits, write_backtest_task
 from tasks.hooks import ALERT_HOOKS
-from tasks.runners import SettingsTaskRunner, finished
+from tasks.runners import SettingsTaskRunner
 from tasks.train import load_training_data
-
-CRASH = ("2020-02", "2020-04")  # reported apart: the COVID crash months
 
 
 @flow(name="backtest", log_prints=True, task_runner=SettingsTaskRunner(), **ALERT_HOOKS)
@@ -87,131 +70,43 @@ def backtest(
     params: dict[str, Any] | str | None = None,
 ) -> dict[str, Any]:
     """Walk-forward backtest of the configured model; None parameters come from settings."""
-    logger = get_run_logger()
     settings, source = with_params(
         COMMAND.start(store=store, model=model, start=start, end=end, refit_every=refit_every),
         params,
     )
-    cfg, windows_cfg = settings.model, settings.backtest
-    table, prices, features_manifest = load_training_data(settings.store_ref)
-    features = model_inputs(features_manifest)
-    horizon = features_manifest["horizon"]
-    windows = plan_refits(trading_dates(table), horizon, cfg, windows_cfg)
-    baselines = [b for b in BASELINE_NAMES if b != cfg.name]
-    fingerprint = data_fingerprint(features_manifest)
-    # the fits see the model settings without the online calibration's: another step or
-    # method reuses every refit (the task's cache and the refit files alike)
-    fit_cfg = type(cfg).model_validate(cfg.model_dump(exclude=cfg.ONLINE))
-    fit_key = digest(
-        {
-            "data": fingerprint,
-            "model": fit_cfg.model_dump(mode="json"),
-            "windows": windows_cfg.model_dump(
-                mode="json", include={"calibration_days", "validation_days"}
-            ),
-            "features": features,
-            "baselines": baselines,
-            "code": code_version(Path(walkforward.__file__).parent),
-        }
-    )
+    cfg, ref = settings.model, settings.store_ref
+    data = load_training_data(ref)
+    plan = plan_backtest(data, cfg, settings.refit, settings.backtest)
     backtest_id = new_run_id(flow_run.get_id())
-    logger.info(
+    get_run_logger().info(
         "backtest %s: %s, %d refits every %d trading days, forecasts %s .. %s",
-        backtest_id, cfg.name, len(windows), windows_cfg.refit_every, windows[0].refit, windows[-1].until,
+        backtest_id, cfg.name, len(plan.windows), settings.backtest.refit_every,
+        plan.windows[0].refit, plan.windows[-1].until,
     )  # fmt: skip
-    opened = Store.open(settings.store_ref)
-    task = with_result_storage(refit_task, settings.store)
-    docs: list[dict[str, Any]] = []
-    reused = 0
-    for wave in range(0, len(windows), windows_cfg.concurrency):
-        calls = [
-            (
-                settings.store_ref,
-                fit_key,
-                window.as_dict(),
-                table,
-                prices,
-                features,
-                fit_cfg,
-                horizon,
-                baselines,
-            )
-            for window in windows[wave : wave + windows_cfg.concurrency]
-        ]
-        done: dict[int, dict[str, Any]] = {}
-        for i, future, _ in finished(task, calls):
-            done[i], cached = cached_or_rerun(
-                task, future, *calls[i], usable=lambda d: refit_stored(opened, d)
-            )
-            reused += cached
-        docs.extend(done[i] for i in range(len(calls)))
-    logger.info("%d of %d refits reused from an earlier run", reused, len(windows))
-
-    blocks = [read_refit(opened, doc) for doc in docs]
-    forecasts, aci = calibrate_in_order(blocks, cfg, horizon)
-    forecasts = with_sectors(
-        forecasts.with_columns(vol_tercile=volatility_terciles(forecasts, prices)),
-        sectors_of(settings.tickers),
+    blocks, reused = run_refits(ref, plan, data, settings.backtest.concurrency)
+    forecasts, aci = calibrate_backtest(
+        blocks, cfg, plan.horizon, data.prices, sectors_of(settings.tickers)
     )
-    first_q = f"q_{cfg.quantiles[0]}"
-    scored = [  # a baseline that could not be fitted on some window is left out of the scores
-        b
-        for b in baselines
-        if f"{b}_{first_q}" in forecasts.columns and not forecasts[f"{b}_{first_q}"].null_count()
-    ]
-    card = scorecard(forecasts, cfg.quantiles, cfg.alpha, horizon, scored)
-    card["baselines_skipped"] = sorted(set(baselines) - set(scored))
-    months = monthly(forecasts, cfg.quantiles, scored)
-    metrics = {
-        "backtest_id": backtest_id,
-        "model": cfg.name,
-        "horizon": horizon,
-        "target_coverage": cfg.target_coverage,
-        "quantiles": cfg.quantiles,
-        "forecasts": [str(windows[0].refit), str(windows[-1].until)],
-        "refits": [w.as_dict() for w in windows],
-        "refit_every": windows_cfg.refit_every,
-        **card,
-        "track_record": track_record(months, cfg.target_coverage, scored, CRASH),
-        "monthly": months.to_dicts(),
-        "online_state_end": {k: v for k, v in aci.to_dict().items() if k != "history"},
-    }
-    with tempfile.TemporaryDirectory(prefix="sma-backtest-") as tmp:
-        plots = backtest_plots(months, cfg.target_coverage, scored, Path(tmp))
-        manifest = write_backtest(
-            opened,
-            backtest_id,
-            forecasts,
-            metrics,
-            plots,
-            {
-                "model": cfg.name,
-                "settings": settings.model_dump(mode="json"),
-                "params_source": source or "settings",
-                "data_fingerprint": fingerprint,
-                "fit_key": fit_key,
-                "refits_reused": reused,
-            },
-        )
-        tracker = Tracker(
-            settings.tracking, backtest_id, settings.model_dump(mode="json"), job_type="backtest"
-        )
-        tracker.log(flatten({"test": card["test"], "baselines": card["baselines"]}))
-        tracker.log_images(plots)
-        wandb_dir = tracker.finish()
-    summary = summary_markdown(metrics)
-    publish_summary(summary, backtest_id)
-    logger.info("backtest %s written to %s", backtest_id, settings.store)
+    scores = score_backtest(forecasts, aci, plan, cfg, settings.backtest, backtest_id)
+    record = backtest_record(
+        backtest_id, cfg.name, settings.model_dump(mode="json"), source,
+        plan.fingerprint, plan.fit_key, reused,
+    )  # fmt: skip
+    manifest, wandb_dir = write_backtest_task(
+        ref, record, forecasts, scores, cfg.target_coverage, settings.tracking
+    )
+    get_run_logger().info("backtest %s written to %s", backtest_id, settings.store)
     return {
         "backtest_id": backtest_id,
-        "metrics": metrics,
-        "summary": summary,
-        "manifest": manifest,
+        "metrics": scores.metrics,
+        "summary": summary_markdown(scores.metrics),
+        "manifest": manifest.model_dump(mode="json"),
         "wandb_dir": wandb_dir,
-        "keys": {k: opened.uri(k) for k in manifest["files"]},
+        "folder": Store.open(ref)
+        .uri(layout.BACKTEST_MANIFEST(backtest_id=backtest_id))
+        .rsplit("/", 1)[0],
     }
 
 
 def report(result: dict[str, Any]) -> str:
-    folder = result["keys"][next(iter(result["keys"]))].rsplit("/", 1)[0]
-    return result["summary"] + f"\n\nWritten to {folder}/"
+    return result["summary"] + f"\n\nWritten to {result['folder']}/"

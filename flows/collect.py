@@ -1,7 +1,7 @@
 """Batch collection flow: tickers file -> validated daily OHLCV in the store.
 
     python -m flows.collect [--tickers FILE] [--source NAME] [--source-path DIR]
-        [--store URL] [--start DATE] [--end DATE] [--batch-size N] [--full-refresh]
+        [--store URL] [--start DATE] [--end DATE] [--symbols-per-task N] [--full-refresh]
 
 Failed symbols are listed and retried on the next run; exit code 1 only when no symbol
 could be collected.
@@ -48,7 +48,12 @@ COMMAND = Command(
             setting="end",
             type=dt.date.fromisoformat,
         ),
-        Arg("--batch-size", "symbols per task", setting="batch_size", type=int),
+        Arg(
+            "--symbols-per-task",
+            "symbols per task (one batch)",
+            setting="collect.symbols_per_task",
+            type=int,
+        ),
         Arg(
             "--full-refresh", "refetch everything from --start", setting="full_refresh", switch=True
         ),
@@ -62,26 +67,22 @@ import time
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 
-from core.data.collection import failed_batch, summarize
+from core.data.collection import summarize
 from core.data.collectors import check_source
 from core.data.tickers import TickersFileError, no_valid_symbol
-from core.errors import NothingUsableError, first_line
+from core.errors import NothingUsableError
 from core.runs import new_run_id
-from tasks.caching import cached_or_rerun
 from tasks.collect import (
-    batch_still_valid,
-    batch_task_options,
-    collect_batch,
+    collect_batches,
     load_tickers_task,
     publish_summary,
     record_run,
     summary_markdown,
 )
 from tasks.hooks import ALERT_HOOKS
-from tasks.runners import SettingsTaskRunner, finished
+from tasks.runners import SettingsTaskRunner
 
 
 class NothingCollectedError(NothingUsableError):
@@ -96,12 +97,14 @@ def collect(
     store: str | None = None,
     start: dt.date | None = None,
     end: dt.date | None = None,
-    batch_size: int | None = None,
+    symbols_per_task: int | None = None,
     full_refresh: bool | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Collect daily bars for every symbol of the tickers file into the store.
 
     Parameters left as None take their value from settings (environment / .env).
+    ``batch_size`` is the old name of ``symbols_per_task`` (deprecated: it warns).
     """
     started = time.perf_counter()
     settings = COMMAND.start(
@@ -111,8 +114,9 @@ def collect(
         store=store,
         start=start,
         end=end,
-        batch_size=batch_size,
+        symbols_per_task=symbols_per_task,
         full_refresh=full_refresh,
+        batch_size=batch_size,
     )
     job, ref = settings.collect_job(), settings.store_ref
     check_source(job)
@@ -121,7 +125,7 @@ def collect(
     if not universe.symbols:
         raise TickersFileError(no_valid_symbol(settings.tickers, universe.rejected))
     run_id = new_run_id(flow_run.get_id())
-    size = settings.batch_size
+    size = settings.collect.symbols_per_task
     batches = [universe.symbols[i : i + size] for i in range(0, len(universe.symbols), size)]
     logger.info(
         "run %s: %d symbols in %d batches from %s into %s (%s..%s)",
@@ -134,47 +138,7 @@ def collect(
         job.end,
     )
 
-    task = collect_batch.with_options(**batch_task_options(job.collect, job.full_refresh, ref))
-    calls = [(batch, job, ref, run_id) for batch in batches]
-    progress: Any = create_progress_artifact(
-        0.0, key="collect-progress", description=f"Collection run {run_id}"
-    )
-    outcomes: list[dict[str, Any]] = []
-    for done, (i, future, state) in enumerate(finished(task, calls), start=1):
-        batch = batches[i]
-        if state.is_completed():
-            # Failed symbols are retried every run; data deleted from the store is refetched.
-            try:
-                results, cached = cached_or_rerun(
-                    task,
-                    future,
-                    *calls[i],
-                    usable=lambda r: batch_still_valid(r, ref),
-                )
-            except Exception as exc:  # the rerun failed after its retries: the batch failed
-                results, cached = (
-                    failed_batch(batch, f"{type(exc).__name__}: {first_line(str(exc))}"),
-                    False,
-                )
-            if cached:  # nothing was fetched, checked or repaired in this run
-                results = [
-                    r
-                    | {
-                        "new_rows": 0,
-                        "quarantined": 0,
-                        "quality": {},
-                        "repaired": None,
-                        "refetched_full": False,
-                    }
-                    for r in results
-                ]
-        else:
-            error = _error_line(state)
-            logger.error("batch %s..%s failed after retries: %s", batch[0], batch[-1], error)
-            results = failed_batch(batch, error)
-        outcomes.extend(results)
-        update_progress_artifact(progress, 100.0 * done / len(batches))
-
+    outcomes = collect_batches(batches, job, ref, run_id)
     recorded = record_run(outcomes, ref, run_id, job.quality.min_rows)
     summary = summarize(universe, outcomes, recorded, run_id, time.perf_counter() - started)
     publish_summary(summary)
@@ -191,14 +155,6 @@ def collect(
             f"no symbol could be collected ({summary['failed']} failed); see the summary"
         )
     return summary
-
-
-def _error_line(state: Any) -> str:
-    try:
-        state.result()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {first_line(str(exc))}"
-    return str(state.message or state.name)
 
 
 def report(summary: dict[str, Any]) -> str:

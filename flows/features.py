@@ -1,6 +1,7 @@
 """Feature flow: validated prices in the store -> the feature table.
 
-    python -m flows.features [--store URL] [--groups seed,risk,alpha158] [--horizon H] [--batch-size N]
+    python -m flows.features [--store URL] [--groups seed,risk,alpha158] [--horizon H]
+        [--symbols-per-task N]
 
 Reads the stored prices and writes the feature parts and, last, the manifest. Unchanged
 inputs (per symbol: last date and row count), config and feature code skip the work.
@@ -23,9 +24,9 @@ COMMAND = Command(
         ),
         Arg("--horizon", "forecast horizon in trading days", setting="features.horizon", type=int),
         Arg(
-            "--batch-size",
+            "--symbols-per-task",
             "symbols per task (default: the whole panel)",
-            setting="features.batch_size",
+            setting="features.symbols_per_task",
             type=int,
         ),
     ),
@@ -38,7 +39,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from core.features.table import config_dict, digest, short_histories
+from core.features.manifest import FeaturePart, FeaturesManifest, digest
+from core.features.table import config_dict, short_histories
 from tasks.caching import cached_or_rerun, with_result_storage
 from tasks.features import (
     build_part_task,
@@ -60,22 +62,31 @@ def features(
     store: str | None = None,
     groups: list[str] | None = None,
     horizon: int | None = None,
+    symbols_per_task: int | None = None,
     batch_size: int | None = None,
 ) -> dict[str, Any]:
-    """Build the feature table; parameters left as None come from settings."""
+    """Build the feature table; parameters left as None come from settings.
+
+    ``batch_size`` is the old name of ``symbols_per_task`` (deprecated: it warns)."""
     started = time.perf_counter()
-    settings = COMMAND.start(store=store, groups=groups, horizon=horizon, batch_size=batch_size)
+    settings = COMMAND.start(
+        store=store,
+        groups=groups,
+        horizon=horizon,
+        symbols_per_task=symbols_per_task,
+        batch_size=batch_size,
+    )
     ref, cfg = settings.store_ref, settings.features
     logger = get_run_logger()
     fingerprint = fingerprint_task(ref)
     version = digest({"inputs": fingerprint, "config": config_dict(cfg)})
     previous = current_manifest_task(ref)
-    if previous is not None and previous["version"] == version:
+    if previous is not None and previous.version == version:
         damaged = damaged_files_task(ref, previous)
         if not damaged:
             logger.info("inputs and config unchanged (version %s): skipping", version)
             publish_summary(previous, skipped=True)
-            return previous | {"skipped": True}
+            return previous.model_dump(mode="json") | {"skipped": True}
         logger.warning("build %s is damaged (%s): building it again", version, damaged)
 
     short = short_histories(fingerprint, cfg)  # every symbol short: an error, nothing written
@@ -86,7 +97,7 @@ def features(
             ", ".join(f"{s} ({n} rows)" for s, n in short.items()),
         )
     symbols = list(fingerprint)
-    size = cfg.batch_size or len(symbols)
+    size = cfg.symbols_per_task or len(symbols)
     batches = [symbols[i : i + size] for i in range(0, len(symbols), size)]
     logger.info(
         "building %s for %d symbols in %d part(s)", ",".join(cfg.groups), len(symbols), len(batches)
@@ -97,7 +108,7 @@ def features(
         for i, batch in enumerate(batches)
     ]
     task = with_result_storage(build_part_task, ref.url)
-    built: dict[int, list[dict[str, Any]]] = {}
+    built: dict[int, list[FeaturePart]] = {}
     for i, future, _ in finished(task, inputs):
         built[i], _ = cached_or_rerun(
             task, future, *inputs[i], usable=lambda p: parts_intact(ref, p)
@@ -105,8 +116,8 @@ def features(
     parts = [part for i in range(len(inputs)) for part in built[i]]
     doc = publish_task(ref, cfg, version, fingerprint, parts, time.perf_counter() - started, market)
     publish_summary(doc, skipped=False)
-    return doc | {"skipped": False}
+    return doc.model_dump(mode="json") | {"skipped": False}
 
 
 def report(doc: dict[str, Any]) -> str:
-    return summary_markdown(doc, doc["skipped"])
+    return summary_markdown(FeaturesManifest.model_validate(doc), doc["skipped"])

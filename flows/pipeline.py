@@ -60,10 +60,7 @@ def report(result: dict[str, Any]) -> str:
         )[0],
         "predictions": result["predict"]["key"],
         "HTML report": result["report"],
-        f"W&B ({result['train']['manifest'].get('wandb_mode')})": result["train"]["manifest"].get(
-            "wandb_dir"
-        )
-        or "not kept",
+        f"W&B ({result['train']['wandb_mode']})": result["train"]["wandb_dir"] or "not kept",
     }
     width = max(map(len, where))
     lines = ["## Where everything is", ""] + [f"  {k:<{width}}  {v}" for k, v in where.items()]

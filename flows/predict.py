@@ -27,7 +27,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from tasks.hooks import ALERT_HOOKS
-from tasks.train import predict_task
+from tasks.predict import predict_task
 
 
 @flow(name="predict", log_prints=True, **ALERT_HOOKS)

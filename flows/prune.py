@@ -1,8 +1,9 @@
 """Prune flow: retention for a store that grows every day.
 
-    python -m flows.prune [--store URL] [--runs N] [--reports N] [--quarantine-days N] [--dry-run]
+    python -m flows.prune [--store URL] [--runs N] [--reports N] [--quarantine-keep-days N]
+        [--dry-run]
 
-Keeps the newest ``--runs`` model runs, ``--reports`` dated reports, ``--quarantine-days``
+Keeps the newest ``--runs`` model runs, ``--reports`` dated reports, ``--quarantine-keep-days``
 of quarantine files and quality reports (and, with ``SMA_RETENTION__PREDICTIONS_DAYS``,
 that many days of predictions), plus as many local W&B run folders as runs. Never removes
 the run ``models/latest.json`` names or one a kept report was drawn from. Prints what it
@@ -20,7 +21,7 @@ COMMAND = Command(
         STORE,
         Arg("--runs", "model runs to keep", setting="retention.runs", type=int),
         Arg("--reports", "dated reports to keep", setting="retention.reports", type=int),
-        Arg("--quarantine-days", "days of quarantine files and quality reports to keep", setting="retention.quarantine_days", type=int),
+        Arg("--quarantine-keep-days", "days of quarantine files and quality reports to keep", setting="retention.quarantine_keep_days", type=int),
         Arg("--dry-run", "list what would be removed, remove nothing", switch=True),
     ),
 )  # fmt: skip
@@ -66,11 +67,18 @@ def prune(
     store: str | None = None,
     runs: int | None = None,
     reports: int | None = None,
-    quarantine_days: int | None = None,
+    quarantine_keep_days: int | None = None,
     dry_run: bool | None = None,
+    quarantine_days: int | None = None,
 ) -> dict[str, Any]:
+    """Apply retention; parameters left as None come from settings. ``quarantine_days`` is
+    the old name of ``quarantine_keep_days`` (deprecated: it warns)."""
     settings = COMMAND.start(
-        store=store, runs=runs, reports=reports, quarantine_days=quarantine_days
+        store=store,
+        runs=runs,
+        reports=reports,
+        quarantine_keep_days=quarantine_keep_days,
+        quarantine_days=quarantine_days,
     )
     return prune_task(
         settings.store_ref, settings.retention, settings.tracking.directory, bool(dry_run)

@@ -12,6 +12,11 @@ The flow function (named like the module) takes the same parameters, for deploym
 ``COMMAND.start(**params)`` turns them into validated settings (and checks the store's
 layout version), and the module's
 ``report(result)`` (``report_text`` in ``flows.report``) is what the terminal shows on success.
+
+A flag whose setting was renamed (``core.config.RENAMED``) keeps its old name, the old
+setting's last part, as a hidden flag and as a flow parameter (``--batch-size``,
+``batch_size=``): both still work, with a warning naming the new one, which wins when both
+are given. The flow function keeps the old parameter as a deprecated keyword.
 """
 
 from __future__ import annotations
@@ -125,7 +130,20 @@ class Command:
     doc: str | None
     args: Sequence[Arg]
 
-    def parser(self) -> argparse.ArgumentParser:
+    def renamed(self) -> dict[str, Arg]:
+        """Old name (a flow parameter; with dashes, a flag) -> the flag that replaced it: the
+        last part of the old path, in ``core.config.RENAMED``, of each flag's setting."""
+        from core.config import RENAMED
+
+        old_of = {new: old for old, new in RENAMED.items()}
+        return {
+            old_of[arg.setting].rpartition(".")[2]: arg
+            for arg in self.args
+            if arg.setting in old_of
+        }
+
+    def parser(self, renamed: bool = False) -> argparse.ArgumentParser:
+        """The flags; with ``renamed``, the old names of renamed flags too (hidden)."""
         lines = (self.doc or "").strip().splitlines()
         codes = "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
         parser = argparse.ArgumentParser(
@@ -148,10 +166,27 @@ class Command:
                     help=arg.help,
                     choices=arg.choices() if arg.choices else None,
                 )
+        for old, arg in self.renamed().items() if renamed else ():
+            flag = "--" + old.replace("_", "-")
+            if arg.switch:
+                parser.add_argument(
+                    flag, dest=old, action="store_true", default=None, help=argparse.SUPPRESS
+                )
+            else:
+                parser.add_argument(flag, dest=old, type=arg.type or str, help=argparse.SUPPRESS)
         return parser
 
     def overrides(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Settings overrides from flow parameters (None: not given)."""
+        """Settings overrides from flow parameters (None: not given); an old parameter name
+        (``renamed``) is read under its new one, with a warning."""
+        from core.config import warn_renamed
+
+        params = dict(params)
+        for old, arg in self.renamed().items():
+            if params.get(old) is not None:
+                shadowed = params.get(arg.dest) is not None
+                warn_renamed(f"parameter {old} of flow {self.name}", arg.dest, shadowed)
+                params[arg.dest] = params[arg.dest] if shadowed else params[old]
         nested: dict[str, Any] = {}
         for arg in self.args:
             value = params.get(arg.dest)
@@ -166,7 +201,7 @@ class Command:
 
     def settings(self, **params: Any) -> Settings:
         """Validated settings for these flow parameters (``ConfigError`` names what is wrong)."""
-        from core.config import load_settings
+        from core.settings import load_settings
 
         return load_settings(**self.overrides(params))
 
@@ -182,6 +217,19 @@ class Command:
         check_layout(store)
         return settings
 
+    def _params(self, args: argparse.Namespace) -> dict[str, Any]:
+        """The flags' values, those given under an old name (``parser(renamed=True)``, a
+        warning each) read under the new one; the new flag wins when both are given."""
+        from core.config import warn_renamed
+
+        params = {arg.dest: getattr(args, arg.dest) for arg in self.args}
+        for old, arg in self.renamed().items():
+            if getattr(args, old, None) is not None:
+                shadowed = params[arg.dest] is not None
+                warn_renamed("--" + old.replace("_", "-"), arg.flag, shadowed)
+                params[arg.dest] = params[arg.dest] if shadowed else getattr(args, old)
+        return params
+
     def main(self, argv: list[str] | None = None) -> int:
         """Parse, validate, run the flow, print its report; the exit code of the outcome.
 
@@ -189,8 +237,10 @@ class Command:
         unless ``--debug``. Tracebacks always reach the Prefect logs (the API's log handler
         sees each record before the terminal's does); the terminal shows them with ``--debug``.
         """
-        args = self.parser().parse_args(argv)
-        params = {arg.dest: getattr(args, arg.dest) for arg in self.args}
+        args, unknown = self.parser().parse_known_args(argv)
+        if unknown:  # maybe an old flag: only then are the old names read (a light --help)
+            args = self.parser(renamed=True).parse_args(argv)
+        params = self._params(args)
         try:
             for arg in self.args:
                 if arg.convert is not None and params[arg.dest] is not None:

@@ -24,7 +24,6 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from core.data.tickers import sectors_of
-from core.features.table import model_inputs
 from core.runs import new_run_id
 from flows.shell import with_params
 from tasks.hooks import ALERT_HOOKS
@@ -42,45 +41,48 @@ def train(
     settings, source = with_params(COMMAND.start(store=store, model=model), params)
     if source:
         logger.info("parameters from %s: %s", source, settings.model.params)
-    table, prices, features_manifest = load_training_data(
-        settings.store_ref, settings.model.lookback_days
-    )
-    features = model_inputs(features_manifest)
+    data = load_training_data(settings.store_ref, settings.model.lookback_days)
     run_id = new_run_id(flow_run.get_id())
     logger.info(
         "run %s: %s on %d rows, %d features",
         run_id,
         settings.model.name,
-        table.height,
-        len(features),
+        data.table.height,
+        len(data.features),
     )
     result = fit_task(
-        table,
-        prices,
-        features,
+        data.table,
+        data.prices,
+        data.features,
         settings.model,
-        features_manifest["horizon"],
-        settings.backtest,
+        data.horizon,
+        settings.refit,
         sectors_of(settings.tickers),
     )
-    manifest = write_run_task(
+    manifest, wandb_dir, wandb_mode = write_run_task(
         result,
         settings.store_ref,
         run_id,
-        features_manifest,
+        data.build,
         settings.model_dump(mode="json"),
         settings.tracking,
         params_source=source,
     )
     card = publish_model_card(result.metrics, run_id)
     logger.info("run %s written to %s", run_id, settings.store)
-    return {"run_id": run_id, "metrics": result.metrics, "model_card": card, "manifest": manifest}
+    return {
+        "run_id": run_id,
+        "metrics": result.metrics,
+        "model_card": card,
+        "manifest": manifest.model_dump(mode="json"),
+        "wandb_dir": wandb_dir,
+        "wandb_mode": wandb_mode,
+    }
 
 
 def report(result: dict[str, Any]) -> str:
-    manifest = result["manifest"]
     lines = [result["model_card"]]
-    if manifest.get("wandb_dir"):
-        sync = "; upload with `wandb sync` on it" if manifest["wandb_mode"] == "offline" else ""
-        lines += ["", f"W&B run ({manifest['wandb_mode']}) in {manifest['wandb_dir']}{sync}"]
+    if result.get("wandb_dir"):
+        sync = "; upload with `wandb sync` on it" if result["wandb_mode"] == "offline" else ""
+        lines += ["", f"W&B run ({result['wandb_mode']}) in {result['wandb_dir']}{sync}"]
     return "\n".join(lines)

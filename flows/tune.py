@@ -39,18 +39,15 @@ if __name__ == "__main__":
 import time
 from typing import Any
 
-import optuna
 from prefect import flow, get_run_logger
 
 from core.config import ConfigError
-from core.features.table import data_fingerprint, model_inputs
 from core.modeling.models import MODELS, tunable
-from core.modeling.splits import make_splits
-from core.modeling.tuning import open_study, time_folds
+from core.modeling.tuning import open_study, time_folds, tuning_rows
 from tasks.hooks import ALERT_HOOKS
-from tasks.runners import SettingsTaskRunner, finished
+from tasks.runners import SettingsTaskRunner
 from tasks.train import load_training_data
-from tasks.tune import publish_study, trial_task
+from tasks.tune import publish_study, run_trials
 
 
 @flow(name="tune", log_prints=True, task_runner=SettingsTaskRunner(), **ALERT_HOOKS)
@@ -71,55 +68,27 @@ def tune(
         concurrency=concurrency,
     )
     cfg, tuning = settings.model, settings.tuning
-    space = MODELS[cfg.name].search_space
-    if space is None:
+    if MODELS[cfg.name].search_space is None:
         raise ConfigError(
             f"model {cfg.name!r} has no parameters to tune (tunable: {', '.join(tunable())})"
         )
-    logger = get_run_logger()
-    table, _, features_manifest = load_training_data(
-        settings.store_ref, settings.model.lookback_days
-    )
-    horizon = features_manifest["horizon"]
-    features = model_inputs(features_manifest)
-    labelled = table.filter(table["y"].is_not_null())
-    splits = make_splits(labelled["date"], horizon, cfg.lookback_days, cfg.split_fractions)
-    tuning_rows = labelled.filter(
-        labelled["date"].is_between(splits.train[0], splits.val[1])
-    )  # never the test period
-    folds = time_folds(tuning_rows["date"], tuning.folds, horizon)
+    data = load_training_data(settings.store_ref, cfg.lookback_days)
+    rows = tuning_rows(data.table, data.horizon, cfg)  # train's split: never its test period
+    folds = time_folds(rows["date"], tuning.folds, data.horizon)
     study_obj = open_study(settings)
-    logger.info(
+    get_run_logger().info(
         "study %s: %d trials so far; adding %d, %d at a time",
         study_obj.study_name,
         len(study_obj.trials),
         tuning.trials,
         tuning.concurrency,
     )
-    started, added = time.monotonic(), 0
-    while added < tuning.trials:
-        if tuning.timeout_seconds and time.monotonic() - started > tuning.timeout_seconds:
-            logger.info("timeout: stopping after %d trials", added)
-            break
-        wave = [study_obj.ask() for _ in range(min(tuning.concurrency, tuning.trials - added))]
-        for trial in wave:  # drawn here: a trial pickled to a Dask worker would draw from a
-            space(trial)  # copy of the sampler, and every trial would get the same values
-        calls = [(t, cfg, tuning_rows, features, horizon, folds) for t in wave]
-        for i, future, final in finished(trial_task, calls):
-            if final.is_crashed():  # its worker died on every attempt
-                study_obj.tell(wave[i], state=optuna.trial.TrialState.FAIL)
-                continue
-            state, value = future.result()
-            study_obj.tell(wave[i], value, state=state)
-        added += len(wave)
+    started = time.monotonic()
+    added = run_trials(study_obj, cfg, tuning, rows, data.features, data.horizon, folds)
     doc = publish_study(
-        study_obj,
-        settings.store_ref,
-        cfg.name,
-        settings.tracking,
-        data_fingerprint(features_manifest),
+        study_obj, settings.store_ref, cfg.name, settings.tracking, data.build.data_fingerprint
     )
-    logger.info("best trial %d: %.6f %s", doc["trial"], doc["score"], doc["params"])
+    get_run_logger().info("best trial %d: %.6f %s", doc["trial"], doc["score"], doc["params"])
     return doc | {"added": added, "seconds": round(time.monotonic() - started, 1)}
 
 

@@ -8,7 +8,12 @@ from contextlib import nullcontext
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.concurrency.sync import concurrency
@@ -17,13 +22,15 @@ from prefect.tasks import Task, exponential_backoff
 
 from core import layout
 from core.config import CollectJob, CollectSettings, StoreRef
-from core.data.collection import collect_symbols, outcome_dicts, set_aside
+from core.data.collection import collect_symbols, failed_batch, outcome_dicts, set_aside
 from core.data.collectors import COLLECTORS, RetryableCollectorError, make_collector
 from core.data.ingestion import rebuild_from_prices, update_ingestion
 from core.data.quality import quality_report
 from core.data.tickers import Tickers, load_tickers
+from core.errors import first_line
 from core.storage import DamagedFileError, Store, StoreError
-from tasks.caching import s3_result_storage
+from tasks.caching import cached_or_rerun, s3_result_storage
+from tasks.runners import finished
 
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
     RetryableCollectorError,
@@ -115,6 +122,61 @@ def batch_task_options(cfg: CollectSettings, full_refresh: bool, store: StoreRef
         "cache_expiration": dt.timedelta(hours=cfg.cache_hours),
         "refresh_cache": full_refresh or cfg.cache_hours == 0,
     } | ({"result_storage": storage} if (storage := s3_result_storage(store.url)) else {})
+
+
+def collect_batches(
+    batches: list[list[str]], job: CollectJob, ref: StoreRef, run_id: str
+) -> list[dict[str, Any]]:
+    """Run ``collect_batch`` over every batch (retried, cached, resubmitted when a worker
+    dies), reporting progress as an artifact; each symbol's outcome. A cached batch stands
+    only while its files are in the store; a batch that failed after its retries is
+    recorded as failed for each of its symbols (retried next run)."""
+    task = collect_batch.with_options(**batch_task_options(job.collect, job.full_refresh, ref))
+    calls = [(batch, job, ref, run_id) for batch in batches]
+    progress: Any = create_progress_artifact(
+        0.0, key="collect-progress", description=f"Collection run {run_id}"
+    )
+    outcomes: list[dict[str, Any]] = []
+    for done, (i, future, state) in enumerate(finished(task, calls), start=1):
+        batch = batches[i]
+        if state.is_completed():
+            # Failed symbols are retried every run; data deleted from the store is refetched.
+            try:
+                results, cached = cached_or_rerun(
+                    task, future, *calls[i], usable=lambda r: batch_still_valid(r, ref)
+                )
+            except Exception as exc:  # the rerun failed after its retries: the batch failed
+                results = failed_batch(batch, f"{type(exc).__name__}: {first_line(str(exc))}")
+                cached = False
+            if cached:  # nothing was fetched, checked or repaired in this run
+                results = [r | UNCHANGED for r in results]
+        else:
+            error = _error_line(state)
+            get_run_logger().error(
+                "batch %s..%s failed after retries: %s", batch[0], batch[-1], error
+            )
+            results = failed_batch(batch, error)
+        outcomes.extend(results)
+        update_progress_artifact(progress, 100.0 * done / len(batches))
+    return outcomes
+
+
+# what a batch served from the cache did in this run
+UNCHANGED = {
+    "new_rows": 0,
+    "quarantined": 0,
+    "quality": {},
+    "repaired": None,
+    "refetched_full": False,
+}
+
+
+def _error_line(state: Any) -> str:
+    try:
+        state.result()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {first_line(str(exc))}"
+    return str(state.message or state.name)
 
 
 @task(name="record-run", cache_policy=NO_CACHE)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.logging import get_run_logger
 
 from core.config import FeatureSettings, StoreRef
+from core.features.manifest import FeaturePart, FeaturesManifest, Fingerprint, HashedFile
 from core.features.table import (
-    damaged_files,
     input_fingerprint,
     manifest,
     price_keys,
@@ -20,18 +18,18 @@ from core.features.table import (
     write_market,
     write_parts,
 )
-from core.storage import DamagedFileError, Store
+from core.storage import DamagedFileError, Store, file_problems
 
 
 @task(name="fingerprint-prices", cache_policy=NO_CACHE)
-def fingerprint_task(store: StoreRef) -> dict[str, list[Any]]:
-    """Per symbol [last date, rows] of the stored prices: the cache key of the build."""
+def fingerprint_task(store: StoreRef) -> Fingerprint:
+    """Per symbol (last date, rows) of the stored prices: the cache key of the build."""
     opened = Store.open(store)
     return input_fingerprint(opened, price_keys(opened))
 
 
 @task(name="current-manifest", cache_policy=NO_CACHE)
-def current_manifest_task(store: StoreRef) -> dict[str, Any] | None:
+def current_manifest_task(store: StoreRef) -> FeaturesManifest | None:
     """The current build's manifest; None when there is none, or when it is damaged (the
     build that follows replaces it)."""
     try:
@@ -44,7 +42,7 @@ def current_manifest_task(store: StoreRef) -> dict[str, Any] | None:
 @task(name="market-series", cache_policy=NO_CACHE)
 def market_task(
     store: StoreRef, cfg: FeatureSettings, symbols: list[str], version: str
-) -> dict[str, str] | None:
+) -> HashedFile | None:
     """Write the universe's market series that every batch joins (when a group needs it)."""
     return write_market(Store.open(store), symbols, cfg, version)
 
@@ -58,10 +56,10 @@ def market_task(
 def build_part_task(
     store: StoreRef,
     cfg: FeatureSettings,
-    fingerprint: dict[str, list[Any]],
+    fingerprint: Fingerprint,
     version: str,
     index: int,
-) -> list[dict[str, Any]]:
+) -> list[FeaturePart]:
     """Build and write the parts of one batch of symbols, ``chunk_rows`` input rows at a time.
 
     Cached on (store, feature settings, the batch's fingerprint, version): never on frames."""
@@ -75,11 +73,11 @@ def publish_task(
     store: StoreRef,
     cfg: FeatureSettings,
     version: str,
-    fingerprint: dict[str, Any],
-    parts: list[dict[str, Any]],
+    fingerprint: Fingerprint,
+    parts: list[FeaturePart],
     seconds: float,
-    market: dict[str, str] | None,
-) -> dict[str, Any]:
+    market: HashedFile | None,
+) -> FeaturesManifest:
     """Write the manifest (making the new parts current), then drop older builds' parts."""
     doc = manifest(cfg, version, fingerprint, parts, seconds, market)
     publish(Store.open(store), doc)
@@ -87,40 +85,39 @@ def publish_task(
 
 
 @task(name="verify-build", cache_policy=NO_CACHE)
-def damaged_files_task(store: StoreRef, doc: dict[str, Any]) -> dict[str, str]:
+def damaged_files_task(store: StoreRef, doc: FeaturesManifest) -> dict[str, str]:
     """Files of the current build that are missing or fail their sha256."""
-    return damaged_files(Store.open(store), doc)
+    return doc.problems(Store.open(store))
 
 
-def parts_intact(store: StoreRef, parts: list[dict[str, Any]]) -> bool:
+def parts_intact(store: StoreRef, parts: list[FeaturePart]) -> bool:
     """A cached batch's parts are all there with the sha256 recorded when they were written."""
-    if any("sha256" not in p for p in parts):
-        return False
-    checksums = {p["key"]: p["sha256"] for p in parts}
-    return not damaged_files(Store.open(store), {"checksums": checksums})
+    hashed = {p.key: p.sha256 for p in parts if p.sha256 is not None}
+    return len(hashed) == len(parts) and not file_problems(
+        Store.open(store), hashed, "the batch's result"
+    )
 
 
-def summary_markdown(doc: dict[str, Any], skipped: bool) -> str:
-    n_features = sum(len(v) for v in doc["features"].values())
+def summary_markdown(doc: FeaturesManifest, skipped: bool) -> str:
+    """The build's summary: what it holds and whether it was built or reused."""
+    n_features = sum(len(v) for v in doc.features.values())
     state = (
-        "unchanged inputs and config: nothing rebuilt"
-        if skipped
-        else f"built in {doc['seconds']} s"
+        "unchanged inputs and config: nothing rebuilt" if skipped else f"built in {doc.seconds} s"
     )
     return "\n".join(
         [
-            f"# Feature table `{doc['version']}`",
+            f"# Feature table `{doc.version}`",
             "",
             f"{state}",
             "",
             "| rows | symbols | features | groups | horizon | seconds |",
             "|---|---|---|---|---|---|",
-            f"| {doc['rows']} | {doc['symbols']} | {n_features} | {', '.join(doc['groups'])} | {doc['horizon']} | {doc['seconds']} |",
+            f"| {doc.rows} | {doc.symbols} | {n_features} | {', '.join(doc.groups)} | {doc.horizon} | {doc.seconds} |",
         ]
     )
 
 
-def publish_summary(doc: dict[str, Any], skipped: bool) -> None:
+def publish_summary(doc: FeaturesManifest, skipped: bool) -> None:
     create_markdown_artifact(
         key="features-summary", markdown=summary_markdown(doc, skipped), description="Feature table"
     )

@@ -10,9 +10,10 @@ import logging
 import os
 from typing import Any
 
-from core.config import ConfigError, load_settings
+from core.config import ConfigError
 from core.errors import first_line
 from core.notify import AlertError, failure_text, post_slack
+from core.settings import load_settings
 
 logger = logging.getLogger("stock_market_analytics.alerts")
 

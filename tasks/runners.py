@@ -17,8 +17,9 @@ from prefect.states import Crashed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.tasks import Task
 
-from core.config import DaskSettings, load_settings
+from core.config import DaskSettings
 from core.errors import first_line
+from core.settings import load_settings
 
 
 def dask_runner(cfg: DaskSettings) -> TaskRunner:

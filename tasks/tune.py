@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -14,15 +15,18 @@ import polars as pl
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
 
 from core import layout
-from core.config import ModelSettings, StoreRef, TrackingSettings
+from core.config import ModelSettings, StoreRef, TrackingSettings, TuningSettings
 from core.errors import NothingUsableError
+from core.features.manifest import DataFingerprint
 from core.modeling.models import MODELS
 from core.modeling.models.scaled import use_scaling
 from core.modeling.tuning import Fold, fold_score, run_trial
 from core.storage import Store
 from core.tracking import Tracker
+from tasks.runners import finished
 
 
 @task(name="trial", cache_policy=NO_CACHE, task_run_name="trial-{trial.number}")
@@ -50,6 +54,40 @@ def trial_task(
         return optuna.trial.TrialState.PRUNED, None
 
 
+def run_trials(
+    study: optuna.Study,
+    cfg: ModelSettings,
+    tuning: TuningSettings,
+    table: pl.DataFrame,
+    features: list[str],
+    horizon: int,
+    folds: list[Fold],
+) -> int:
+    """Add ``tuning.trials`` trials to the study, ``tuning.concurrency`` at a time, until the
+    timeout; how many were added. Each trial's parameters are drawn here: a trial pickled to
+    a Dask worker would draw from a copy of the sampler, and every trial would get the same
+    values. A trial whose worker died on every attempt is told as FAIL."""
+    started, added = time.monotonic(), 0
+    space = MODELS[cfg.name].search_space
+    assert space is not None  # the flow only tunes models that have one
+    while added < tuning.trials:
+        if tuning.timeout_seconds and time.monotonic() - started > tuning.timeout_seconds:
+            get_run_logger().info("timeout: stopping after %d trials", added)
+            break
+        wave = [study.ask() for _ in range(min(tuning.concurrency, tuning.trials - added))]
+        for trial in wave:
+            space(trial)
+        calls = [(t, cfg, table, features, horizon, folds) for t in wave]
+        for i, future, final in finished(trial_task, calls):
+            if final.is_crashed():
+                study.tell(wave[i], state=optuna.trial.TrialState.FAIL)
+                continue
+            state, value = future.result()
+            study.tell(wave[i], value, state=state)
+        added += len(wave)
+    return added
+
+
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     return [
         {"trial": t.number, "state": t.state.name, "value": t.value, **t.params}
@@ -63,7 +101,7 @@ def publish_study(
     store: StoreRef,
     model: str,
     tracking: TrackingSettings,
-    fingerprint: dict[str, Any],
+    fingerprint: DataFingerprint,
 ) -> dict[str, Any]:
     """best_params.json, the trial table artifact, PNG plots in the store; W&B per trial."""
     opened = Store.open(store)
@@ -79,7 +117,7 @@ def publish_study(
         "score": best.value,
         "trial": best.number,
         "trials": len(study.trials),
-        "data_fingerprint": fingerprint,
+        "data_fingerprint": fingerprint.model_dump(mode="json"),
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     opened.write_json(layout.BEST_PARAMS(study=name), doc)

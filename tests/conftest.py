@@ -45,6 +45,17 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture()
+def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A folder without .env, no SMA_ variable, and no renamed-setting warning given yet in
+    this process."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("core.config._warned", set())
+    for name in [n for n in os.environ if n.upper().startswith("SMA_")]:
+        monkeypatch.delenv(name)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 (random port) with test credentials in the environment."""
@@ -137,7 +148,7 @@ def store_dir(featured: Path, tmp_path: Path, monkeypatch) -> Path:
     """A fresh copy of the featured sample store, W&B offline into the test's folder."""
     import shutil
 
-    monkeypatch.setenv("SMA_WANDB_MODE", "offline")
+    monkeypatch.setenv("SMA_TRACKING__WANDB_MODE", "offline")
     monkeypatch.setenv("SMA_TRACKING__DIRECTORY", str(tmp_path / "wandb"))
     target = tmp_path / "store"
     shutil.copytree(featured, target)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -19,6 +20,7 @@ SAMPLE = ROOT / "data" / "sample"  # the bundled Kaggle sample (40 tickers)
 DATA = Path(__file__).resolve().parent / "data"
 KAGGLE = DATA / "kaggle"  # slices of the Kaggle set around its real defects (tests/data/README.md)
 STORE_V1 = DATA / "store_v1"  # a small store written by the main of 2026-11-29 (layout version 1)
+STORE_1B5BF9E = DATA / "store_1b5bf9e"  # written by the main of 2026-12-06 (tests/data/README.md)
 SECRET = "T000/B000/XXsecretXXtoken"
 # The collect flow's parameters for the whole bundled sample through the local source.
 SAMPLE_COLLECT = {
@@ -132,9 +134,50 @@ def frozen_model_store(
                 pl.lit(FROZEN_RUN).alias("run_id"),
             ),
         )
-    store.write_json(
-        layout.RUN_METRICS(run_id=FROZEN_RUN),
-        {"model": "frozen", "horizon": 3, "quantiles": FROZEN_QUANTILES, "target_coverage": 0.8},
-    )
-    store.write_json(layout.LATEST_RUN(), {"run_id": FROZEN_RUN})
+    write_frozen_run(store)
     return root, dates
+
+
+FROZEN_METRICS = {
+    "model": "frozen",
+    "horizon": 3,
+    "quantiles": FROZEN_QUANTILES,
+    "target_coverage": 0.8,
+}
+
+
+def write_frozen_run(store: Any, **files: Any) -> None:
+    """The frozen model's run as train writes one (its files, then a manifest with their
+    sha256, then latest.json): ``metrics.json`` and the JSON ``files`` given by name
+    (``drift_reference=...``)."""
+    import json
+    import tempfile
+
+    from core import layout
+    from core.features.manifest import DataFingerprint
+    from core.runs import RunManifest, write_run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, doc in {"metrics": FROZEN_METRICS, **files}.items():
+            (folder / f"{name}.json").write_text(json.dumps(doc))
+        record = RunManifest(
+            run_id=FROZEN_RUN,
+            created_at="2023-01-01T00:00:00+00:00",
+            model="frozen",
+            settings={},
+            features=[],
+            horizon=3,
+            data_fingerprint=DataFingerprint(features_version="frozen", inputs="frozen"),
+            seconds={},
+        )
+        write_run(store, folder, record)
+    assert store.exists(layout.RUN_METRICS(run_id=FROZEN_RUN))
+
+
+def value_at(settings: Any, path: str) -> Any:
+    """A setting by its dotted path (``collect.symbols_per_task``)."""
+    node = settings
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node

@@ -59,7 +59,10 @@ def read_stored(store: Store, symbol: str, run_id: str) -> tuple[pl.DataFrame | 
         return store.read_parquet(key), None
     except DamagedFileError as exc:
         aside = set_aside(store, key, run_id)
-        return None, f"stored prices unreadable ({exc.problem}): moved to {aside}, refetched in full"
+        return (
+            None,
+            f"stored prices unreadable ({exc.problem}): moved to {aside}, refetched in full",
+        )
 
 
 def _fetch_grouped(collector: Collector, starts: dict[str, dt.date], end: dt.date) -> FetchResult:
@@ -108,9 +111,7 @@ def collect_symbols(
         for s in symbols
         if (old := stored[s]) is not None
         and s not in fetched.failures
-        and overlap_changed(
-            old, fresh.filter(pl.col("symbol") == s), job.collect.overlap_tolerance
-        )
+        and overlap_changed(old, fresh.filter(pl.col("symbol") == s), job.collect.overlap_tolerance)
     ]
     if stale:
         refetch = _fetch_grouped(collector, dict.fromkeys(stale, job.start), end)
@@ -132,7 +133,10 @@ def collect_symbols(
         if symbol in fetched.failures:
             outcomes.append(
                 SymbolOutcome(
-                    symbol, "failed", error=fetched.failures[symbol], repaired=repaired.get(symbol),
+                    symbol,
+                    "failed",
+                    error=fetched.failures[symbol],
+                    repaired=repaired.get(symbol),
                     **_span(stored[symbol]),
                 )
             )
@@ -164,7 +168,9 @@ def collect_symbols(
                 quarantined=0 if bad is None else bad.height,
                 refetched_full=symbol in stale,
                 repaired=repaired.get(symbol),
-                error=None if status == "ok" else _status_reason(status, merged.height, job.quality.min_rows),
+                error=None
+                if status == "ok"
+                else _status_reason(status, merged.height, job.quality.min_rows),
                 quality=counts.get(symbol, {}),
                 **_span(merged),
             )

@@ -91,7 +91,9 @@ def update_ingestion(
     return pl.concat([kept, updated]).sort("symbol")
 
 
-REBUILT = "rebuilt from the price files after the table was found damaged: attempts and errors unknown"
+REBUILT = (
+    "rebuilt from the price files after the table was found damaged: attempts and errors unknown"
+)
 
 
 def rebuild_from_prices(store: Store, min_rows: int) -> pl.DataFrame:
@@ -106,9 +108,17 @@ def rebuild_from_prices(store: Store, min_rows: int) -> pl.DataFrame:
             dates = store.read_parquet(key)["date"]
         except DamagedFileError:  # collect sets it aside and refetches the symbol
             continue
-        rows.append({"symbol": parts["symbol"], "status": "ok" if dates.len() >= min_rows else "insufficient",
-                     "first_date": dates.min(), "last_date": dates.max(), "rows": dates.len(),
-                     "attempts": 0, "error": REBUILT})
+        rows.append(
+            {
+                "symbol": parts["symbol"],
+                "status": "ok" if dates.len() >= min_rows else "insufficient",
+                "first_date": dates.min(),
+                "last_date": dates.max(),
+                "rows": dates.len(),
+                "attempts": 0,
+                "error": REBUILT,
+            }
+        )
     table = pl.DataFrame(rows, schema_overrides={"first_date": pl.Date, "last_date": pl.Date})
     return (
         empty_ingestion()

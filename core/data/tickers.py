@@ -68,7 +68,9 @@ def parse_symbols(values: list[str | None]) -> tuple[list[str], dict[str, str]]:
 def no_valid_symbol(path: str | Path, rejected: dict[str, str]) -> str:
     """One short line for a tickers file without a single valid symbol (a binary or foreign
     file would otherwise fill the terminal): how many entries, and the first few, cut short."""
-    shown = ", ".join(repr(raw[:20] + ("..." if len(raw) > 20 else "")) for raw in list(rejected)[:3])
+    shown = ", ".join(
+        repr(raw[:20] + ("..." if len(raw) > 20 else "")) for raw in list(rejected)[:3]
+    )
     return (
         f"no valid symbol in tickers file {path}: {len(rejected)} entries rejected"
         + (f" (first: {shown})" if shown else "")

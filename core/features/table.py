@@ -9,11 +9,10 @@ inputs, the config and the code, so an unchanged build is a no-op.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -23,6 +22,7 @@ from core.config import FeatureSettings
 from core.errors import InputError, InsufficientDataError, NothingUsableError
 from core.features.build import build_features
 from core.features.context import TARGET, Windows
+from core.features.manifest import FeaturePart, FeaturesManifest, Fingerprint, HashedFile
 from core.features.market import market_frame
 from core.features.registry import (
     code_version,
@@ -32,7 +32,7 @@ from core.features.registry import (
     warmup_rows,
 )
 from core.features.schema import non_finite_columns, schema_problems
-from core.storage import DamagedFileError, Store
+from core.storage import Store
 
 
 class FeatureQualityError(NothingUsableError):
@@ -85,8 +85,8 @@ def price_panel(store: Store, since: dt.date | None = None) -> pl.DataFrame:
     return collect_naming_damage(store, keys, query)
 
 
-def input_fingerprint(store: Store, keys: dict[str, str]) -> dict[str, list[Any]]:
-    """Per symbol: [last date, row count] of its stored prices (reads two columns only)."""
+def input_fingerprint(store: Store, keys: dict[str, str]) -> Fingerprint:
+    """Per symbol: (last date, row count) of its stored prices (reads two columns only)."""
     files = list(keys.values())
     stats = collect_naming_damage(
         store,
@@ -96,10 +96,10 @@ def input_fingerprint(store: Store, keys: dict[str, str]) -> dict[str, list[Any]
         .agg(pl.col("date").max().alias("last"), pl.len().alias("rows"))
         .sort("symbol"),
     )
-    return {sym: [str(last), rows] for sym, last, rows in stats.iter_rows()}
+    return {sym: (str(last), rows) for sym, last, rows in stats.iter_rows()}
 
 
-def short_histories(fingerprint: dict[str, list[Any]], cfg: FeatureSettings) -> dict[str, int]:
+def short_histories(fingerprint: Fingerprint, cfg: FeatureSettings) -> dict[str, int]:
     """Symbols whose stored history is no longer than the groups' warm-up, with their row
     counts: they give no feature row. Every symbol short is an error (nothing to build)."""
     warmup = warmup_rows(cfg.groups, cfg.horizon)
@@ -124,11 +124,7 @@ def config_dict(cfg: FeatureSettings) -> dict[str, Any]:
     }
 
 
-def digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def chunks(fingerprint: dict[str, list[Any]], symbols: list[str], max_rows: int) -> list[list[str]]:
+def chunks(fingerprint: Fingerprint, symbols: list[str], max_rows: int) -> list[list[str]]:
     """Consecutive groups of symbols holding at most ``max_rows`` stored rows (at least one symbol)."""
     groups: list[list[str]] = [[]]
     rows = 0
@@ -144,7 +140,7 @@ def chunks(fingerprint: dict[str, list[Any]], symbols: list[str], max_rows: int)
 
 def write_market(
     store: Store, symbols: list[str], cfg: FeatureSettings, version: str
-) -> dict[str, str] | None:
+) -> HashedFile | None:
     """The universe's market series (``core.features.market.market_frame``), written once per build
     before the batches that join it: its key and sha256; None when no group needs it."""
     if not needs_market(cfg.groups):
@@ -155,7 +151,7 @@ def write_market(
         )
     ).collect()
     key = layout.MARKET(version=version)
-    return {"key": key, "sha256": store.write_parquet(key, table)}
+    return HashedFile(key=key, sha256=store.write_parquet(key, table))
 
 
 def build_chunk(
@@ -184,15 +180,15 @@ def build_chunk(
 
 def write_parts(
     store: Store,
-    fingerprint: dict[str, list[Any]],
+    fingerprint: Fingerprint,
     cfg: FeatureSettings,
     version: str,
     index: int,
     log: Callable[[str], None] = lambda _: None,
-) -> list[dict[str, Any]]:
+) -> list[FeaturePart]:
     """Build the symbols of ``fingerprint`` ``chunk_rows`` input rows at a time and write one
     part per chunk; a chunk's write overlaps the next chunk's build."""
-    parts: list[dict[str, Any]] = []
+    parts: list[FeaturePart] = []
     market = (
         store.scan_parquet([layout.MARKET(version=version)]) if needs_market(cfg.groups) else None
     )
@@ -203,124 +199,91 @@ def write_parts(
             table = build_chunk(store, [layout.PRICES(symbol=s) for s in symbols], cfg, market)
             key = layout.FEATURE_PART(version=version, index=index, chunk=n)
             if pending is not None:
-                parts[-1]["sha256"] = pending.result()
+                parts[-1].sha256 = pending.result()
             pending = writer.submit(store.write_parquet, key, table, "lz4")
-            parts.append({"key": key, "rows": table.height, "symbols": len(symbols)})
+            parts.append(FeaturePart(key=key, rows=table.height, symbols=len(symbols)))
             log(
                 f"{key}: {len(symbols)} symbols, {table.height} rows built in {time.perf_counter() - started:.1f}s"
             )
         if pending is not None:
-            parts[-1]["sha256"] = pending.result()
+            parts[-1].sha256 = pending.result()
     return parts
 
 
 def manifest(
     cfg: FeatureSettings,
     version: str,
-    fingerprint: dict[str, Any],
-    parts: list[dict[str, Any]],
+    fingerprint: Fingerprint,
+    parts: list[FeaturePart],
     seconds: float,
-    market: dict[str, str] | None = None,
-) -> dict[str, Any]:
+    market: HashedFile | None = None,
+) -> FeaturesManifest:
     """``features/manifest.json``: what the table holds and what it was built from."""
-    return {
-        "version": version,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(),
-        "groups": cfg.groups,
-        "features": feature_names(cfg.groups, cfg.horizon),
-        "target": TARGET,
-        "horizon": cfg.horizon,
-        "windows": Windows(cfg.horizon).as_dict(),
-        "warmup_rows": warmup_rows(cfg.groups, cfg.horizon),
-        "window_mode": cfg.window_mode,
-        "code_version": code_version(),
-        "rows": sum(p["rows"] for p in parts),
-        "symbols": len(fingerprint),
-        "parts": [p["key"] for p in parts],
-        "checksums": {f["key"]: f["sha256"] for f in [*parts, *([market] if market else [])]},
-        "input_fingerprint": fingerprint,
-        "seconds": round(seconds, 2),
-    }
+    files = [*parts, *([market] if market else [])]
+    return FeaturesManifest(
+        version=version,
+        created_at=dt.datetime.now(dt.UTC).isoformat(),
+        groups=cfg.groups,
+        features=feature_names(cfg.groups, cfg.horizon),
+        target=TARGET,
+        horizon=cfg.horizon,
+        windows=Windows(cfg.horizon).as_dict(),
+        warmup_rows=warmup_rows(cfg.groups, cfg.horizon),
+        window_mode=cfg.window_mode,
+        code_version=code_version(),
+        rows=sum(p.rows for p in parts),
+        symbols=len(fingerprint),
+        parts=[p.key for p in parts],
+        checksums={f.key: f.sha256 for f in files if f.sha256 is not None},
+        input_fingerprint=fingerprint,
+        seconds=round(seconds, 2),
+    )
 
 
-def publish(store: Store, doc: dict[str, Any]) -> None:
+def publish(store: Store, doc: FeaturesManifest) -> None:
     """Make a build current: write its manifest, then delete older builds' files."""
     manifest_key = layout.FEATURES_MANIFEST()
-    store.write_json(manifest_key, doc)
-    own = layout.FEATURE_PART.prefix + f"/{doc['version']}/"
+    doc.publish(store, manifest_key)
+    own = layout.FEATURE_PART.prefix + f"/{doc.version}/"
     for key in store.list(layout.FEATURE_PART.prefix):
         if key != manifest_key and not key.startswith(own):
             store.delete(key)
 
 
-def model_inputs(doc: dict[str, Any]) -> list[str]:
-    """The features a manifest's table holds, each once, in table order (what models use)."""
-    return list(dict.fromkeys(f for g in doc["groups"] for f in doc["features"][g]))
-
-
-def data_fingerprint(doc: dict[str, Any]) -> dict[str, str]:
-    """What a model or study was fitted on: the build's version and a digest of its inputs."""
-    return {"features_version": doc["version"], "inputs": digest(doc["input_fingerprint"])}
-
-
-def read_manifest(store: Store) -> dict[str, Any] | None:
+def read_manifest(store: Store) -> FeaturesManifest | None:
+    """The current build's manifest, unverified (None when there is none)."""
     key = layout.FEATURES_MANIFEST()
-    return store.read_json(key) if store.exists(key) else None
+    return FeaturesManifest.read(store, key) if store.exists(key) else None
 
 
-def current_manifest(store: Store) -> dict[str, Any]:
-    """The current build's manifest; a clear error when there is none."""
-    doc = read_manifest(store)
-    if doc is None:
-        raise MissingInputError(
-            f"no feature table in {store.uri(layout.FEATURE_PART.prefix)}: run `python -m flows.features` first"
-        )
-    return doc
+@dataclass(frozen=True)
+class FeatureBuild:
+    """The current feature build, opened once: its manifest read and every file it names
+    checked against its sha256 (flipped bytes that still parse are caught here, not
+    trained on). Hand it on rather than reading the store again."""
 
+    store: Store
+    manifest: FeaturesManifest
 
-def damaged_files(store: Store, doc: dict[str, Any]) -> dict[str, str]:
-    """Files of a build that are missing or differ from the sha256 its manifest records
-    (``key -> problem``; builds from before checksums were recorded have none to check)."""
-    found = {}
-    for key, digest in doc.get("checksums", {}).items():
-        if not store.exists(key):
-            found[key] = "missing"
-        elif store.sha256(key) != digest:
-            found[key] = "does not match the sha256 in the feature manifest"
-    return found
+    @classmethod
+    def open(cls, store: Store) -> FeatureBuild:
+        doc = read_manifest(store)
+        if doc is None:
+            raise MissingInputError(
+                f"no feature table in {store.uri(layout.FEATURE_PART.prefix)}: run `python -m flows.features` first"
+            )
+        return cls(store, doc.verify(store))
 
+    def scan(self, since: dt.date | None = None) -> pl.LazyFrame:
+        """The feature table (rows from ``since`` on, filtered inside the scan)."""
+        table = self.store.scan_parquet(self.manifest.parts)
+        return table if since is None else table.filter(pl.col("date") >= since)
 
-def built_to(doc: dict[str, Any]) -> str:
-    """The newest date of any symbol's prices a feature build read (ISO)."""
-    return max(last for last, _ in doc["input_fingerprint"].values())
+    def prices(self, since: dt.date | None = None) -> pl.DataFrame:
+        """The stored price panel (``price_panel``) beside the build."""
+        return price_panel(self.store, since)
 
-
-PRICE_WARMUP_DAYS = 365  # the price models' recursions (EWMA, GARCH) start this far earlier
-
-
-def training_inputs(
-    store: Store, lookback_days: int | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
-    """The feature table, the price panel and the features manifest (one build). With
-    ``lookback_days``, only the rows a lookback window can use, filtered inside the scans so
-    a long history never sits in memory whole (a backtest needs every row): the window is cut
-    again by the splits from the last *labelled* date, up to h trading days before the newest,
-    so ``2 h + 10`` calendar days more are read; prices ``PRICE_WARMUP_DAYS`` more again."""
-    manifest = current_manifest(store)
-    table, since = load_features(store, manifest), None
-    if lookback_days is not None:
-        margin = 2 * manifest["horizon"] + 10
-        since = dt.date.fromisoformat(built_to(manifest)) - dt.timedelta(lookback_days + margin)
-        table = table.filter(pl.col("date") >= since)
-    prices = price_panel(store, since and since - dt.timedelta(days=PRICE_WARMUP_DAYS))
-    return table.collect(), prices, manifest
-
-
-def load_features(store: Store, doc: dict[str, Any] | None = None) -> pl.LazyFrame:
-    """The feature table as a manifest names it (``doc``, or the current one: pass the
-    manifest already read, so table and manifest are of one build), every part checked
-    against its sha256 (flipped bytes that still parse are caught here, not trained on)."""
-    doc = doc or current_manifest(store)
-    for key, problem in damaged_files(store, doc).items():
-        raise DamagedFileError(store.uri(key), key, problem)
-    return store.scan_parquet(doc["parts"])
+    def newest_prices(self) -> str | None:
+        """The newest date of any stored prices now (a build older than it is stale)."""
+        fingerprint = input_fingerprint(self.store, price_keys(self.store))
+        return max((last for last, _ in fingerprint.values()), default=None)

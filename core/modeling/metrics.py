@@ -60,6 +60,7 @@ def rank_ic(dates: np.ndarray, y: np.ndarray, score: np.ndarray) -> dict[str, fl
         frame.group_by("date")
         .agg(pl.corr(pl.col("y").rank(), pl.col("s").rank()).alias("ic"), pl.len().alias("n"))
         .filter((pl.col("n") >= 3) & pl.col("ic").is_finite())
+        .sort("date")  # group_by's order varies: summed in date order, the mean is repeatable
     )
     ic = daily["ic"].to_numpy()
     if not len(ic):

@@ -14,15 +14,8 @@ import polars as pl
 
 from core import layout
 from core.errors import InputError
-from core.features.table import (
-    built_to,
-    current_manifest,
-    input_fingerprint,
-    load_features,
-    model_inputs,
-    price_keys,
-    price_panel,
-)
+from core.features.manifest import FeaturesManifest
+from core.features.table import FeatureBuild
 from core.modeling.conformal import (
     CQR,
     ACIState,
@@ -37,7 +30,7 @@ from core.modeling.models import load_model
 from core.modeling.models.base import QuantileRegressor
 from core.modeling.models.prices import uses_prices
 from core.modeling.scorecard import qcols
-from core.runs import fetch_run
+from core.runs import RunManifest, fetch_run
 from core.storage import DamagedFileError, Store
 
 
@@ -49,34 +42,35 @@ REBUILD = "rebuild the features for this run (python -m flows.features) or train
 
 
 def check_inputs(
-    run: dict[str, Any], features: dict[str, Any], newest_prices: str | None, uses_features: bool
+    run: RunManifest,
+    test_end: str | None,
+    features: FeaturesManifest,
+    newest_prices: str | None,
+    uses_features: bool,
 ) -> list[str]:
     """Refuse a feature table the run cannot use (another horizon, or other features for a
     model that reads them: an error naming the difference); return warnings for one that is
     stale (older than the run's test period, or built before the newest stored prices)."""
     problems = []
-    if run["horizon"] != features["horizon"]:
-        problems.append(
-            f"horizon {features['horizon']} in the features, {run['horizon']} in the model"
-        )
-    have, want = set(model_inputs(features)), set(run["features"])
+    if run.horizon != features.horizon:
+        problems.append(f"horizon {features.horizon} in the features, {run.horizon} in the model")
+    have, want = set(features.model_inputs), set(run.features)
     if uses_features and have != want:
         missing, extra = sorted(want - have), sorted(have - want)
         problems.append(
-            f"features differ (groups {', '.join(features['groups'])}; "
+            f"features differ (groups {', '.join(features.groups)}; "
             f"missing {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
             f"not in the model {extra[:8]}{' ...' if len(extra) > 8 else ''})"
         )
     if problems:
-        raise FeatureMismatchError(f"run {run['run_id']} cannot use the feature table {features['version']}: "
+        raise FeatureMismatchError(f"run {run.run_id} cannot use the feature table {features.version}: "
                                    + "; ".join(problems) + f": {REBUILD}")  # fmt: skip
     warnings = []
-    newest = built_to(features)
-    tested_to = run.get("test_end")
-    if tested_to and newest < tested_to:
+    newest = features.built_to
+    if test_end and newest < test_end:
         warnings.append(
-            f"the features end on {newest}, before the end of run {run['run_id']}'s test period "
-            f"({tested_to}): these forecasts are for dates the model has seen"
+            f"the features end on {newest}, before the end of run {run.run_id}'s test period "
+            f"({test_end}): these forecasts are for dates the model has seen"
         )
     if newest_prices and newest < newest_prices:
         warnings.append(
@@ -159,18 +153,19 @@ def starting_state(store: Store, own: ACIState) -> ACIState:
 
 def predict_run(store: Store, run: str) -> dict[str, Any]:
     """Load run ``run`` (``latest`` or an id; files checked against its manifest), forecast
-    from the current feature table, write ``predictions/<as_of>.parquet`` and the ACI state."""
+    from the current feature build (opened and verified once), write
+    ``predictions/<as_of>.parquet`` and the ACI state."""
     with tempfile.TemporaryDirectory(prefix="sma-predict-") as tmp:
         manifest = fetch_run(store, run, Path(tmp))
         model = load_model(Path(tmp) / layout.MODEL_DIR)
         calibration = json.loads((Path(tmp) / layout.CALIBRATION_FILE).read_text())
         test_end = json.loads((Path(tmp) / layout.METRICS_FILE).read_text())["splits"]["test"][1]
-    run_id = manifest["run_id"]
-    features_doc = current_manifest(store)
-    fingerprint = input_fingerprint(store, price_keys(store))
-    newest = max((last for last, _ in fingerprint.values()), default=None)
+    run_id = manifest.run_id
+    build = FeatureBuild.open(store)
     uses_features = not uses_prices(model)
-    warnings = check_inputs(manifest | {"test_end": test_end}, features_doc, newest, uses_features)
+    warnings = check_inputs(
+        manifest, test_end, build.manifest, build.newest_prices(), uses_features
+    )
     state_key = layout.ACI_STATE(run_id=run_id)
     aci = (
         ACIState.from_dict(store.read_json(state_key))
@@ -178,14 +173,9 @@ def predict_run(store: Store, run: str) -> dict[str, Any]:
         else starting_state(store, ACIState.from_dict(calibration["aci"]))
     )
     if uses_prices(model):
-        model.attach_prices(price_panel(store))  # type: ignore[attr-defined]
-    result = forecast(
-        model,
-        CQR.from_dict(calibration["cqr"]),
-        aci,
-        load_features(store, features_doc).collect(),
-        run_id,
-    )
+        model.attach_prices(build.prices())  # type: ignore[attr-defined]
+    cqr = CQR.from_dict(calibration["cqr"])
+    result = forecast(model, cqr, aci, build.scan().collect(), run_id)
     out = result.table
     as_of = out["date"].max()
     key = layout.PREDICTIONS(as_of=as_of)
@@ -196,6 +186,7 @@ def predict_run(store: Store, run: str) -> dict[str, Any]:
         "as_of": str(as_of),
         "key": store.uri(key),
         "symbols": out.height,
+        "quantiles": cqr.quantiles,
         "aci_alpha": state_level(result.aci),
         "online_state": describe_state(result.aci),
         "outcomes_added": result.outcomes_added,

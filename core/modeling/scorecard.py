@@ -24,7 +24,6 @@ from core.modeling.metrics import (
 from core.modeling.models.prices import daily_log_returns
 
 METHODS = ("raw", "cqr", "cqr_aci")
-BASELINE_NAMES = ("historical", "ewma", "garch", "har")
 PASS_LEVEL = 0.05  # significance of every test here
 
 

@@ -14,28 +14,30 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from core.config import BacktestSettings, ModelSettings
+from core.config import ModelSettings, RefitSettings
 from core.modeling.conformal import CQR, ACIState
+from core.modeling.drift_reference import drift_reference
 from core.modeling.metrics import crossing_rate
+from core.modeling.models import baselines
 from core.modeling.models.base import QuantileRegressor
 from core.modeling.models.scaled import VolatilityScaled
-from core.modeling.scorecard import (
-    BASELINE_NAMES,
-    qcols,
-    scorecard,
-    volatility_terciles,
-    with_sectors,
-)
-from core.modeling.splits import SEGMENTS, Splits, check_segments, make_splits, segment_expr
-from core.modeling.walkforward import (
-    Fitted,
+from core.modeling.scorecard import qcols, scorecard, volatility_terciles, with_sectors
+from core.modeling.timeline import (
+    SEGMENTS,
     Window,
-    calibrate_in_order,
+    check_segments,
     deployment_window,
-    fit_window,
+    model_holdout,
+    segment_expr,
     trading_dates,
 )
-from core.monitoring.drift import drift_reference
+from core.modeling.walkforward import (
+    Fitted,
+    calibrate_in_order,
+    fit_window,
+    forecast_block,
+    with_baselines,
+)
 
 
 @dataclass
@@ -43,7 +45,7 @@ class TrainResult:
     model: QuantileRegressor  # the held-out fit (metrics, test predictions)
     cqr: CQR
     aci: ACIState  # at the end of the test period: where the deployed fit's ACI starts
-    splits: Splits
+    splits: Window  # the held-out split: its fit segments and test period
     metrics: dict[str, Any]
     test_predictions: pl.DataFrame
     seconds: dict[str, float]
@@ -58,32 +60,27 @@ def train_and_evaluate(
     features: list[str],
     cfg: ModelSettings,
     horizon: int,
-    windows: BacktestSettings | None = None,
+    windows: RefitSettings | None = None,
     sectors: dict[str, str] | None = None,
 ) -> TrainResult:
     """Split by date -> fit -> CQR on calibration -> ACI through the test period -> metrics
     for the raw model, CQR, CQR+ACI and every baseline on the same test rows; then, with
     ``windows``, the deployed refit on the newest data."""
     labelled = table.filter(pl.col("y").is_not_null())
-    splits = make_splits(labelled["date"], horizon, cfg.lookback_days, cfg.split_fractions)
+    splits = model_holdout(labelled["date"], horizon, cfg)
     with_segment = labelled.with_columns(segment_expr(splits))
     counts = {name: with_segment.filter(pl.col("segment") == name) for name in SEGMENTS}
     check_segments(counts, cfg.min_segment_dates, cfg.min_segment_rows, splits)  # all at once
     test = counts["test"].drop("segment").sort("date", "symbol")
-    window = holdout_window(splits)
-    fitted = fit_window(table, prices, features, cfg, horizon, window, BASELINE_NAMES)
+    fitted = fit_window(table, prices, features, cfg, horizon, splits, baselines())
     seconds = {"fit": fitted.seconds}
     model, cqr = fitted.model, fitted.cqr
 
     raw_unsorted = model.predict_raw(test)
-    raw = np.sort(raw_unsorted, axis=1)
-    cols = qcols(cfg.quantiles)
-    block = test.select("symbol", "date", "y").with_columns(
-        pl.lit(window.refit).alias("refit"),
-        *[pl.Series(f"{c}_raw", raw[:, j]) for j, c in enumerate(cols)],
-    )
+    block = forecast_block(test, np.sort(raw_unsorted, axis=1), splits.refit, cfg.quantiles)
     # CQR and the online calibration as a backtest refit gets them, from a fresh state
     calibrated, aci = calibrate_in_order([(block, cqr)], cfg, horizon)
+    cols = qcols(cfg.quantiles)
     predictions = calibrated.select(
         "symbol",
         "date",
@@ -99,12 +96,12 @@ def train_and_evaluate(
         "aci_alpha",
         "aci_q",
     ).with_columns(pl.Series("vol_tercile", volatility_terciles(test, prices)))
-    scored = with_sectors(predictions.rename({"lo_cqr_aci": "lo", "hi_cqr_aci": "hi"}), sectors)
-    for name, baseline in fitted.baselines.items():
-        base = baseline.predict(test)
-        scored = scored.with_columns(
-            *[pl.Series(c, base[:, j]) for j, c in enumerate(qcols(cfg.quantiles, name))]
-        )
+    scored = with_baselines(
+        with_sectors(predictions.rename({"lo_cqr_aci": "lo", "hi_cqr_aci": "hi"}), sectors),
+        test,
+        fitted.baselines,
+        cfg.quantiles,
+    )
     card = scorecard(scored, cfg.quantiles, cfg.alpha, horizon, list(fitted.baselines))
     card["baselines_skipped"] = fitted.skipped
     card["test"]["raw"]["crossing_rate_before_repair"] = crossing_rate(raw_unsorted)
@@ -116,7 +113,7 @@ def train_and_evaluate(
         "volatility_scaled": isinstance(model, VolatilityScaled),
         **card,
         "rows": fitted.rows | {"test": test.height},
-        "splits": splits.as_dict(),
+        "splits": splits.splits_dict(),
     }
     result = TrainResult(model, cqr, aci, splits, metrics, predictions, seconds)
     if windows is not None:
@@ -127,7 +124,7 @@ def train_and_evaluate(
     used, train = (
         (result.deployed.model, result.window.train)
         if result.deployed and result.window
-        else (model, window.train)
+        else (model, splits.train)
     )
     result.drift = drift_reference(
         table.filter(pl.col("date").is_between(*train)),
@@ -136,8 +133,3 @@ def train_and_evaluate(
         [str(d) for d in train],
     )
     return result
-
-
-def holdout_window(splits: Splits) -> Window:
-    """The held-out split's fit segments as a refit window (its test period forecast)."""
-    return Window(splits.test[0], splits.test[1], splits.train, splits.val, splits.cal)

@@ -19,10 +19,11 @@ import numpy as np
 import polars as pl
 
 from core import layout
-from core.config import Settings
+from core.config import ModelSettings, Settings
 from core.errors import InputError, InsufficientDataError
 from core.modeling.metrics import pinball
 from core.modeling.models import make_model
+from core.modeling.timeline import model_holdout
 from core.storage import Store
 
 if TYPE_CHECKING:
@@ -94,6 +95,15 @@ def time_folds(dates: pl.Series, n_folds: int, embargo: int) -> list[Fold]:
             )
         folds.append(Fold((days[0], days[train_end]), (days[valid_start], days[valid_end])))
     return folds
+
+
+def tuning_rows(table: pl.DataFrame, horizon: int, cfg: ModelSettings) -> pl.DataFrame:
+    """The labelled rows of train's held-out split before its calibration segment (the
+    train and validation segments, ``core.modeling.timeline.model_holdout``): a study never
+    sees the calibration or test rows train evaluates on."""
+    labelled = table.filter(pl.col("y").is_not_null())
+    split = model_holdout(labelled["date"], horizon, cfg)
+    return labelled.filter(pl.col("date").is_between(split.train[0], split.val[1]))
 
 
 def _rows(table: pl.DataFrame, span: tuple[dt.date, dt.date]) -> pl.DataFrame:

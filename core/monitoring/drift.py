@@ -1,7 +1,7 @@
 """Feature drift: each model feature's recent distribution against its training window.
 
-The training run saves a reference per feature (``drift_reference.json`` in the run folder):
-decile bin edges with the share of training rows in each bin (for PSI), and the quantiles
+The training run saves a reference per feature (``core.modeling.drift_reference``,
+``drift_reference.json`` in the run folder): decile bin edges with the share of training rows in each bin (for PSI), and the quantiles
 at 101 levels with the training CDF at each (for KS). The monitor compares the last
 ``drift_days`` trading days of the feature table with it:
 
@@ -18,62 +18,21 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-LEVELS = np.linspace(0.0, 1.0, 101)
-DECILES = np.linspace(0.1, 0.9, 9)
+from core.modeling.drift_reference import bin_shares, finite
+
 FLOOR = 1e-4  # share floor inside PSI's logarithm
-
-
-def _finite(values: np.ndarray) -> np.ndarray:
-    values = values.astype(np.float64)
-    return values[np.isfinite(values)]
-
-
-def bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Share of values in each bin (-inf, e1], (e1, e2], ..., (ek, inf)."""
-    counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
-    return counts / max(len(values), 1)
-
-
-def feature_reference(values: np.ndarray) -> dict[str, Any]:
-    """One feature's reference: decile edges (distinct) and bin shares, 101 quantiles and the
-    training CDF at each of them, and the row count."""
-    values = _finite(values)
-    if not len(values):
-        return {"rows": 0}
-    edges = np.unique(np.quantile(values, DECILES, method="inverted_cdf"))  # data values
-    grid = np.quantile(values, LEVELS)
-    cdf = np.searchsorted(np.sort(values), grid, side="right") / len(values)
-    return {
-        "rows": len(values),
-        "edges": edges.tolist(),
-        "shares": bin_shares(values, edges).tolist(),
-        "grid": grid.tolist(),
-        "cdf": cdf.tolist(),
-    }
-
-
-def drift_reference(
-    rows: pl.DataFrame, features: list[str], importance: dict[str, float], window: list[str]
-) -> dict[str, Any]:
-    """The reference a training run saves: per numeric feature, over the training rows."""
-    numeric = [f for f in features if rows.schema[f].is_numeric()]
-    return {
-        "window": window,
-        "importance": dict(sorted(importance.items(), key=lambda kv: -kv[1])),
-        "features": {f: feature_reference(rows[f].to_numpy()) for f in numeric},
-    }
 
 
 def psi(reference: dict[str, Any], values: np.ndarray) -> float:
     """Population stability index of ``values`` against a feature reference."""
     expected = np.maximum(np.asarray(reference["shares"]), FLOOR)
-    actual = np.maximum(bin_shares(_finite(values), np.asarray(reference["edges"])), FLOOR)
+    actual = np.maximum(bin_shares(finite(values), np.asarray(reference["edges"])), FLOOR)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
 def ks(reference: dict[str, Any], values: np.ndarray) -> float:
     """Two-sample KS statistic at the reference's 101 quantiles."""
-    values = np.sort(_finite(values))
+    values = np.sort(finite(values))
     grid = np.asarray(reference["grid"])
     recent = np.searchsorted(values, grid, side="right") / max(len(values), 1)
     return float(np.max(np.abs(recent - np.asarray(reference["cdf"]))))

@@ -13,12 +13,13 @@ from typing import Any
 import polars as pl
 
 from core import layout
+from core.backtests import backtest_ids, read_backtest
 from core.config import MonitorSettings
-from core.errors import InputError
+from core.errors import DamagedArtifactError, InputError
 from core.features.registry import drift_exempt
-from core.features.table import MissingInputError, load_features, price_panel, read_manifest
+from core.features.table import FeatureBuild, MissingInputError, price_panel
 from core.monitoring import alerts, drift, health, scores
-from core.runs import resolve
+from core.runs import MissingRunError, RunManifest, read_run
 from core.storage import DamagedFileError, Store
 
 LIVE_LOOKBACK_DAYS = 30  # a daily pass rescoring files newer than the last live score minus this
@@ -53,18 +54,14 @@ def prediction_dates(store: Store) -> dict[dt.date, str]:
 
 
 def newest_backtest(store: Store) -> tuple[str, pl.DataFrame, dict[str, Any]] | None:
-    """(id, predictions, metrics) of the newest complete backtest (its manifest written)."""
-    ids = sorted(
-        parts["backtest_id"]
-        for key in store.list("backtests")
-        if (parts := layout.BACKTEST_MANIFEST.match(key)) is not None
-    )
+    """(id, predictions, metrics) of the newest complete backtest (its manifest written),
+    each file checked against the manifest's sha256."""
+    ids = backtest_ids(store)
     if not ids:
         return None
-    bid = ids[-1]
-    frame = store.read_parquet(layout.BACKTEST_PREDICTIONS(backtest_id=bid))
-    metrics = store.read_json(layout.BACKTEST_METRICS(backtest_id=bid))
-    return bid, frame.with_columns(pl.lit(bid).alias("run_id")), metrics
+    manifest = read_backtest(store, ids[-1])
+    frame = manifest.predictions(store).with_columns(pl.lit(ids[-1]).alias("run_id"))
+    return ids[-1], frame, manifest.metrics(store)
 
 
 def live_forecasts(
@@ -91,8 +88,15 @@ def same_target(
     a note for each run left out."""
     notes, other = [], []
     for run in sorted(forecasts["run_id"].unique().to_list()):
-        key = layout.RUN_METRICS(run_id=run)
-        doc = store.read_json(key) if store.exists(key) else {}
+        try:
+            manifest = read_run(store, run)
+            doc = (
+                manifest.file(store, layout.METRICS_FILE)
+                if layout.METRICS_FILE in manifest.files
+                else {}
+            )
+        except MissingRunError:  # pruned: its forecasts are not scored
+            doc = {}
         if (doc.get("horizon"), doc.get("quantiles")) != (horizon, quantiles):
             other.append(run)
             notes.append(
@@ -169,38 +173,35 @@ def score_pass(
     return table, counts, notes
 
 
-def recent_features(store: Store, as_of: dt.date, days: int) -> pl.DataFrame | None:
-    doc = read_manifest(store)
-    if doc is None:
-        return None
-    table = load_features(store, doc).filter(pl.col("date") <= as_of)
+def recent_features(build: FeatureBuild, as_of: dt.date, days: int) -> pl.DataFrame | None:
+    table = build.scan().filter(pl.col("date") <= as_of)
     dates = table.select(pl.col("date").unique().sort().tail(days)).collect()["date"]
     return table.filter(pl.col("date").is_in(dates.implode())).collect() if len(dates) else None
 
 
 def drift_pass(
-    store: Store, run_id: str, as_of: dt.date, cfg: MonitorSettings
+    store: Store, run: RunManifest, as_of: dt.date, cfg: MonitorSettings
 ) -> tuple[pl.DataFrame | None, str]:
     """(the drift table, a note): None with the reason when it cannot be computed."""
-    key = layout.RUN_DRIFT_REFERENCE(run_id=run_id)
-    if not store.exists(key):
+    if layout.DRIFT_REFERENCE_FILE not in run.files:
         return None, (
-            f"run {run_id} has no drift reference ({key}): it was trained before monitoring "
+            f"run {run.run_id} has no drift reference "
+            f"({layout.RUN_DRIFT_REFERENCE(run_id=run.run_id)}): it was trained before monitoring "
             "existed; `python -m flows.train` makes a run that has one"
         )
     try:
-        reference = store.read_json(key)
-    except DamagedFileError as exc:
-        return (
-            None,
-            f"the drift reference of run {run_id} is damaged ({exc.problem}): no drift figures",
-        )
-    recent = recent_features(store, as_of, cfg.drift_days)
+        reference = run.file(store, layout.DRIFT_REFERENCE_FILE)
+    except DamagedArtifactError as exc:
+        return None, f"the drift reference of run {run.run_id} is damaged ({exc}): no drift figures"
+    try:
+        build = FeatureBuild.open(store)
+    except MissingInputError:
+        return None, "no feature table: no drift figures"
+    recent = recent_features(build, as_of, cfg.drift_days)
     if recent is None:
         return None, "no feature rows up to the as-of date: no drift figures"
-    doc = read_manifest(store) or {}
     table = drift.drift_table(
-        reference, recent, drift_exempt(doc.get("groups", [])), cfg.top_features, cfg.psi_alert
+        reference, recent, drift_exempt(build.manifest.groups), cfg.top_features, cfg.psi_alert
     )
     note = f"{recent['date'].n_unique()} recent dates against {reference['window']}"
     if not reference["importance"]:
@@ -215,11 +216,11 @@ def health_pass(store: Store, as_of: dt.date, cfg: MonitorSettings) -> dict[str,
         ingestion = store.read_parquet(layout.INGESTION())
         session = health.latest_session(as_of, cfg.calendar)
         out["freshness"] = health.freshness(ingestion.select("symbol", "last_date"), session)
-    oldest = as_of - dt.timedelta(days=cfg.quarantine_days + 1)
+    oldest = as_of - dt.timedelta(days=cfg.quarantine_window_days + 1)
     reports = [
         store.read_json(key) for day, key in health.quality_reports(store) if oldest <= day <= as_of
     ]
-    out["quarantine"] = health.quarantine_rates(reports, as_of, cfg.quarantine_days)
+    out["quarantine"] = health.quarantine_rates(reports, as_of, cfg.quarantine_window_days)
     return out
 
 
@@ -229,16 +230,17 @@ def monitor(
     """One monitor pass (nothing written: ``save`` writes scores and summary)."""
     started = time.perf_counter()
     as_of = as_of or dt.datetime.now(dt.UTC).date()
-    run_id = resolve(store, "latest")
-    metrics_key = layout.RUN_METRICS(run_id=run_id)
-    if not store.exists(metrics_key):
-        raise MissingInputError(f"run {run_id} has no {metrics_key}: its folder is incomplete")
-    run_metrics = store.read_json(metrics_key)
+    run = read_run(store, "latest")
+    run_id = run.run_id
+    if layout.METRICS_FILE not in run.files:
+        key = layout.RUN_METRICS(run_id=run_id)
+        raise MissingInputError(f"run {run_id} has no {key}: its folder is incomplete")
+    run_metrics = run.file(store, layout.METRICS_FILE)
     horizon, quantiles = run_metrics["horizon"], run_metrics["quantiles"]
     table, counts, notes = score_pass(store, as_of, backfill, horizon, quantiles)
     series = scores.monitored(table.filter(pl.col("date") <= as_of))
     rolled = scores.rolling(series, cfg.windows, quantiles)
-    drift_table, drift_note = drift_pass(store, run_id, as_of, cfg)
+    drift_table, drift_note = drift_pass(store, run, as_of, cfg)
     data_health = health_pass(store, as_of, cfg)
     now, checked = alerts.conditions(rolled, drift_table, data_health.get("freshness"), cfg)
     previous = (

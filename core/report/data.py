@@ -22,7 +22,7 @@ from core.modeling.scorecard import model_card, qcols, volatility_terciles
 from core.monitoring import scores as monitoring
 from core.monitoring.health import quality_reports
 from core.monitoring.monitor import newest_backtest, prediction_dates
-from core.runs import resolve
+from core.runs import MissingRunError, RunManifest, read_run, resolve
 from core.storage import Store
 
 DIGITS = 6  # returns rounded in the page: keeps the file small, far below any visible change
@@ -65,7 +65,7 @@ def latest_forecasts(store: Store, tickers: str) -> tuple[str, pl.DataFrame]:
     return str(as_of), table.select([c for c in keep if c in table.columns])
 
 
-def history(store: Store, run_id: str) -> tuple[pl.DataFrame, str]:
+def history(store: Store, run: RunManifest) -> tuple[pl.DataFrame, str]:
     """Scored forecasts to draw (monitoring's series: live, with backtest before it) or, before
     the monitor has run, the run's held-out test predictions; and which it is."""
     if store.exists(layout.MONITOR_SCORES()):
@@ -74,13 +74,14 @@ def history(store: Store, run_id: str) -> tuple[pl.DataFrame, str]:
             return series, "monitoring scores (" + ", ".join(
                 sorted(series["source"].unique())
             ) + ")"
+    run_id = run.run_id
     key = layout.RUN_TEST_PREDICTIONS(run_id=run_id)
-    if not store.exists(key):
+    if layout.TEST_PREDICTIONS_FILE not in run.files:
         raise NoReportInputError(
             f"nothing to draw: no scored forecasts (run `python -m flows.monitor --backfill`) and "
             f"run {run_id} has no {key}"
         )
-    test = store.read_parquet(key).filter(pl.col("y").is_not_null())
+    test = run.read_parquet(store, key).filter(pl.col("y").is_not_null())
     test = test.with_columns(
         pl.lit("held-out test").alias("source"),
         ((pl.col("y") >= pl.col("lo_cqr_aci")) & (pl.col("y") <= pl.col("hi_cqr_aci"))).alias(
@@ -157,13 +158,19 @@ def report_data(store: Store, cfg: MonitorSettings, tickers: str) -> dict[str, A
     """Everything the page shows, as plain JSON values."""
     as_of, today = latest_forecasts(store, tickers)
     run_id = today["run_id"][0] if "run_id" in today.columns else resolve(store, "latest")
-    if not store.exists(layout.RUN_METRICS(run_id=run_id)):
+    try:
+        run = read_run(store, run_id)
+    except MissingRunError:
         raise NoReportInputError(
             f"the predictions of {as_of} name run {run_id}, which is not in {store.uri('models')}"
+        ) from None
+    if layout.METRICS_FILE not in run.files:
+        raise NoReportInputError(
+            f"run {run_id} has no {layout.RUN_METRICS(run_id=run_id)}: its folder is incomplete"
         )
-    metrics = store.read_json(layout.RUN_METRICS(run_id=run_id))
+    metrics = run.file(store, layout.METRICS_FILE)
     quantiles = metrics["quantiles"]
-    series, source = history(store, run_id)
+    series, source = history(store, run)
     summary = (
         store.read_json(layout.MONITOR_SUMMARY())
         if store.exists(layout.MONITOR_SUMMARY())

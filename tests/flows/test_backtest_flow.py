@@ -10,8 +10,7 @@ import polars as pl
 import pytest
 
 from core import layout
-from core.runs import sha256
-from core.storage import Store
+from core.storage import Store, sha256
 from flows.backtest import COMMAND as BACKTEST
 from flows.backtest import backtest
 
@@ -105,3 +104,24 @@ def test_backtest_input_errors_exit_2_naming_the_problem(store_dir, tmp_path, ca
     with pytest.raises(SystemExit):
         BACKTEST.main(["--store", str(store_dir), "--start", "yesterday"])
     assert not Store(str(store_dir)).list("backtests")
+
+
+def test_readers_refuse_a_backtest_file_that_differs_from_its_manifest(store_dir):
+    """The monitor (and the report through it) read a backtest's predictions through its
+    manifest: bytes flipped after the backtest are refused, naming the file."""
+    from core.errors import DamagedArtifactError
+    from core.monitoring.monitor import newest_backtest
+
+    run: dict[str, Any] = RUN | {"refit_every": 200}
+    result: dict[str, Any] = backtest(store=str(store_dir), **run)  # pyright: ignore[reportAssignmentType]
+    store = Store(str(store_dir))
+    found = newest_backtest(store)
+    key = layout.BACKTEST_PREDICTIONS(backtest_id=result["backtest_id"])
+    frame = store.read_parquet(key)
+    assert found is not None and found[0] == result["backtest_id"]
+    assert found[1].drop("run_id").equals(frame)
+    store.write_parquet(key, frame.with_columns(pl.col("lo") - 1.0))  # still valid Parquet
+    with pytest.raises(
+        DamagedArtifactError, match=r"predictions\.parquet: does not match the sha256"
+    ):
+        newest_backtest(store)

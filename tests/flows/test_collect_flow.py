@@ -86,7 +86,7 @@ def stored(store: Store, symbol: str) -> pl.DataFrame:
 def test_sample_collection_layout_and_incremental_rerun(tmp_path, monkeypatch):
     recorder = Recording(LocalCollector(PRICES))
     use_collector(monkeypatch, recorder)
-    summary = run(tmp_path / "store", batch_size=15)
+    summary = run(tmp_path / "store", symbols_per_task=15)
     store = Store(str(tmp_path / "store"))
     symbols = [line for line in SAMPLE_TICKERS.read_text().split()[1:]]
     assert (summary["symbols"], summary["failed"], summary["insufficient"]) == (40, 0, 1)
@@ -118,24 +118,24 @@ def test_sample_collection_layout_and_incremental_rerun(tmp_path, monkeypatch):
     # changed that collection does not use (a task's cache key covers only its inputs).
     monkeypatch.setenv("SMA_MODEL__QUANTILES", "[0.05, 0.5, 0.95]")
     monkeypatch.setenv("SMA_FEATURES__HORIZON", "5")
-    again = run(tmp_path / "store", batch_size=15)
+    again = run(tmp_path / "store", symbols_per_task=15)
     assert len(recorder.calls) == 3 and again["ok"] == 39
     monkeypatch.setenv("SMA_QUALITY__MIN_ROWS", "61")  # a rule it does use: fetched again
-    run(tmp_path / "store", batch_size=15)
+    run(tmp_path / "store", symbols_per_task=15)
     assert len(recorder.calls) == 6
     monkeypatch.delenv("SMA_QUALITY__MIN_ROWS")
     recorder.calls = recorder.calls[:3]
 
     # The store is wiped inside the cache window: the cached batches are not trusted.
     shutil.rmtree(tmp_path / "store")
-    restored = run(tmp_path / "store", batch_size=15)
+    restored = run(tmp_path / "store", symbols_per_task=15)
     assert len(recorder.calls) == 6 and restored["new_rows"] == summary["new_rows"]
     assert stored(store, "AOS").height == 1258
     recorder.calls = recorder.calls[:3]
 
     # A later end date: an incremental fetch from 5 stored trading days back, no duplicates.
     before = stored(store, "AOS")
-    later = run(tmp_path / "store", batch_size=15, end=dt.date(2018, 2, 9))
+    later = run(tmp_path / "store", symbols_per_task=15, end=dt.date(2018, 2, 9))
     starts = {start for _, start, _ in recorder.calls[3:]}
     assert starts == {before["date"][-6]}
     assert later["new_rows"] == 0 and later["refetched_full"] == []  # the sample ends on 2018-02-07
@@ -177,7 +177,7 @@ def test_flaky_source_every_symbol_ends_collected(tmp_path, monkeypatch):
 
     recorder = Recording(LocalCollector(PRICES), fault)
     use_collector(monkeypatch, recorder)
-    summary = run(tmp_path / "store", batch_size=3)
+    summary = run(tmp_path / "store", symbols_per_task=3)
     assert failed_first, "the seeded fault injector should have hit some batches"
     assert summary["failed"] == 0 and summary["ok"] + summary["insufficient"] == 40
     for batch in failed_first:
@@ -195,7 +195,7 @@ def test_always_failing_symbols_are_kept_and_retried_next_run(tmp_path, monkeypa
             )
 
     use_collector(monkeypatch, PartlyBroken(PRICES))
-    first = run(tmp_path / "store", batch_size=10)
+    first = run(tmp_path / "store", symbols_per_task=10)
     store = Store(str(tmp_path / "store"))
     assert (
         set(first["failed_symbols"]) == broken
@@ -208,7 +208,7 @@ def test_always_failing_symbols_are_kept_and_retried_next_run(tmp_path, monkeypa
     ) == dict.fromkeys(broken, "failed")
 
     broken.clear()  # the vendor recovers; same request, inside the cache window
-    second = run(tmp_path / "store", batch_size=10)
+    second = run(tmp_path / "store", symbols_per_task=10)
     assert second["failed"] == 0
     assert store.exists(layout.PRICES(symbol="GE"))
     ge = store.read_parquet(layout.INGESTION()).filter(pl.col("symbol") == "GE").row(0, named=True)
@@ -274,7 +274,7 @@ def test_collect_into_s3(tmp_path, s3_bucket, s3_endpoint, monkeypatch):
     monkeypatch.setenv("SMA_S3__ENDPOINT_URL", s3_endpoint)
     url = f"s3://{s3_bucket}/prod"
     tickers = tickers_file(tmp_path, ["AOS", "LNT", "KO", "APTV"])
-    summary = run(url, tickers=tickers, batch_size=2)
+    summary = run(url, tickers=tickers, symbols_per_task=2)
     assert (summary["ok"], summary["insufficient"], summary["failed"]) == (3, 1, 0)
     store = Store(url, endpoint_url=s3_endpoint)
     keys = store.list("raw")
@@ -288,7 +288,7 @@ def test_collect_into_s3(tmp_path, s3_bucket, s3_endpoint, monkeypatch):
     )
     assert store.exists(f"raw/quarantine/symbol=AOS/{summary['run_id']}.parquet")
     # incremental second run against S3: no duplicates
-    run(url, tickers=tickers, batch_size=2, end=dt.date(2018, 2, 8))
+    run(url, tickers=tickers, symbols_per_task=2, end=dt.date(2018, 2, 8))
     assert store.read_parquet(layout.PRICES(symbol="KO"))["date"].is_unique().all()
 
 
@@ -326,7 +326,7 @@ def test_killed_mid_run_then_rerun_collects_everything(tmp_path, prefect_server)
         "2001-01-01",
         "--end",
         "2020-12-31",
-        "--batch-size",
+        "--symbols-per-task",
         "4",
     ]
     env = os.environ | {
@@ -364,7 +364,7 @@ def test_killed_mid_run_then_rerun_collects_everything(tmp_path, prefect_server)
         source="synthetic",
         start=dt.date(2001, 1, 1),
         end=dt.date(2020, 12, 31),
-        batch_size=4,
+        symbols_per_task=4,
     )  # pyright: ignore[reportAssignmentType]
     assert summary["ok"] == len(symbols) and summary["failed"] == 0
     store = Store(str(store_dir))

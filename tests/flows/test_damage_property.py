@@ -43,7 +43,9 @@ def read_by_pipeline(root: Path) -> list[str]:
 @given(data=st.data(), how=st.sampled_from(["truncate", "flip", "delete"]))
 def test_damage_is_repaired_or_named(featured, tmp_path_factory, monkeypatch, capsys, data, how):
     sample = {f"SMA_{k.upper()}": str(v) for k, v in SAMPLE_COLLECT.items()}
-    for name, value in (sample | {"SMA_MODEL__NAME": "ewma", "SMA_WANDB_MODE": "disabled"}).items():
+    for name, value in (
+        sample | {"SMA_MODEL__NAME": "ewma", "SMA_TRACKING__WANDB_MODE": "disabled"}
+    ).items():
         monkeypatch.setenv(name, value)
     root = tmp_path_factory.mktemp("damaged") / "store"
     shutil.copytree(featured, root)

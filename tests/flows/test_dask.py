@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from core import layout
-from core.features.table import load_features
+from core.features.table import FeatureBuild
 from core.storage import Store
 from tests.factories import ROOT, SAMPLE_COLLECT
 
@@ -67,16 +67,16 @@ def test_collect_and_features_on_dask_store_what_threads_store(
 ):
     store = tmp_path / "store"
     # 6 collection batches and 4 feature batches over the 2 workers
-    finish(flow("collect", store, prefect_server, batch_size="7"))
+    finish(flow("collect", store, prefect_server, collect__symbols_per_task="7"))
     for prefix in (layout.PRICES.prefix, layout.QUARANTINE.prefix):
         expected = stored(collected, prefix)
         assert stored(store, prefix).equals(expected), prefix
     assert not stored(store, layout.QUARANTINE.prefix).is_empty()
-    finish(flow("features", store, prefect_server, features__batch_size="10"))
+    finish(flow("features", store, prefect_server, features__symbols_per_task="10"))
     got = Store(str(store))
     assert len(got.read_json(layout.FEATURES_MANIFEST())["parts"]) >= 4
-    table = load_features(got).collect().sort("symbol", "date")
-    expected = load_features(Store(str(featured))).collect().sort("symbol", "date")
+    table = FeatureBuild.open(got).scan().collect().sort("symbol", "date")
+    expected = FeatureBuild.open(Store(str(featured))).scan().collect().sort("symbol", "date")
     assert table.equals(expected)
 
 
@@ -84,7 +84,7 @@ def test_a_worker_killed_mid_run_still_ends_with_every_symbol_collected(
     prefect_server, collected, tmp_path
 ):
     store = tmp_path / "store"
-    proc = flow("collect", store, prefect_server, batch_size="1")
+    proc = flow("collect", store, prefect_server, collect__symbols_per_task="1")
     prices = store / "raw" / "prices"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(prices.glob("symbol=*"))) < 4:

@@ -95,7 +95,7 @@ def test_deployments_run_on_a_real_server_with_s3_and_slack(
         "SMA_TICKERS": str(SAMPLE / "tickers.csv"),
         "SMA_START": "2013-01-01",
         "SMA_END": "2018-02-07",
-        "SMA_WANDB_MODE": "disabled",
+        "SMA_TRACKING__WANDB_MODE": "disabled",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -195,7 +195,7 @@ def test_a_monitor_alert_reaches_slack_once_through_the_automation(server, slack
     env = server | {
         "SMA_SLACK_WEBHOOK_URL": url,
         "SMA_STORE": str(root),
-        "SMA_WANDB_MODE": "disabled",
+        "SMA_TRACKING__WANDB_MODE": "disabled",
     }
     setup = run([sys.executable, "-m", "deployments.setup"], env)
     assert setup.returncode == 0 and "sma-monitor-alert" in setup.stdout, setup.stderr

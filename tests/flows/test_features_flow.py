@@ -12,7 +12,8 @@ import pytest
 
 from core import layout
 from core.features.build import build_features
-from core.features.table import load_features, price_keys
+from core.features.registry import feature_names
+from core.features.table import FeatureBuild, price_keys
 from core.storage import Store
 from flows.features import COMMAND, features
 from tests.factories import assert_frames_close
@@ -40,11 +41,8 @@ def test_builds_table_and_manifest_then_skips_when_unchanged(store_dir):
     store = Store(str(store_dir))
     manifest = store.read_json(layout.FEATURES_MANIFEST())
     assert doc["skipped"] is False and manifest["version"] == doc["version"]
-    assert {g: len(v) for g, v in manifest["features"].items()} == {
-        "seed": 48,
-        "alpha158": 158,
-        "risk": 19,
-    }
+    # the registry's columns (their counts are pinned once, in tests/unit/test_features.py)
+    assert manifest["features"] == feature_names(["seed", "alpha158", "risk"], 3)
     assert (
         manifest["horizon"] == 3
         and manifest["windows"]["long"] == 15
@@ -53,7 +51,7 @@ def test_builds_table_and_manifest_then_skips_when_unchanged(store_dir):
     assert len(manifest["input_fingerprint"]) == 39  # APTV is `insufficient` (44 rows): left out
     assert "APTV" not in manifest["input_fingerprint"]
     assert manifest["input_fingerprint"]["AOS"] == ["2018-02-07", 1258]
-    table = load_features(store).collect()
+    table = FeatureBuild.open(store).scan().collect()
     assert table.height == manifest["rows"] > 40_000
     expected = build_features(prices(store).lazy(), ["seed", "alpha158", "risk"], 3).collect()
     # stored as Float32: equal to the Float64 computation up to float32 rounding
@@ -71,7 +69,7 @@ def test_builds_table_and_manifest_then_skips_when_unchanged(store_dir):
     shutil.rmtree(store_dir / "features")
     rebuilt = run(store_dir, groups=["seed", "alpha158", "risk"])
     assert rebuilt["skipped"] is False
-    assert load_features(store).collect().height == manifest["rows"]
+    assert FeatureBuild.open(store).scan().collect().height == manifest["rows"]
 
     # one symbol gets a new bar: a new version replaces the old parts
     ko = store.read_parquet(layout.PRICES(symbol="KO"))
@@ -83,30 +81,33 @@ def test_builds_table_and_manifest_then_skips_when_unchanged(store_dir):
         k.startswith(f"features/{third['version']}/") or k == layout.FEATURES_MANIFEST()
         for k in store.list("features")
     )
-    assert load_features(store).filter(pl.col("symbol") == "KO").collect()["date"].max() == dt.date(
-        2018, 2, 8
-    )
+    assert FeatureBuild.open(store).scan().filter(pl.col("symbol") == "KO").collect()[
+        "date"
+    ].max() == dt.date(2018, 2, 8)
 
 
 def test_batches_give_the_same_table(store_dir, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(store_dir, other)
     whole = run(store_dir, groups=["seed", "alpha158", "risk"])
-    batched = run(other, groups=["seed", "alpha158", "risk"], batch_size=7)
+    batched = run(other, groups=["seed", "alpha158", "risk"], symbols_per_task=7)
     assert len(whole["parts"]) == 1 and len(batched["parts"]) == 6
     assert batched["version"] == whole["version"]  # same content, whatever the batching
-    batched_table = load_features(Store(str(other))).collect()
+    batched_table = FeatureBuild.open(Store(str(other))).scan().collect()
     assert_frames_close(
-        batched_table, load_features(Store(str(store_dir))).collect(), rtol=1e-6, atol=1e-7
+        batched_table,
+        FeatureBuild.open(Store(str(store_dir))).scan().collect(),
+        rtol=1e-6,
+        atol=1e-7,
     )
     # batching is not part of the content: a rebuild with another batch size is skipped
-    assert run(other, groups=["seed", "alpha158", "risk"], batch_size=3)["skipped"] is True
+    assert run(other, groups=["seed", "alpha158", "risk"], symbols_per_task=3)["skipped"] is True
 
 
 def test_horizon_changes_target_and_windows(store_dir):
     doc = run(store_dir, groups=["seed"], horizon=5)
     assert doc["windows"]["short"] == 15 and doc["warmup_rows"] == 51
-    table = load_features(Store(str(store_dir))).collect()
+    table = FeatureBuild.open(Store(str(store_dir))).scan().collect()
     assert table.group_by("symbol").agg(pl.col("y").is_null().sum())["y"].unique().to_list() == [5]
 
 
@@ -119,7 +120,7 @@ def test_features_on_s3(tmp_path, s3_bucket, s3_endpoint, monkeypatch, collected
         s3.write_bytes(key, local.read_bytes(key))
     doc = run(url, groups=["seed"])
     assert doc["symbols"] == 6 and s3.exists(layout.FEATURES_MANIFEST())
-    assert load_features(s3).collect().height == doc["rows"]
+    assert FeatureBuild.open(s3).scan().collect().height == doc["rows"]
 
 
 def test_cli_errors_exit_2(tmp_path, capsys):

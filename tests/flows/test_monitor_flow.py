@@ -12,15 +12,15 @@ import pytest
 
 from core import layout
 from core.config import MonitorSettings
-from core.features.table import load_features
-from core.monitoring.drift import drift_reference
+from core.features.table import FeatureBuild
+from core.modeling.drift_reference import drift_reference
 from core.monitoring.monitor import monitor as monitor_pass
 from core.monitoring.monitor import save, save_alert_state
 from core.storage import Store
 from flows.monitor import COMMAND as MONITOR
 from flows.monitor import monitor
 from flows.report import COMMAND as REPORT
-from tests.factories import FROZEN_RUN, frozen_model_store
+from tests.factories import FROZEN_RUN, frozen_model_store, write_frozen_run
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
 SHIFT = 180
@@ -35,15 +35,12 @@ def frozen(tmp_path_factory) -> tuple[Path, list[dt.date]]:
     root, dates = frozen_model_store(tmp_path_factory.mktemp("frozen") / "store", shift_at=SHIFT)
     features(store=str(root))
     store = Store(str(root))
-    table = load_features(store).collect()
+    table = FeatureBuild.open(store).scan().collect()
     names = [c for c in table.columns if c not in ("symbol", "date", "y")]
     train = table.filter(pl.col("date") < dates[SHIFT])
     importance = {"day_of_year": 9.0, "vol_ewm": 8.0, "vol_cc22": 7.0, "rsi_ewm": 1.0}
     window = [str(train["date"].min()), str(train["date"].max())]
-    store.write_json(
-        layout.RUN_DRIFT_REFERENCE(run_id=FROZEN_RUN),
-        drift_reference(train, names, importance, window),
-    )
+    write_frozen_run(store, drift_reference=drift_reference(train, names, importance, window))
     return root, dates
 
 
@@ -128,7 +125,11 @@ def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(frozen, tmp_pat
 def test_a_run_without_drift_reference_gets_a_note_not_a_crash(frozen, tmp_path):
     root, dates = copy_of(frozen, tmp_path), frozen[1]
     store = Store(str(root))
-    store.delete(layout.RUN_DRIFT_REFERENCE(run_id=FROZEN_RUN))
+    store.delete(layout.RUN_DRIFT_REFERENCE(run_id=FROZEN_RUN))  # listed by the manifest
+    result = monitor_pass(store, MonitorSettings(), dates[-1])
+    assert result.drift is None and "is damaged" in result.summary["drift"]["note"]
+    assert "drift_reference.json is missing" in result.summary["drift"]["note"]
+    write_frozen_run(store)  # a run from before monitoring: none listed
     result = monitor_pass(store, MonitorSettings(), dates[-1])
     assert result.drift is None and "has no drift reference" in result.summary["drift"]["note"]
     assert "flows.train" in result.summary["drift"]["note"]

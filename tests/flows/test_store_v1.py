@@ -26,7 +26,7 @@ SYMBOLS = ["AAPL", "JPM", "KO", "LNT", "XOM"]
 
 @pytest.fixture()
 def old_store(tmp_path: Path, monkeypatch) -> Path:
-    monkeypatch.setenv("SMA_WANDB_MODE", "disabled")
+    monkeypatch.setenv("SMA_TRACKING__WANDB_MODE", "disabled")
     store = tmp_path / "store"
     shutil.copytree(STORE_V1, store)
     return store
@@ -106,3 +106,28 @@ def test_features_train_and_tune_read_the_old_store(old_store, tmp_path, monkeyp
     monkeypatch.setenv("SMA_TUNING__FOLDS", "2")
     result: dict[str, Any] = tune(store=str(old_store), model="lightgbm", trials=1, study="again")  # pyright: ignore[reportAssignmentType]
     assert result["trials"] == 1
+
+
+def test_train_and_backtest_read_the_old_feature_build(old_store, monkeypatch):
+    """Its own feature build (no checksums: written before they existed) feeds a new run
+    and a backtest of a few refits; the backtest's files are then read back verified."""
+    from flows.backtest import backtest
+    from flows.train import train
+
+    monkeypatch.setenv("SMA_BACKTEST__MIN_HISTORY_DAYS", "400")
+    store = Store(str(old_store))
+    old_manifest = store.read_json(layout.FEATURES_MANIFEST())
+    assert "checksums" not in old_manifest
+    fast = {"num_boost_round": 40, "min_data_in_leaf": 50}
+    run: dict[str, Any] = train(store=str(old_store), model="lightgbm", params=fast)  # pyright: ignore[reportAssignmentType]
+    assert run["manifest"]["data_fingerprint"]["features_version"] == old_manifest["version"]
+    assert run["manifest"]["features"] and run["metrics"]["horizon"] == old_manifest["horizon"]
+    result: dict[str, Any] = backtest(
+        store=str(old_store), model="lightgbm", refit_every=126, params=fast
+    )  # pyright: ignore[reportAssignmentType]
+    assert len(result["metrics"]["refits"]) >= 2
+    from core.monitoring.monitor import newest_backtest
+
+    found = newest_backtest(store)
+    assert found is not None and found[0] == result["backtest_id"]
+    assert store.read_json(layout.FEATURES_MANIFEST()) == old_manifest  # read, never rewritten

@@ -10,8 +10,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from core.runs import sha256
-from core.storage import Store
+from core.features.registry import feature_names
+from core.storage import Store, sha256
 from flows.features import features
 from flows.predict import COMMAND as PREDICT
 from flows.predict import predict
@@ -60,7 +60,8 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     } <= set(preds.columns)
     assert preds.height == metrics["rows"]["test"]
     manifest = store.read_json(f"{prefix}/manifest.json")
-    assert manifest["features"][0] == "symbol" and len(manifest["features"]) == 48 + 19
+    names = feature_names(["seed", "risk"], 3)  # the default groups
+    assert manifest["features"] == [*names["seed"], *names["risk"]]
     assert metrics["volatility_scaled"] is True  # the risk group is there: scaled targets
     assert (
         manifest["data_fingerprint"]["features_version"]
@@ -244,17 +245,20 @@ def test_train_reads_only_its_lookback_window(featured):
     """Rows older than the lookback (and a margin of 2h + 10 days: the splits cut from the
     last labelled date) are filtered inside the scans, prices a year more (the price models'
     warm-up); the splits and the deployed window come out the same as from every row."""
-    from core.config import BacktestSettings, ModelSettings
-    from core.features.table import PRICE_WARMUP_DAYS, training_inputs
-    from core.modeling.splits import make_splits
-    from core.modeling.walkforward import deployment_window, trading_dates
+    from core.config import ModelSettings, RefitSettings
+    from core.features.table import FeatureBuild
+    from core.modeling.inputs import training_inputs
+    from core.modeling.models.prices import PRICE_WARMUP_DAYS
+    from core.modeling.timeline import deployment_window, model_holdout, trading_dates
 
-    store = Store(str(featured))
-    table, prices, manifest = training_inputs(store)
-    recent, recent_prices, again = training_inputs(store, 400)
-    horizon = manifest["horizon"]
+    build = FeatureBuild.open(Store(str(featured)))
+    every, recent_data = training_inputs(build), training_inputs(build, 400)
+    table, prices, recent, recent_prices = (
+        every.table, every.prices, recent_data.table, recent_data.prices
+    )  # fmt: skip
+    horizon = build.manifest.horizon
     since = table["date"].max() - dt.timedelta(days=400 + 2 * horizon + 10)  # type: ignore[operator]
-    assert again == manifest and 0 < recent.height < table.height
+    assert recent_data.build == every.build and 0 < recent.height < table.height
     assert recent.equals(table.filter(pl.col("date") >= since))
     warm = since - dt.timedelta(days=PRICE_WARMUP_DAYS)
     assert recent_prices.equals(prices.filter(pl.col("date") >= warm))
@@ -263,7 +267,37 @@ def test_train_reads_only_its_lookback_window(featured):
 
     def windows(t: pl.DataFrame) -> tuple[object, object]:
         labelled = t.filter(pl.col("y").is_not_null())["date"]
-        splits = make_splits(labelled, horizon, cfg.lookback_days, cfg.split_fractions)
-        return splits, deployment_window(trading_dates(t), horizon, cfg, BacktestSettings())
+        splits = model_holdout(labelled, horizon, cfg)
+        return splits, deployment_window(trading_dates(t), horizon, cfg, RefitSettings())
 
     assert windows(recent) == windows(table)
+
+
+def test_train_predict_and_backtest_open_the_feature_build_once(store_dir, monkeypatch):
+    """Each flow reads the features manifest once and checks each file of the build once,
+    then hands the opened build on (no step re-reads it piece by piece)."""
+    from core import layout
+    from flows.backtest import backtest
+
+    reads: list[str] = []
+    hashed: list[str] = []
+    read_json, digest = Store.read_json, Store.sha256
+    monkeypatch.setattr(
+        Store, "read_json", lambda self, key: reads.append(key) or read_json(self, key)
+    )
+    monkeypatch.setattr(Store, "sha256", lambda self, key: hashed.append(key) or digest(self, key))
+    build = Store(str(store_dir)).read_json(layout.FEATURES_MANIFEST())
+    files = sorted(build["checksums"])
+    runs = [
+        lambda: train(store=str(store_dir), model="lightgbm", params=FAST),
+        lambda: predict(store=str(store_dir)),
+        lambda: backtest(
+            store=str(store_dir), model="ewma", start=dt.date(2017, 10, 2), refit_every=200
+        ),
+    ]
+    for run in runs:
+        reads.clear()
+        hashed.clear()
+        run()
+        assert reads.count(layout.FEATURES_MANIFEST()) == 1
+        assert sorted(k for k in hashed if k.startswith("features/")) == files

@@ -1,23 +1,37 @@
+"""Settings: defaults, environment, .env and overrides; validation; old names (RENAMED)."""
+
 import datetime as dt
+import json
+import re
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from core.config import ConfigError, load_settings
+from core.config import RENAMED, ConfigError, ModelSettings, Settings, unknown_variables, variable
+from core.settings import load_settings
+from tests.factories import ROOT, value_at
+
+CONFIG_LOGGER = "stock_market_analytics.config"
 
 
 def test_defaults_and_env_and_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     s = load_settings()
-    assert s.store == "data/store" and s.batch_size == 50 and s.collect.overlap_days == 5
+    assert s.store == "data/store" and s.collect.symbols_per_task == 50
+    assert s.collect.overlap_days == 5 and s.features.symbols_per_task is None
     assert s.quality.bad_tick_factor == 1.9 and s.quality.min_rows == 60
+    assert (s.refit.calibration_days, s.refit.validation_days) == (250, 125)
     monkeypatch.setenv("SMA_STORE", "s3://bucket/prefix")
-    monkeypatch.setenv("SMA_BATCH_SIZE", "7")
+    monkeypatch.setenv("SMA_COLLECT__SYMBOLS_PER_TASK", "7")
     monkeypatch.setenv("SMA_QUALITY__MIN_ROWS", "10")
     s = load_settings()
-    assert (s.store, s.batch_size, s.quality.min_rows) == ("s3://bucket/prefix", 7, 10)
+    assert (s.store, s.collect.symbols_per_task) == ("s3://bucket/prefix", 7)
+    assert s.quality.min_rows == 10
     # flags / flow parameters win; None means "not given"
-    s = load_settings(batch_size=3, store=None)
-    assert (s.store, s.batch_size) == ("s3://bucket/prefix", 3)
+    s = load_settings(collect={"symbols_per_task": 3}, store=None)
+    assert (s.store, s.collect.symbols_per_task) == ("s3://bucket/prefix", 3)
+    assert s.quality.min_rows == 10  # the rest of the section still comes from the environment
 
 
 def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path):
@@ -29,8 +43,8 @@ def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path):
 
 def test_invalid_settings_name_the_problem(monkeypatch: pytest.MonkeyPatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="batch_size"):
-        load_settings(batch_size=0)
+    with pytest.raises(ConfigError, match=r"collect\.symbols_per_task"):
+        load_settings(collect={"symbols_per_task": 0})
     with pytest.raises(ConfigError, match="source_path"):
         load_settings(source="local")
     with pytest.raises(ConfigError, match="before start"):
@@ -72,3 +86,159 @@ def test_unknown_variables_are_named_with_the_closest_setting(
         "unknown setting SMA_MODEL__NAMEE is ignored; did you mean SMA_MODEL__NAME?",
         "unknown setting SMA_STOR is ignored; did you mean SMA_STORE?",
     ]
+
+
+# two valid values of each renamed setting, neither its default: the old name's, the new's
+NEW_VALUES = {
+    "collect.symbols_per_task": 8,
+    "features.symbols_per_task": 10,
+    "monitor.quarantine_window_days": 20,
+    "retention.quarantine_keep_days": 120,
+    "tracking.wandb_mode": "offline",
+    "refit.calibration_days": 200,
+    "refit.validation_days": 60,
+}
+RENAMED_VALUES = {
+    "collect.symbols_per_task": 7,
+    "features.symbols_per_task": 9,
+    "monitor.quarantine_window_days": 30,
+    "retention.quarantine_keep_days": 90,
+    "tracking.wandb_mode": "disabled",
+    "refit.calibration_days": 300,
+    "refit.validation_days": 100,
+}
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == CONFIG_LOGGER]
+
+
+def test_every_renamed_setting_exists_under_its_new_name_only(fresh):
+    assert set(RENAMED_VALUES) == set(NEW_VALUES) == set(RENAMED.values())
+    defaults = load_settings()
+    for old, new in RENAMED.items():
+        assert value_at(defaults, new) not in (RENAMED_VALUES[new], NEW_VALUES[new])
+        with pytest.raises(AttributeError):
+            value_at(defaults, old)
+
+
+def override(path: str, value: Any) -> dict[str, Any]:
+    """``load_settings`` keywords setting one dotted path."""
+    section, _, leaf = path.rpartition(".")
+    return {section: {leaf: value}} if section else {leaf: value}
+
+
+@pytest.mark.parametrize("old", list(RENAMED))
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_an_old_variable_sets_the_new_setting_with_a_warning(
+    fresh, monkeypatch, caplog, old, where
+):
+    new = RENAMED[old]
+    value = str(RENAMED_VALUES[new])
+    if where == "environment":
+        monkeypatch.setenv(variable(old), value)
+    else:
+        (fresh / ".env").write_text(f"{variable(old)}={value}\n")
+    with caplog.at_level("WARNING", logger=CONFIG_LOGGER):
+        s = load_settings()
+        load_settings()  # once per process
+    assert value_at(s, new) == RENAMED_VALUES[new]
+    assert warnings_of(caplog) == [f"{variable(old)} is renamed: use {variable(new)}"]
+
+
+@pytest.mark.parametrize("old", list(RENAMED))
+def test_the_new_variable_wins_over_the_old_one(fresh, monkeypatch, caplog, old):
+    new = RENAMED[old]
+    monkeypatch.setenv(variable(old), str(RENAMED_VALUES[new]))
+    (fresh / ".env").write_text(f"{variable(new)}={NEW_VALUES[new]}\n")
+    with caplog.at_level("WARNING", logger=CONFIG_LOGGER):
+        s = load_settings()
+    assert value_at(s, new) == NEW_VALUES[new]
+    assert warnings_of(caplog) == [
+        f"{variable(old)} is renamed: use {variable(new)} (the new name is given too, and wins)"
+    ]
+
+
+def test_an_old_variable_fills_in_beside_new_ones_of_its_section(fresh, monkeypatch):
+    monkeypatch.setenv("SMA_BACKTEST__CALIBRATION_DAYS", "300")
+    monkeypatch.setenv("SMA_REFIT__VALIDATION_DAYS", "100")
+    monkeypatch.setenv("SMA_BACKTEST__REFIT_EVERY", "5")
+    s = load_settings()
+    assert (s.refit.calibration_days, s.refit.validation_days) == (300, 100)
+    assert s.backtest.refit_every == 5
+
+
+@pytest.mark.parametrize("old", [o for o in RENAMED if "." in o])
+def test_an_old_key_in_a_section_given_whole_as_json_is_read_too(fresh, monkeypatch, caplog, old):
+    """``SMA_BACKTEST='{"calibration_days": 300, ...}'``: the old key inside its section's
+    JSON sets the new setting (the section's other keys as before), with a warning."""
+    new = RENAMED[old]
+    section, leaf = old.split(".")
+    monkeypatch.setenv(variable(section), json.dumps({leaf: RENAMED_VALUES[new]}))
+    with caplog.at_level("WARNING", logger=CONFIG_LOGGER):
+        s = load_settings()
+    assert value_at(s, new) == RENAMED_VALUES[new]
+    assert warnings_of(caplog) == [
+        f"{variable(section)} key {leaf!r} is renamed: use {variable(new)}"
+    ]
+
+
+@pytest.mark.parametrize("old", list(RENAMED))
+def test_an_old_path_in_the_overrides_sets_the_new_setting(fresh, caplog, old):
+    new = RENAMED[old]
+    with caplog.at_level("WARNING", logger=CONFIG_LOGGER):
+        given = load_settings(**override(old, RENAMED_VALUES[new]))
+        assert value_at(given, new) == RENAMED_VALUES[new]
+        both = override(old, RENAMED_VALUES[new])
+        section, leaf = new.split(".")
+        both.setdefault(section, {})[leaf] = NEW_VALUES[new]
+        assert value_at(load_settings(**both), new) == NEW_VALUES[new]  # the new name wins
+    assert warnings_of(caplog) == [f"setting {old} is renamed: use {new}"]
+
+
+def test_old_variables_are_known():
+    assert unknown_variables([variable(path) for path in RENAMED]) == {}
+
+
+def readme_table(header: str) -> list[list[str]]:
+    """The rows of the README table whose header row starts with ``header``: cells' text."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index(header)
+    lines = text[start : text.index("\n\n", start)].splitlines()[2:]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_readme_lists_the_renamed_settings_of_the_table():
+    rows = readme_table("| old | new |")
+    assert [tuple(row[:2]) for row in rows] == [
+        (f"`{variable(old)}`", f"`{variable(new)}`") for old, new in RENAMED.items()
+    ]
+
+
+def test_readme_configuration_table_names_every_setting_and_only_those():
+    """Every variable of the configuration table is a setting, and every setting is there
+    (a row's ``__NAME`` continues the section of the variable before it)."""
+    named: list[str] = []
+    for row in readme_table("| setting | env | default |"):
+        section = ""
+        for token in re.findall(r"`([^`]+)`", row[1]):
+            if token.startswith("SMA_"):
+                named.append(token)
+                section = token.rsplit("__", 1)[0] if "__" in token else ""
+            elif token.startswith("__"):
+                named.append(section + token)
+    settings: list[str] = []
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            settings += [variable(f"{name}.{sub}") for sub in section.model_fields]
+        else:
+            settings.append(variable(name))
+    assert sorted(named) == sorted(settings)
+
+
+def test_sections_built_in_code_are_not_checked_against_the_registries():
+    """Only the loader knows the registries (core.config never imports them)."""
+    assert ModelSettings(name="not-a-model").name == "not-a-model"
+    with pytest.raises(ConfigError, match=r"model\.name: Value error, unknown model 'not-a-model'"):
+        load_settings(model={"name": "not-a-model"})

@@ -15,7 +15,7 @@ from core.modeling.metrics import (
     rank_ic,
     winkler,
 )
-from core.modeling.splits import make_splits, segment_expr
+from core.modeling.timeline import holdout_window, segment_expr
 
 
 def test_metrics_against_hand_computed_values():
@@ -49,7 +49,7 @@ def test_rank_ic():
 def test_splits_fractions_order_and_embargo():
     days = pl.date_range(dt.date(2015, 1, 1), dt.date(2020, 12, 31), eager=True)
     days = days.filter(days.dt.weekday() <= 5)
-    splits = make_splits(days, embargo=3, lookback_days=1960)
+    splits = holdout_window(days, embargo=3, lookback_days=1960)
     trading = days.to_list()
     order = [splits.train, splits.val, splits.cal, splits.test]
     assert splits.test[1] == trading[-1]
@@ -63,14 +63,14 @@ def test_splits_fractions_order_and_embargo():
     frame = pl.DataFrame({"date": trading}).with_columns(segment_expr(splits))
     assert frame["segment"].null_count() == 9 + (len(trading) - total)
     with pytest.raises(ValueError, match="too few dates"):
-        make_splits(days.head(20), embargo=5)
+        holdout_window(days.head(20), embargo=5)
 
 
 def test_no_labelled_dates_is_insufficient_data_not_a_crash():
     from core.errors import InsufficientDataError
 
     with pytest.raises(InsufficientDataError, match="no labelled rows"):
-        make_splits(pl.Series("date", [None, None], dtype=pl.Date), embargo=3)
+        holdout_window(pl.Series("date", [None, None], dtype=pl.Date), embargo=3)
 
 
 def test_risk_tests_against_hand_computed_values():

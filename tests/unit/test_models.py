@@ -11,7 +11,7 @@ from core.modeling.metrics import pinball
 from core.modeling.models import MODELS, load_model, make_model
 from core.modeling.models.baselines import Baseline
 from core.modeling.models.scaled import VolatilityScaled, use_scaling
-from core.runs import TamperedRunError, fetch_run, write_run
+from core.runs import RunManifest, TamperedRunError, fetch_run, write_run
 from core.storage import Store
 
 Q = [0.1, 0.5, 0.9]
@@ -73,6 +73,19 @@ def test_baselines_use_only_the_past():
         assert (np.diff(before, axis=1) > 0).all()
 
 
+def run_record(run_id: str) -> RunManifest:
+    return RunManifest(
+        run_id=run_id,
+        created_at="2026-12-06T00:00:00+00:00",
+        model="lightgbm",
+        settings={},
+        features=["x1", "x2"],
+        horizon=3,
+        data_fingerprint={"features_version": "v", "inputs": "i"},  # pyright: ignore[reportArgumentType]
+        seconds={"fit": 1.0},
+    )
+
+
 def test_tampered_run_file_is_refused(tmp_path):
     X, y = panel()
     model = make_model("lightgbm", Q, ["x1", "x2"], 3, FAST["lightgbm"])
@@ -80,7 +93,7 @@ def test_tampered_run_file_is_refused(tmp_path):
     folder = tmp_path / "run"
     model.save(folder / "model")
     store = Store(str(tmp_path / "store"))
-    write_run(store, "r1", folder, {"model": "lightgbm"})
+    write_run(store, folder, run_record("r1"))
     assert store.read_json("models/latest.json") == {"run_id": "r1"}
     fetch_run(store, "latest", tmp_path / "ok")  # untouched: loads
     path = Path(store.path("models/r1/model/quantile_0.5.txt"))

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from core.config import MonitorSettings, RetentionSettings
+from core.modeling import drift_reference
 from core.monitoring import alerts, drift, health, scores
 from tests.factories import FROZEN_QUANTILES, FROZEN_RUN, frozen_model_store
 
@@ -17,7 +18,7 @@ def test_psi_and_ks_see_a_shifted_feature_and_not_an_unchanged_one():
     rng = np.random.default_rng(1)
     train = pl.DataFrame({"same": rng.normal(0, 1, 20_000), "shifted": rng.normal(0, 1, 20_000)})
     recent = pl.DataFrame({"same": rng.normal(0, 1, 2_000), "shifted": rng.normal(0.8, 1.3, 2_000)})
-    ref = drift.drift_reference(
+    ref = drift_reference.drift_reference(
         train, ["same", "shifted"], {"shifted": 2.0, "same": 1.0}, ["a", "b"]
     )
     table = drift.drift_table(ref, recent, exempt=set(), top=10, threshold=0.25)
@@ -40,7 +41,7 @@ def test_psi_and_ks_see_a_shifted_feature_and_not_an_unchanged_one():
 def test_psi_handles_ties_and_hand_computed_bins():
     """A discrete feature (ties at the decile edges): shares come from the exact bins."""
     train = np.repeat([0.0, 1.0], [700, 300])
-    ref = drift.feature_reference(train)
+    ref = drift_reference.feature_reference(train)
     assert ref["edges"] == [0.0, 1.0] and ref["shares"] == pytest.approx([0.7, 0.3, 0.0])
     recent = np.repeat([0.0, 1.0], [500, 500])
     expected = (0.5 - 0.7) * np.log(0.5 / 0.7) + (0.5 - 0.3) * np.log(0.5 / 0.3)
@@ -175,7 +176,10 @@ def test_retention_plan_keeps_latest_and_report_runs(tmp_path):
     ):
         (wandb / "wandb" / name).mkdir(parents=True)  # W&B writes its runs into <dir>/wandb
     todo = plan(
-        store, RetentionSettings(runs=1, reports=1, quarantine_days=60), dt.date(2024, 3, 5), wandb
+        store,
+        RetentionSettings(runs=1, reports=1, quarantine_keep_days=60),
+        dt.date(2024, 3, 5),
+        wandb,
     )
     # kept: the newest run, the latest.json run, and the run the kept report was drawn from
     assert todo.protected_runs == [runs[0], runs[3], runs[4]]

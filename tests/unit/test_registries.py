@@ -7,13 +7,14 @@ import datetime as dt
 
 import pytest
 
-from core.config import ConfigError, load_settings
+from core.config import ConfigError
 from core.data.collectors import COLLECTORS, CollectorSpec, FetchResult, make_collector
 from core.data.prices import empty_prices
 from core.features.registry import GROUPS
 from core.modeling.models import MODELS, make_model, tunable
 from core.modeling.models.base import ModelSpec
 from core.modeling.models.baselines import Baseline
+from core.settings import load_settings
 from flows import collect, features, train, tune
 from tests.factories import ROOT
 

@@ -11,7 +11,7 @@ import pytest
 
 from core.errors import EXIT_CODES, DamagedArtifactError, InputError, NothingUsableError
 from flows.shell import Arg, Command, csv_list
-from tests.factories import ROOT
+from tests.factories import ROOT, value_at
 
 FLOWS = sorted(p.stem for p in (ROOT / "flows").glob("*.py") if p.stem not in ("__init__", "shell"))
 # --help answers in well under a second: not even numpy or Polars is imported for it
@@ -94,3 +94,83 @@ def test_error_classes_carry_the_exit_code_table():
         3,
     )
     assert set(EXIT_CODES) == {0, 1, 2, 3}
+
+
+def renamed_flags() -> list[tuple[str, str, Arg]]:
+    """(flow, old name, the flag replacing it) for every renamed flag of every flow."""
+    import importlib
+
+    return [
+        (name, old, arg)
+        for name in FLOWS
+        for old, arg in importlib.import_module(f"flows.{name}").COMMAND.renamed().items()
+    ]
+
+
+RENAMED_FLAGS = renamed_flags()
+RENAMED_IDS = [f"{name}-{old}" for name, old, _ in RENAMED_FLAGS]
+
+
+def test_the_renamed_flags_are_the_collect_features_and_prune_ones():
+    assert sorted((name, old, arg.flag) for name, old, arg in RENAMED_FLAGS) == [
+        ("collect", "batch_size", "--symbols-per-task"),
+        ("features", "batch_size", "--symbols-per-task"),
+        ("prune", "quarantine_days", "--quarantine-keep-days"),
+    ]
+
+
+@pytest.mark.parametrize(("name", "old", "arg"), RENAMED_FLAGS, ids=RENAMED_IDS)
+def test_an_old_flag_still_works_with_a_warning_naming_the_new_one(
+    fresh, monkeypatch, caplog, name, old, arg
+):
+    """``--batch-size 7`` through ``COMMAND.main``: the flow gets ``symbols_per_task=7``
+    (the new flag wins over the old one); the old flag is hidden from --help."""
+    import importlib
+
+    module = importlib.import_module(f"flows.{name}")
+    calls: list[dict] = []
+    monkeypatch.setattr(module, name, lambda **params: calls.append(params) or "ran")
+    monkeypatch.setattr(module, "report", str, raising=False)
+    monkeypatch.setattr(module, "report_text", str, raising=False)
+    flag = "--" + old.replace("_", "-")
+    with caplog.at_level("WARNING", logger="stock_market_analytics.config"):
+        assert module.COMMAND.main(["--debug", flag, "7"]) == 0
+        assert module.COMMAND.main(["--debug", flag, "7", arg.flag, "8"]) == 0
+    assert [c[arg.dest] for c in calls] == [7, 8] and not any(old in c for c in calls)
+    assert [r.getMessage() for r in caplog.records] == [f"{flag} is renamed: use {arg.flag}"]
+    assert flag not in module.COMMAND.parser(renamed=True).format_help()
+    assert arg.flag in module.COMMAND.parser().format_help()
+
+
+@pytest.mark.parametrize(("name", "old", "arg"), RENAMED_FLAGS, ids=RENAMED_IDS)
+def test_an_old_flow_parameter_still_works_with_a_warning_naming_the_new_one(
+    fresh, caplog, name, old, arg
+):
+    """A deployment's ``parameters: {batch_size: 7}``: the flow function still takes the
+    old keyword, and its settings read it under the new name."""
+    import importlib
+    import inspect
+
+    module = importlib.import_module(f"flows.{name}")
+    flow_parameters = inspect.signature(getattr(module, name).fn).parameters
+    assert flow_parameters[old].default is None and arg.dest in flow_parameters
+    with caplog.at_level("WARNING", logger="stock_market_analytics.config"):
+        settings = module.COMMAND.settings(**{old: 7})
+        both = module.COMMAND.settings(**{old: 7, arg.dest: 8})
+    assert (value_at(settings, arg.setting), value_at(both, arg.setting)) == (7, 8)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"parameter {old} of flow {name} is renamed: use {arg.dest}"
+    ]
+
+
+def test_an_old_flag_on_the_command_line_warns_and_runs(tmp_path):
+    """In a process of its own: the warning reaches the terminal, the value the settings
+    (a bad value of the old flag fails like one of the new, before Prefect starts)."""
+    done = run_module("collect", "--batch-size", "0", "--store", str(tmp_path / "s"))
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert done.returncode == 2
+    assert lines == [
+        "--batch-size is renamed: use --symbols-per-task",
+        "error: invalid settings: collect.symbols_per_task: Input should be greater than or equal to 1",
+    ]
+    assert "prefect" not in imported(done.stderr)

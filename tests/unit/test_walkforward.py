@@ -11,16 +11,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from core.config import BacktestSettings, ModelSettings
+from core.config import BacktestSettings, ModelSettings, RefitSettings
 from core.errors import InsufficientDataError
 from core.modeling.conformal import aci_intervals, start_state
-from core.modeling.walkforward import (
-    calibrate_in_order,
-    deployment_window,
-    plan_refits,
-    refit,
-    trading_dates,
-)
+from core.modeling.timeline import deployment_window, plan_refits, segments, trading_dates
+from core.modeling.walkforward import calibrate_in_order, refit
 
 H = 3
 FEATURES = ["symbol", "vol20", "ret5"]
@@ -30,9 +25,8 @@ MODEL = ModelSettings(
     params={"num_boost_round": 30, "min_data_in_leaf": 50},
     volatility_scaling="off",
 )
-WINDOWS = BacktestSettings(
-    refit_every=60, calibration_days=120, validation_days=60, min_history_days=900
-)
+WINDOWS = BacktestSettings(refit_every=60, min_history_days=900)
+REFIT = RefitSettings(calibration_days=120, validation_days=60)
 BASELINES = ["historical", "ewma", "garch", "har"]
 
 
@@ -82,7 +76,7 @@ def backtest(
     bars: pl.DataFrame, cfg: BacktestSettings = WINDOWS, baselines: list[str] = BASELINES
 ) -> pl.DataFrame:
     t = table(bars)
-    windows = plan_refits(trading_dates(t), H, MODEL, cfg)
+    windows = plan_refits(trading_dates(t), H, MODEL, REFIT, cfg)
     blocks = [refit(t, bars, FEATURES, MODEL, H, w, baselines) for w in windows]
     return calibrate_in_order(blocks, MODEL, H)[0]
 
@@ -90,7 +84,7 @@ def backtest(
 def test_windows_are_ordered_embargoed_and_cover_the_forecast_dates():
     t = table(prices())
     dates = trading_dates(t)
-    windows = plan_refits(dates, H, MODEL, WINDOWS)
+    windows = plan_refits(dates, H, MODEL, REFIT, WINDOWS)
     assert len(windows) > 3
     first_allowed = dates[0] + dt.timedelta(days=WINDOWS.min_history_days)
     assert windows[0].refit >= first_allowed
@@ -102,8 +96,8 @@ def test_windows_are_ordered_embargoed_and_cover_the_forecast_dates():
         i = dates.index
         assert i(w.refit) - i(w.cal[1]) == H  # the newest fitted target ends at the refit
         assert i(w.cal[0]) - i(w.val[1]) == H + 1 and i(w.val[0]) - i(w.train[1]) == H + 1
-        assert i(w.cal[1]) - i(w.cal[0]) + 1 == WINDOWS.calibration_days
-        assert i(w.val[1]) - i(w.val[0]) + 1 == WINDOWS.validation_days
+        assert i(w.cal[1]) - i(w.cal[0]) + 1 == REFIT.calibration_days
+        assert i(w.val[1]) - i(w.val[0]) + 1 == REFIT.validation_days
         assert w.train[0] >= w.refit - dt.timedelta(days=MODEL.lookback_days)
 
 
@@ -111,8 +105,8 @@ def test_a_short_history_is_named_and_the_deployed_window_ends_at_the_newest_out
     t = table(prices(days=400))
     dates = trading_dates(t)
     with pytest.raises(InsufficientDataError, match="min_history_days"):
-        plan_refits(dates, H, MODEL, WINDOWS)
-    deployed = deployment_window(dates, H, MODEL, WINDOWS)
+        plan_refits(dates, H, MODEL, REFIT, WINDOWS)
+    deployed = deployment_window(dates, H, MODEL, REFIT)
     labelled = t.filter(pl.col("y").is_not_null())["date"].max()
     assert deployed.cal[1] == labelled and deployed.refit == dates[-1]
     # too short for 120 + 60 dates: calibration and validation shrink in the split proportions
@@ -155,7 +149,7 @@ def test_aci_carried_across_refits_equals_one_continuous_run(method):
     cfg = MODEL.model_copy(update={"online_method": method})
     bars = prices(days=1200)
     t = table(bars)
-    windows = plan_refits(trading_dates(t), H, cfg, WINDOWS)
+    windows = plan_refits(trading_dates(t), H, cfg, REFIT, WINDOWS)
     blocks = [refit(t, bars, FEATURES, cfg, H, w, []) for w in windows]
     whole, end_state = calibrate_in_order(blocks, cfg, H)
     head, state = calibrate_in_order(blocks[:2], cfg, H)
@@ -189,12 +183,11 @@ def test_the_backtest_tracks_the_regimes():
 def test_the_embargo_holds_for_a_symbol_with_missing_days():
     """h rows of a symbol with a gap span more than h panel dates: its newest calibration
     rows, whose targets would end after the refit, are left out of the fit."""
-    from core.modeling.walkforward import segments
 
     bars = prices(days=1100)
     t0 = table(bars)
     dates = trading_dates(t0)
-    w = plan_refits(dates, H, MODEL, WINDOWS)[0]
+    w = plan_refits(dates, H, MODEL, REFIT, WINDOWS)[0]
     i = dates.index(w.refit)
     gap = dates[i - 1]  # S0 misses the day before the refit
     t = table(bars.filter(~((pl.col("symbol") == "S0") & (pl.col("date") == gap))))

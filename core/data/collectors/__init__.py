@@ -41,7 +41,9 @@ class CollectorSpec:
 def _yfinance(job: CollectJob) -> Collector:
     from core.data.collectors.yahoo import YFinanceCollector
 
-    return YFinanceCollector(timeout=job.collect.yfinance_timeout, threads=job.collect.yfinance_threads)
+    return YFinanceCollector(
+        timeout=job.collect.yfinance_timeout, threads=job.collect.yfinance_threads
+    )
 
 
 def _local(job: CollectJob) -> Collector:
@@ -59,11 +61,13 @@ def _synthetic(job: CollectJob) -> Collector:
 
 COLLECTORS: dict[str, CollectorSpec] = {
     "yfinance": CollectorSpec(
-        _yfinance, "Yahoo Finance through yfinance, one download per batch",
+        _yfinance,
+        "Yahoo Finance through yfinance, one download per batch",
         concurrency_limit="yahoo-requests",
     ),
     "local": CollectorSpec(
-        _local, "a folder of per-symbol CSV or Parquet files (Yahoo, Kaggle, stooq columns)",
+        _local,
+        "a folder of per-symbol CSV or Parquet files (Yahoo, Kaggle, stooq columns)",
         needs_source_path=True,
     ),
     "synthetic": CollectorSpec(

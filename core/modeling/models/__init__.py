@@ -57,6 +57,11 @@ MODELS: MutableMapping[str, ModelSpec] = _Registry(
 )
 
 
+def baselines() -> tuple[str, ...]:
+    """The baselines every evaluation scores beside the model (``ModelSpec.baseline``)."""
+    return tuple(name for name, spec in MODELS.items() if spec.baseline)
+
+
 def tunable() -> list[str]:
     """Models with a search space (``flows.tune``)."""
     return [name for name, spec in MODELS.items() if spec.search_space is not None]

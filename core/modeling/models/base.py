@@ -58,7 +58,8 @@ class ModelSpec:
     ``build(quantiles, features, horizon, params)`` makes an unfitted model; ``load`` reads
     one saved by its ``save``. ``search_space`` (tuning) and ``inner_defaults`` (parameters
     when it is the inner model of volatility-scaled targets) are None for a model that has
-    no parameters to tune or is never scaled.
+    no parameters to tune or is never scaled. ``baseline``: a reference method that every
+    evaluation (train's test period, each backtest refit) fits and scores beside the model.
     """
 
     name: str
@@ -67,3 +68,4 @@ class ModelSpec:
     load: Callable[[Path], QuantileRegressor]
     search_space: Callable[[optuna.Trial], dict[str, Any]] | None = None
     inner_defaults: dict[str, Any] | None = None
+    baseline: bool = False

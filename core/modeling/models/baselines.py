@@ -87,12 +87,14 @@ class Baseline(PriceModel):
 
 HISTORICAL = ModelSpec(
     name="historical",
+    baseline=True,
     summary="trailing 252-day empirical quantiles of h-day returns (a baseline)",
     build=lambda quantiles, features, horizon, params: Baseline("historical", quantiles, horizon),
     load=Baseline.load,
 )
 EWMA = ModelSpec(
     name="ewma",
+    baseline=True,
     summary="RiskMetrics volatility (lambda 0.94) x sqrt(h) x normal quantiles (a baseline)",
     build=lambda quantiles, features, horizon, params: Baseline("ewma", quantiles, horizon),
     load=Baseline.load,

@@ -176,6 +176,7 @@ class Garch(PriceModel):
 
 SPEC = ModelSpec(
     name="garch",
+    baseline=True,
     summary="GJR-GARCH(1,1) with Student-t innovations per symbol (arch), h-day quantiles (a baseline)",
     build=lambda quantiles, features, horizon, params: Garch(quantiles, horizon),
     load=Garch.load,

@@ -93,6 +93,7 @@ class Har(PriceModel):
 
 SPEC = ModelSpec(
     name="har",
+    baseline=True,
     summary="pooled HAR on log Parkinson range volatility (1, 5, 22 days) x empirical quantiles of standardized returns (a baseline)",
     build=lambda quantiles, features, horizon, params: Har(quantiles, horizon),
     load=Har.load,

@@ -13,6 +13,10 @@ import polars as pl
 
 from core.modeling.models.base import read_params, sort_rows, write_params
 
+# Calendar days of prices the models' recursions (EWMA, GARCH) read before the first row
+# they forecast or fit: what a caller that cuts the panel by date must keep.
+PRICE_WARMUP_DAYS = 365
+
 
 def uses_prices(model: Any) -> bool:
     """Whether a model forecasts from the attached price panel (and ignores feature columns)."""

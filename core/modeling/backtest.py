@@ -1,0 +1,126 @@
+"""A walk-forward backtest's steps, pure: plan the refits, calibrate their forecasts in date
+order, score every method and baseline on the same rows. ``flows.backtest`` runs them as
+plan -> refit (mapped tasks) -> calibrate -> score -> write (``core.backtests``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from core.config import BacktestSettings, ModelSettings, RefitSettings
+from core.features.manifest import DataFingerprint, digest
+from core.features.registry import code_version
+from core.modeling import walkforward
+from core.modeling.conformal import CQR, ACIState
+from core.modeling.inputs import TrainingData
+from core.modeling.models import baselines
+from core.modeling.scorecard import (
+    monthly,
+    scorecard,
+    track_record,
+    volatility_terciles,
+    with_sectors,
+)
+from core.modeling.timeline import Window, plan_refits, trading_dates
+from core.modeling.walkforward import calibrate_in_order
+
+CRASH = ("2020-02", "2020-04")  # reported apart: the COVID crash months
+
+
+@dataclass(frozen=True)
+class BacktestPlan:
+    """What a backtest fits: its refit windows, the baselines fitted beside the model, the
+    model settings the fits see (without the online calibration's: another step or method
+    reuses every refit) and ``fit_key``, a digest of all that and the data."""
+
+    windows: list[Window]
+    baselines: list[str]
+    fit_cfg: ModelSettings
+    fit_key: str
+    features: list[str]
+    horizon: int
+    fingerprint: DataFingerprint
+
+
+def plan_backtest(
+    data: TrainingData, cfg: ModelSettings, refit: RefitSettings, backtest: BacktestSettings
+) -> BacktestPlan:
+    """The refit windows over the backtest's dates and the key their fits are stored under."""
+    windows = plan_refits(trading_dates(data.table), data.horizon, cfg, refit, backtest)
+    others = [b for b in baselines() if b != cfg.name]
+    fit_cfg = type(cfg).model_validate(cfg.model_dump(exclude=cfg.ONLINE))
+    fingerprint = data.build.data_fingerprint
+    fit_key = digest(
+        {
+            "data": fingerprint.model_dump(mode="json"),
+            "model": fit_cfg.model_dump(mode="json"),
+            "windows": refit.model_dump(mode="json"),
+            "features": data.features,
+            "baselines": others,
+            "code": code_version(Path(walkforward.__file__).parent),
+        }
+    )
+    return BacktestPlan(windows, others, fit_cfg, fit_key, data.features, data.horizon, fingerprint)
+
+
+def calibrate_backtest(
+    blocks: list[tuple[pl.DataFrame, CQR]],
+    cfg: ModelSettings,
+    horizon: int,
+    prices: pl.DataFrame,
+    sectors: dict[str, str] | None,
+) -> tuple[pl.DataFrame, ACIState]:
+    """Every refit's forecasts calibrated in date order (``calibrate_in_order``), with each
+    row's volatility tercile and sector for the conditional coverage."""
+    forecasts, aci = calibrate_in_order(blocks, cfg, horizon)
+    forecasts = forecasts.with_columns(vol_tercile=volatility_terciles(forecasts, prices))
+    return with_sectors(forecasts, sectors), aci
+
+
+@dataclass(frozen=True)
+class BacktestScores:
+    """``metrics.json`` of a backtest, its months and the baselines scored."""
+
+    metrics: dict[str, Any]
+    months: pl.DataFrame
+    scored: list[str]
+
+
+def score_backtest(
+    forecasts: pl.DataFrame,
+    aci: ACIState,
+    plan: BacktestPlan,
+    cfg: ModelSettings,
+    backtest: BacktestSettings,
+    backtest_id: str,
+) -> BacktestScores:
+    """Every method and baseline on the same rows: the scorecard, the monthly track record
+    and the online calibration's end state. A baseline that could not be fitted on some
+    window is left out of the scores."""
+    first_q = f"q_{cfg.quantiles[0]}"
+    scored = [
+        b
+        for b in plan.baselines
+        if f"{b}_{first_q}" in forecasts.columns and not forecasts[f"{b}_{first_q}"].null_count()
+    ]
+    card = scorecard(forecasts, cfg.quantiles, cfg.alpha, plan.horizon, scored)
+    card["baselines_skipped"] = sorted(set(plan.baselines) - set(scored))
+    months = monthly(forecasts, cfg.quantiles, scored)
+    metrics = {
+        "backtest_id": backtest_id,
+        "model": cfg.name,
+        "horizon": plan.horizon,
+        "target_coverage": cfg.target_coverage,
+        "quantiles": cfg.quantiles,
+        "forecasts": [str(plan.windows[0].refit), str(plan.windows[-1].until)],
+        "refits": [w.as_dict() for w in plan.windows],
+        "refit_every": backtest.refit_every,
+        **card,
+        "track_record": track_record(months, cfg.target_coverage, scored, CRASH),
+        "monthly": months.to_dicts(),
+        "online_state_end": {k: v for k, v in aci.to_dict().items() if k != "history"},
+    }
+    return BacktestScores(metrics, months, scored)
