@@ -132,6 +132,14 @@ class RunManifest(Manifest):
         """A JSON file of the run folder (``metrics.json``, ...), checked against its hash."""
         return self.read_json(store, layout.run_key(self.run_id, rel))
 
+    def metrics(self, store: Store) -> dict[str, Any]:
+        """The run's ``metrics.json``, checked against its hash (a run without one is
+        incomplete: ``MissingRunError``)."""
+        if layout.METRICS_FILE not in self.files:
+            key = layout.RUN_METRICS(run_id=self.run_id)
+            raise MissingRunError(f"run {self.run_id} has no {key}: its folder is incomplete")
+        return self.file(store, layout.METRICS_FILE)
+
 
 def fits(result: TrainResult) -> dict[str, FitRecord]:
     """The manifest's account of which saved fit is which, with their windows."""

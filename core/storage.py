@@ -342,11 +342,15 @@ class Store:
                 digest.update(block if isinstance(block, bytes) else block.encode())
         return digest.hexdigest()
 
-    def read_json(self, key: str) -> Any:
+    def parse_json(self, key: str, data: bytes) -> Any:
+        """A value from the bytes read of ``key`` (not JSON: ``DamagedFileError``)."""
         try:
-            return json.loads(self.read_bytes(key))
+            return json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DamagedFileError(self.uri(key), key, f"not valid JSON ({exc})") from None
+
+    def read_json(self, key: str) -> Any:
+        return self.parse_json(key, self.read_bytes(key))
 
     def write_json(self, key: str, obj: Any) -> str:
         return self.write_bytes(key, json_bytes(obj))
@@ -467,8 +471,4 @@ class Manifest(BaseModel):
 
     def read_json(self, store: Store, key: str) -> Any:
         """A JSON file of the manifest, checked against its hash."""
-        data = self.read_file(store, key)
-        try:
-            return json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DamagedFileError(store.uri(key), key, f"not valid JSON ({exc})") from None
+        return store.parse_json(key, self.read_file(store, key))

@@ -56,6 +56,18 @@ def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture()
+def old_store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch) -> Path:
+    """A copy of the store written by an earlier main that the test module names in
+    ``OLD_STORE`` (tests/data), W&B disabled."""
+    import shutil
+
+    monkeypatch.setenv("SMA_TRACKING__WANDB_MODE", "disabled")
+    store = tmp_path / "store"
+    shutil.copytree(request.module.OLD_STORE, store)
+    return store
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 (random port) with test credentials in the environment."""

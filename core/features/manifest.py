@@ -27,20 +27,18 @@ class DataFingerprint(BaseModel):
     inputs: str
 
 
-class FeaturePart(BaseModel):
-    """One written part of a build: its key, rows, symbols and sha256 (None until written)."""
-
-    key: str
-    rows: int
-    symbols: int
-    sha256: str | None = None
-
-
 class HashedFile(BaseModel):
     """A file and the sha256 it was written with."""
 
     key: str
     sha256: str
+
+
+class FeaturePart(HashedFile):
+    """One written part of a build: its key and sha256, rows and symbols."""
+
+    rows: int
+    symbols: int
 
 
 # symbol -> (last date, rows) of its stored prices

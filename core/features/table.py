@@ -188,26 +188,27 @@ def write_parts(
 ) -> list[FeaturePart]:
     """Build the symbols of ``fingerprint`` ``chunk_rows`` input rows at a time and write one
     part per chunk; a chunk's write overlaps the next chunk's build."""
-    parts: list[FeaturePart] = []
     market = (
         store.scan_parquet([layout.MARKET(version=version)]) if needs_market(cfg.groups) else None
     )
+    built: list[tuple[str, int, int]] = []  # key, rows, symbols of each part
+    writes: list[Future[str]] = []  # their sha256 once written
     with ThreadPoolExecutor(max_workers=1) as writer:
-        pending: Future[str] | None = None
         for n, symbols in enumerate(chunks(fingerprint, list(fingerprint), cfg.chunk_rows)):
             started = time.perf_counter()
             table = build_chunk(store, [layout.PRICES(symbol=s) for s in symbols], cfg, market)
             key = layout.FEATURE_PART(version=version, index=index, chunk=n)
-            if pending is not None:
-                parts[-1].sha256 = pending.result()
-            pending = writer.submit(store.write_parquet, key, table, "lz4")
-            parts.append(FeaturePart(key=key, rows=table.height, symbols=len(symbols)))
+            if writes:
+                writes[-1].result()  # one chunk waits to be written at a time (bounds memory)
+            writes.append(writer.submit(store.write_parquet, key, table, "lz4"))
+            built.append((key, table.height, len(symbols)))
             log(
                 f"{key}: {len(symbols)} symbols, {table.height} rows built in {time.perf_counter() - started:.1f}s"
             )
-        if pending is not None:
-            parts[-1].sha256 = pending.result()
-    return parts
+    return [
+        FeaturePart(key=key, rows=rows, symbols=n, sha256=write.result())
+        for (key, rows, n), write in zip(built, writes, strict=True)
+    ]
 
 
 def manifest(
@@ -234,7 +235,7 @@ def manifest(
         rows=sum(p.rows for p in parts),
         symbols=len(fingerprint),
         parts=[p.key for p in parts],
-        checksums={f.key: f.sha256 for f in files if f.sha256 is not None},
+        checksums={f.key: f.sha256 for f in files},
         input_fingerprint=fingerprint,
         seconds=round(seconds, 2),
     )

@@ -16,7 +16,7 @@ from core.features.registry import code_version
 from core.modeling import walkforward
 from core.modeling.conformal import CQR, ACIState
 from core.modeling.inputs import TrainingData
-from core.modeling.models import baselines
+from core.modeling.models import baseline_names
 from core.modeling.scorecard import (
     monthly,
     scorecard,
@@ -50,7 +50,7 @@ def plan_backtest(
 ) -> BacktestPlan:
     """The refit windows over the backtest's dates and the key their fits are stored under."""
     windows = plan_refits(trading_dates(data.table), data.horizon, cfg, refit, backtest)
-    others = [b for b in baselines() if b != cfg.name]
+    others = [b for b in baseline_names() if b != cfg.name]
     fit_cfg = type(cfg).model_validate(cfg.model_dump(exclude=cfg.ONLINE))
     fingerprint = data.build.data_fingerprint
     fit_key = digest(

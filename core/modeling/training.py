@@ -18,7 +18,7 @@ from core.config import ModelSettings, RefitSettings
 from core.modeling.conformal import CQR, ACIState
 from core.modeling.drift_reference import drift_reference
 from core.modeling.metrics import crossing_rate
-from core.modeling.models import baselines
+from core.modeling.models import baseline_names
 from core.modeling.models.base import QuantileRegressor
 from core.modeling.models.scaled import VolatilityScaled
 from core.modeling.scorecard import qcols, scorecard, volatility_terciles, with_sectors
@@ -72,7 +72,7 @@ def train_and_evaluate(
     counts = {name: with_segment.filter(pl.col("segment") == name) for name in SEGMENTS}
     check_segments(counts, cfg.min_segment_dates, cfg.min_segment_rows, splits)  # all at once
     test = counts["test"].drop("segment").sort("date", "symbol")
-    fitted = fit_window(table, prices, features, cfg, horizon, splits, baselines())
+    fitted = fit_window(table, prices, features, cfg, horizon, splits, baseline_names())
     seconds = {"fit": fitted.seconds}
     model, cqr = fitted.model, fitted.cqr
 

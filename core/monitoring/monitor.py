@@ -89,13 +89,8 @@ def same_target(
     notes, other = [], []
     for run in sorted(forecasts["run_id"].unique().to_list()):
         try:
-            manifest = read_run(store, run)
-            doc = (
-                manifest.file(store, layout.METRICS_FILE)
-                if layout.METRICS_FILE in manifest.files
-                else {}
-            )
-        except MissingRunError:  # pruned: its forecasts are not scored
+            doc = read_run(store, run).metrics(store)
+        except MissingRunError:  # pruned, or incomplete: its forecasts are not scored
             doc = {}
         if (doc.get("horizon"), doc.get("quantiles")) != (horizon, quantiles):
             other.append(run)
@@ -232,10 +227,7 @@ def monitor(
     as_of = as_of or dt.datetime.now(dt.UTC).date()
     run = read_run(store, "latest")
     run_id = run.run_id
-    if layout.METRICS_FILE not in run.files:
-        key = layout.RUN_METRICS(run_id=run_id)
-        raise MissingInputError(f"run {run_id} has no {key}: its folder is incomplete")
-    run_metrics = run.file(store, layout.METRICS_FILE)
+    run_metrics = run.metrics(store)
     horizon, quantiles = run_metrics["horizon"], run_metrics["quantiles"]
     table, counts, notes = score_pass(store, as_of, backfill, horizon, quantiles)
     series = scores.monitored(table.filter(pl.col("date") <= as_of))

@@ -164,11 +164,7 @@ def report_data(store: Store, cfg: MonitorSettings, tickers: str) -> dict[str, A
         raise NoReportInputError(
             f"the predictions of {as_of} name run {run_id}, which is not in {store.uri('models')}"
         ) from None
-    if layout.METRICS_FILE not in run.files:
-        raise NoReportInputError(
-            f"run {run_id} has no {layout.RUN_METRICS(run_id=run_id)}: its folder is incomplete"
-        )
-    metrics = run.file(store, layout.METRICS_FILE)
+    metrics = run.metrics(store)
     quantiles = metrics["quantiles"]
     series, source = history(store, run)
     summary = (

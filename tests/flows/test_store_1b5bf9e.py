@@ -5,7 +5,6 @@ are read through today's typed manifests, and their recorded hashes still hold."
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
 RUN = "20261206T131524Z-a64c642d"
 BACKTEST = "20261206T131535Z-2e50db4b"
 
-
-@pytest.fixture()
-def old_store(tmp_path: Path, monkeypatch) -> Path:
-    monkeypatch.setenv("SMA_TRACKING__WANDB_MODE", "disabled")
-    store = tmp_path / "store"
-    shutil.copytree(STORE_1B5BF9E, store)
-    return store
+OLD_STORE = STORE_1B5BF9E
 
 
 def test_every_manifest_of_the_old_store_reads_and_verifies(old_store):

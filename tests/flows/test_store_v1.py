@@ -4,7 +4,6 @@ existed; tests/data/store_v1) keeps working with every flow of today's code."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,7 @@ from tests.factories import SAMPLE, STORE_V1
 pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
 SYMBOLS = ["AAPL", "JPM", "KO", "LNT", "XOM"]
 
-
-@pytest.fixture()
-def old_store(tmp_path: Path, monkeypatch) -> Path:
-    monkeypatch.setenv("SMA_TRACKING__WANDB_MODE", "disabled")
-    store = tmp_path / "store"
-    shutil.copytree(STORE_V1, store)
-    return store
+OLD_STORE = STORE_V1
 
 
 def files(root: Path) -> dict[str, bytes]:

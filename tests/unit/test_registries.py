@@ -86,3 +86,18 @@ def test_listing_and_asking_for_a_model_name_imports_no_model_code():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_baseline_names_come_from_the_specs_whatever_was_imported_first():
+    """The registry's baselines are the specs marked ``baseline``; looking a baseline up
+    first (which imports ``models/baselines.py`` into the package) does not shadow them."""
+    import importlib
+
+    from core.modeling import models
+
+    assert models.MODELS["ewma"].baseline
+    importlib.import_module("core.modeling.models.baselines")
+    from core.modeling.models import baseline_names
+
+    assert baseline_names() == ("historical", "ewma", "garch", "har")
+    assert not models.MODELS["catboost"].baseline and not models.MODELS["lightgbm"].baseline

@@ -57,8 +57,10 @@ MODELS: MutableMapping[str, ModelSpec] = _Registry(
 )
 
 
-def baselines() -> tuple[str, ...]:
-    """The baselines every evaluation scores beside the model (``ModelSpec.baseline``)."""
+def baseline_names() -> tuple[str, ...]:
+    """The baselines every evaluation scores beside the model (``ModelSpec.baseline``). Not
+    called ``baselines``: importing the module ``baselines.py`` of this package would
+    replace that name on the package."""
     return tuple(name for name, spec in MODELS.items() if spec.baseline)
 
 
