@@ -129,6 +129,9 @@ class Command:
     name: str
     doc: str | None
     args: Sequence[Arg]
+    # a check of the settings beyond their validation (``ConfigError``), run with it: before
+    # Prefect starts on the command line, first thing in the flow otherwise
+    check: Callable[[Settings], None] | None = None
 
     def renamed(self) -> dict[str, Arg]:
         """Old name (a flow parameter; with dashes, a flag) -> the flag that replaced it: the
@@ -203,7 +206,10 @@ class Command:
         """Validated settings for these flow parameters (``ConfigError`` names what is wrong)."""
         from core.settings import load_settings
 
-        return load_settings(**self.overrides(params))
+        settings = load_settings(**self.overrides(params))
+        if self.check is not None:
+            self.check(settings)
+        return settings
 
     def start(self, **params: Any) -> Settings:
         """What a flow does first: its settings, and a check that the store can be used and

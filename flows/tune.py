@@ -9,7 +9,20 @@ study's best parameters (used by ``python -m flows.train --params best``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flows.shell import STORE, Arg, Command, models
+
+if TYPE_CHECKING:
+    from core.config import Settings
+
+
+def tunable_model(settings: Settings) -> None:
+    """Only a model with parameters to tune, refused before anything starts."""
+    from core.modeling.models import require_search_space
+
+    require_search_space(settings.model.name)
+
 
 COMMAND = Command(
     "tune",
@@ -32,6 +45,7 @@ COMMAND = Command(
         Arg("--study", "study name (default: the model's name)", setting="tuning.study"),
         Arg("--concurrency", "trials run at once", setting="tuning.concurrency", type=int),
     ),
+    check=tunable_model,
 )
 if __name__ == "__main__":
     raise SystemExit(COMMAND.main())
@@ -41,8 +55,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from core.config import ConfigError
-from core.modeling.models import MODELS, tunable
 from core.modeling.tuning import open_study, time_folds, tuning_rows
 from tasks.hooks import ALERT_HOOKS
 from tasks.runners import SettingsTaskRunner
@@ -68,10 +80,6 @@ def tune(
         concurrency=concurrency,
     )
     cfg, tuning = settings.model, settings.tuning
-    if MODELS[cfg.name].search_space is None:
-        raise ConfigError(
-            f"model {cfg.name!r} has no parameters to tune (tunable: {', '.join(tunable())})"
-        )
     data = load_training_data(settings.store_ref, cfg.lookback_days)
     rows = tuning_rows(data.table, data.horizon, cfg)  # train's split: never its test period
     folds = time_folds(rows["date"], tuning.folds, data.horizon)

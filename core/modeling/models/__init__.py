@@ -69,6 +69,17 @@ def tunable() -> list[str]:
     return [name for name, spec in MODELS.items() if spec.search_space is not None]
 
 
+def require_search_space(name: str) -> None:
+    """Refuse to tune a model that has no parameters to tune (``ConfigError``, naming the
+    tunable ones)."""
+    from core.config import ConfigError
+
+    if MODELS[name].search_space is None:
+        raise ConfigError(
+            f"model {name!r} has no parameters to tune (tunable: {', '.join(tunable())})"
+        )
+
+
 def make_model(
     name: str,
     quantiles: list[float],
