@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup system demo test verify format lint typecheck bench clean
+.PHONY: setup system demo server server-stop test verify format lint typecheck bench clean
 
 $(UV):
 	python3 .make/bootstrap.py uv $(CURDIR)/.tools
@@ -32,6 +32,14 @@ demo: setup  ## collect -> features -> train -> predict -> HTML report on data/s
 	SMA_STORE=$(DEMO_STORE) SMA_TICKERS=data/sample/tickers.csv SMA_SOURCE=local \
 	SMA_SOURCE_PATH=data/sample/prices SMA_START=2013-01-01 SMA_END=2018-02-07 \
 	$(RUN) python -m flows.pipeline
+
+# One Prefect server for a day of work: every `python -m flows.<name>` of this checkout uses
+# it (the profile .prefect/profiles.toml) instead of starting a temporary one.
+server: setup  ## start a local Prefect server in the background (.prefect/) that the flows use
+	$(RUN) python -m deployments.server start
+
+server-stop: setup  ## stop it; flows start temporary servers again
+	$(RUN) python -m deployments.server stop
 
 test: system setup  ## the test suite (starts and stops the servers it needs)
 	$(RUN) pytest -q

@@ -2,14 +2,15 @@
 collect -> features -> train, each stage as a user runs it (`python -m flows.<stage>`)
 against a running `prefect server start`, on threads and then on Dask (2 local workers).
 
-    python -m benchmarks.universe [--symbols 5000] [--runners threads,dask] [--stages collect,features,train]
+    python -m benchmarks.universe [--symbols 5000] [--runners threads,dask]
+                                  [--stages collect,features,train] [--model NAME] [--keep DIR]
 
 Prints wall time and peak RSS per stage (the flow process, each Dask worker process, and
-the whole process tree, sampled every 0.2 s). Settings a user at this scale sets, and
-this benchmark uses: feature batches of 500 symbols (`SMA_FEATURES__SYMBOLS_PER_TASK`), LightGBM
-on a 730-day lookback (`SMA_MODEL__NAME`, `SMA_MODEL__LOOKBACK_DAYS`; train reads only
-that window). Train maps no tasks: it runs once, on threads. Target: every stage
-finishes with peak RSS under 16 GB.
+the whole process tree, sampled every 0.2 s: ``benchmarks.processes``). The one setting a
+user at this scale sets, and this benchmark uses: feature batches of 500 symbols
+(`SMA_FEATURES__SYMBOLS_PER_TASK`). Train fits the default model on the default lookback,
+with every baseline, at the default horizon; it maps no tasks: it runs once, on threads.
+Targets: every stage finishes with peak RSS under 16 GB; train within 15 minutes.
 """
 
 from __future__ import annotations
@@ -17,60 +18,27 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
-
+from benchmarks.processes import Measured, run_measured
 from benchmarks.servers import prefect_server
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE_SETTINGS = {
     "collect": {"SMA_SOURCE": "synthetic", "SMA_START": "2001-01-01", "SMA_END": "2020-12-31"},
     "features": {"SMA_FEATURES__SYMBOLS_PER_TASK": "500"},
-    "train": {
-        "SMA_MODEL__NAME": "lightgbm",
-        "SMA_MODEL__LOOKBACK_DAYS": "730",
-        "SMA_TRACKING__WANDB_MODE": "disabled",
-    },
+    "train": {"SMA_TRACKING__WANDB_MODE": "disabled"},  # the default model and lookback
 }
 
 
-def run_stage(stage: str, env: dict[str, str]) -> dict[str, float]:
-    """Run one flow; its wall time, and peak RSS (MB) of the flow process, of its largest
-    worker process, and of the whole process tree."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", f"flows.{stage}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    root = psutil.Process(proc.pid)
-    peak = {"flow": 0.0, "worker": 0.0, "tree": 0.0}
-    workers: set[int] = set()
-    while proc.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-            rss = {p.pid: p.memory_info().rss / 2**20 for p in tree}
-            for p in tree[1:]:
-                if "spawn_main" in " ".join(p.cmdline()):
-                    workers.add(p.pid)
-        except psutil.Error:
-            continue
-        peak["flow"] = max(peak["flow"], rss.get(proc.pid, 0.0))
-        peak["worker"] = max([peak["worker"], *(rss.get(w, 0.0) for w in workers)])
-        peak["tree"] = max(peak["tree"], sum(rss.values()))
-        time.sleep(0.2)
-    out = proc.stdout.read() if proc.stdout else ""
-    if proc.returncode:
-        raise SystemExit(f"{stage} failed ({proc.returncode}):\n{out[-4000:]}")
-    return peak | {"seconds": time.perf_counter() - started, "workers": len(workers)}
+def run_stage(stage: str, env: dict[str, str]) -> Measured:
+    """Run one flow as a whole process; its wall time and peak RSS."""
+    got = run_measured(["-m", f"flows.{stage}"], env)
+    if got.returncode:
+        raise SystemExit(f"{stage} failed ({got.returncode}):\n{got.output[-4000:]}")
+    return got
 
 
 def main() -> int:
@@ -78,8 +46,14 @@ def main() -> int:
     parser.add_argument("--symbols", type=int, default=5000)
     parser.add_argument("--runners", default="threads,dask")
     parser.add_argument("--stages", default="collect,features,train")
+    parser.add_argument("--model", help="train this regressor instead of the default model")
+    parser.add_argument(
+        "--keep",
+        help="folder kept afterwards (tickers, stores): a later run can take --stages train",
+    )
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sma-universe-"))
+    work = Path(args.keep or tempfile.mkdtemp(prefix="sma-universe-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
     tickers = work / "tickers.csv"
     tickers.write_text("Symbol\n" + "".join(f"SYN{i:04d}\n" for i in range(args.symbols)))
     rows = []
@@ -97,19 +71,23 @@ def main() -> int:
             for stage in args.stages.split(","):
                 if stage == "train" and runner != "threads":
                     continue  # no mapped task: the same process on either runner
-                got = run_stage(stage, env | STAGE_SETTINGS[stage])
+                settings = STAGE_SETTINGS[stage]
+                if stage == "train" and args.model:
+                    settings = settings | {"SMA_MODEL__NAME": args.model}
+                got = run_stage(stage, env | settings)
                 rows.append((runner, stage, got))
                 print(
-                    f"{runner:<8} {stage:<9} {got['seconds']:8.1f} s  flow {got['flow']:8,.0f} MB  "
-                    f"worker {got['worker']:7,.0f} MB ({got['workers']:.0f} seen)  "
-                    f"tree {got['tree']:8,.0f} MB",
+                    f"{runner:<8} {stage:<9} {got.seconds:8.1f} s  flow {got.flow:8,.0f} MB  "
+                    f"worker {got.worker:7,.0f} MB ({got.workers} seen)  tree {got.tree:8,.0f} MB",
                     flush=True,
                 )
             size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 2**30
             print(f"{runner}: store {size:.1f} GB", flush=True)
-            shutil.rmtree(store)
-    shutil.rmtree(work)
-    worst = max(r[2]["tree"] for r in rows)
+            if not args.keep:
+                shutil.rmtree(store)
+    if not args.keep:
+        shutil.rmtree(work)
+    worst = max(r[2].tree for r in rows)
     print(f"peak RSS of any stage's process tree: {worst / 1024:.1f} GB (target < 16 GB)")
     return 0 if worst < 16 * 1024 else 1
 

@@ -272,6 +272,13 @@ class ModelSettings(BaseModel):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Regressor parameters over its defaults."
     )
+    train_every: int = Field(
+        default=0,
+        ge=0,
+        description="Fit on the training rows of every n-th trading date, counted back from the newest "
+        "(overlapping h-day targets make neighbouring dates near duplicates); 1: every date; 0: the "
+        "model's own default (ModelSpec.thin_by_horizon: the horizon for lightgbm, every date for catboost).",
+    )
 
     @field_validator("name")
     @classmethod

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import EXIT_CODES, InputError, NothingUsableError, UserFacingError, first_line
+from deployments.server import use_project_server
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -247,6 +248,7 @@ class Command:
         if unknown:  # maybe an old flag: only then are the old names read (a light --help)
             args = self.parser(renamed=True).parse_args(argv)
         params = self._params(args)
+        use_project_server()  # before Prefect is imported: its settings are read at import
         try:
             for arg in self.args:
                 if arg.convert is not None and params[arg.dest] is not None:

@@ -3,8 +3,10 @@ and a store holding the collected sample."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -14,8 +16,12 @@ from pathlib import Path
 # Prefect reads its settings at import: keep its home, results and caches out of the
 # user's ~/.prefect and fresh for every test session (cached results must not leak).
 _PREFECT_TMP = Path(tempfile.mkdtemp(prefix="sma-test-prefect-"))
+atexit.register(shutil.rmtree, _PREFECT_TMP, ignore_errors=True)  # after every server stopped
 os.environ["PREFECT_HOME"] = str(_PREFECT_TMP)
 os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_PREFECT_TMP / "storage")
+# and out of a developer's `make server` profile (deployments/server.py): flows run in
+# subprocesses read this rather than the checkout's .prefect/profiles.toml
+os.environ["PREFECT_PROFILES_PATH"] = str(_PREFECT_TMP / "profiles.toml")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
 for _name in [n for n in os.environ if n.startswith("SMA_")]:
@@ -60,8 +66,6 @@ def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def old_store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch) -> Path:
     """A copy of the store written by an earlier main that the test module names in
     ``OLD_STORE`` (tests/data), W&B disabled."""
-    import shutil
-
     monkeypatch.setenv("SMA_TRACKING__WANDB_MODE", "disabled")
     store = tmp_path / "store"
     shutil.copytree(request.module.OLD_STORE, store)
@@ -145,8 +149,6 @@ def collected(prefect_server, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def featured(collected: Path, tmp_path_factory) -> Path:
     """The collected sample with its feature table (copy before changing it)."""
-    import shutil
-
     from flows.features import features
 
     store = tmp_path_factory.mktemp("featured") / "store"
@@ -158,8 +160,6 @@ def featured(collected: Path, tmp_path_factory) -> Path:
 @pytest.fixture()
 def store_dir(featured: Path, tmp_path: Path, monkeypatch) -> Path:
     """A fresh copy of the featured sample store, W&B offline into the test's folder."""
-    import shutil
-
     monkeypatch.setenv("SMA_TRACKING__WANDB_MODE", "offline")
     monkeypatch.setenv("SMA_TRACKING__DIRECTORY", str(tmp_path / "wandb"))
     target = tmp_path / "store"

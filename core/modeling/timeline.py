@@ -226,11 +226,23 @@ def segments(table: pl.DataFrame, window: Window, horizon: int) -> dict[str, pl.
     ends after the refit date (a symbol with missing days spans more calendar days in h
     rows) is left out: the embargo holds per symbol, not only on the panel's calendar."""
     target_end = pl.col("date").shift(-horizon).over("symbol", order_by="date")
-    labelled = table.filter(pl.col("y").is_not_null() & (target_end <= window.refit))
+    # a mask, not a filtered copy: at 5,000 symbols a copy of the table is gigabytes
+    labelled = table.select(pl.col("y").is_not_null() & (target_end <= window.refit)).to_series()
     return {
-        name: labelled.filter(pl.col("date").is_between(*window.span(name))).sort("date", "symbol")
+        name: table.filter(labelled & table["date"].is_between(*window.span(name))).sort(
+            "date", "symbol"
+        )
         for name in FIT_SEGMENTS
     }
+
+
+def every_nth_date(frame: pl.DataFrame, step: int) -> pl.DataFrame:
+    """The rows of every ``step``-th date of ``frame``, counted back from its newest (which is
+    always kept): a fit's training rows thinned where h-day targets overlap."""
+    if step <= 1:
+        return frame
+    back = pl.col("date").rank("dense", descending=True) - 1
+    return frame.filter(back % step == 0)
 
 
 def lookback_start(built_to: dt.date, lookback_days: int, horizon: int) -> dt.date:

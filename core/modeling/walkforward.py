@@ -23,7 +23,13 @@ from core.modeling.models.base import QuantileRegressor
 from core.modeling.models.prices import uses_prices
 from core.modeling.models.scaled import use_scaling
 from core.modeling.scorecard import qcols
-from core.modeling.timeline import FIT_SEGMENTS, Window, check_segments, segments
+from core.modeling.timeline import (
+    FIT_SEGMENTS,
+    Window,
+    check_segments,
+    every_nth_date,
+    segments,
+)
 
 
 @dataclass
@@ -58,6 +64,14 @@ def fit_model(
     return model
 
 
+def train_step(cfg: ModelSettings, horizon: int) -> int:
+    """Every how many trading dates a window's fits (the model's and the baselines' alike)
+    take their training rows: ``model.train_every``, else the model's own default."""
+    if cfg.train_every:
+        return cfg.train_every
+    return horizon if MODELS[cfg.name].thin_by_horizon else 1
+
+
 def fit_window(
     table: pl.DataFrame,
     prices: pl.DataFrame,
@@ -71,6 +85,7 @@ def fit_window(
     also fit ``baselines`` on the same rows (``Fitted.baselines``)."""
     seg = segments(table, window, horizon)
     check_segments(seg, cfg.min_segment_dates, cfg.min_segment_rows, window, FIT_SEGMENTS)
+    seg["train"] = every_nth_date(seg["train"], train_step(cfg, horizon))
     started = time.perf_counter()
     model = fit_model(seg, prices, features, cfg, horizon, cfg.name)
     seconds = time.perf_counter() - started

@@ -194,3 +194,36 @@ def test_the_embargo_holds_for_a_symbol_with_missing_days():
     cal = segments(t, w, H)["cal"]
     assert cal.filter(pl.col("symbol") == "S0")["date"].max() == dates[i - H - 1]
     assert cal.filter(pl.col("symbol") == "S1")["date"].max() == w.cal[1] == dates[i - H]
+
+
+def test_fits_learn_from_every_hth_training_date_unless_set_otherwise():
+    """Overlapping h-day targets make neighbouring dates near duplicates: by default a
+    LightGBM window's fits (not CatBoost's: it lost quality) take the training rows of every
+    h-th date, back from the newest (kept), and every model and baseline learns from the same
+    rows; validation and calibration keep every date."""
+    from core.modeling.timeline import every_nth_date
+    from core.modeling.walkforward import fit_window, train_step
+
+    t = table(prices(days=1100))
+    w = plan_refits(trading_dates(t), H, MODEL, REFIT, WINDOWS)[0]
+    seg = segments(t, w, H)
+    train_dates = seg["train"]["date"].unique().sort(descending=True).to_list()
+    thinned = every_nth_date(seg["train"], H)
+    assert thinned["date"].unique().sort(descending=True).to_list() == train_dates[::H]
+    assert every_nth_date(seg["train"], 1).equals(seg["train"])
+    assert MODEL.train_every == 0 and train_step(MODEL, H) == H
+    catboost = ModelSettings(name="catboost")
+    assert train_step(catboost, H) == 1
+    assert train_step(catboost.model_copy(update={"train_every": 5}), H) == 5
+
+    by_default = fit_window(t, prices(days=1100), FEATURES, MODEL, H, w, ("har",))
+    assert by_default.rows["train"] == thinned.height
+    assert (
+        by_default.rows["val"] == seg["val"].height and by_default.rows["cal"] == seg["cal"].height
+    )
+    every = fit_window(
+        t, prices(days=1100), FEATURES, MODEL.model_copy(update={"train_every": 1}), H, w, ("har",)
+    )
+    assert every.rows["train"] == seg["train"].height
+    # the baseline learnt from the thinned rows too: its fit differs from one on every date
+    assert by_default.baselines["har"].coef != every.baselines["har"].coef  # type: ignore[attr-defined]

@@ -60,6 +60,9 @@ class ModelSpec:
     when it is the inner model of volatility-scaled targets) are None for a model that has
     no parameters to tune or is never scaled. ``baseline``: a reference method that every
     evaluation (train's test period, each backtest refit) fits and scores beside the model.
+    ``thin_by_horizon``: unless ``model.train_every`` says otherwise, a window's fits learn
+    from the training rows of every h-th date only, set where the whole backtest showed it
+    costs no quality (the figures: README, issue 21).
     """
 
     name: str
@@ -69,3 +72,4 @@ class ModelSpec:
     search_space: Callable[[optuna.Trial], dict[str, Any]] | None = None
     inner_defaults: dict[str, Any] | None = None
     baseline: bool = False
+    thin_by_horizon: bool = False
