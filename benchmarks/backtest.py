@@ -261,7 +261,7 @@ def main() -> None:
         horizon = built.horizon
         for model in ns.models.split(","):
             args = ["-m", "flows.backtest", "--model", model, "--start", ns.start, "--end", ns.end]
-            got = run_measured(args, env | {"PREFECT_TASKS_REFRESH_CACHE": "true"})
+            got = run_measured(args, env | {"PREFECT_TASKS_REFRESH_CACHE": "true"}, echo=True)
             if got.returncode:
                 raise SystemExit(
                     f"backtest of {model} failed ({got.returncode}):\n{got.output[-4000:]}"

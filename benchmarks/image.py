@@ -43,7 +43,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.servers import free_port, prefect_server
+from benchmarks.servers import prefect_server
+from deployments.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_TAG = "sma-base:bookworm-debootstrap"

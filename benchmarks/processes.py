@@ -31,8 +31,9 @@ class Measured:
     output: str
 
 
-def run_measured(args: list[str], env: dict[str, str]) -> Measured:
-    """``python ARGS`` from the repository root, sampled until it exits."""
+def run_measured(args: list[str], env: dict[str, str], echo: bool = False) -> Measured:
+    """``python ARGS`` from the repository root, sampled until it exits; with ``echo``, its
+    output is shown as it comes (a long run's progress) as well as kept."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, *args],
@@ -43,17 +44,23 @@ def run_measured(args: list[str], env: dict[str, str]) -> Measured:
         text=True,
     )
     out: list[str] = []
-    reader = _drain(proc, out)
+    reader = _drain(proc, out, echo)
     root = psutil.Process(proc.pid)
     flow = worker = tree = 0.0
     workers: set[int] = set()
     while proc.poll() is None:
+        rss: dict[int, float] = {}
         try:
             procs = [root, *root.children(recursive=True)]
-            rss = {p.pid: p.memory_info().rss / 2**20 for p in procs}
-            workers |= {p.pid for p in procs[1:] if "spawn_main" in " ".join(p.cmdline())}
-        except psutil.Error:
-            continue
+        except psutil.Error:  # the root just exited
+            procs = []
+        for p in procs:
+            try:  # each on its own: one exiting (a zombie) must not void the sample
+                rss[p.pid] = p.memory_info().rss / 2**20
+                if p is not root and "spawn_main" in " ".join(p.cmdline()):
+                    workers.add(p.pid)
+            except psutil.Error:
+                continue
         flow = max(flow, rss.get(proc.pid, 0.0))
         worker = max([worker, *(rss.get(w, 0.0) for w in workers)])
         tree = max(tree, sum(rss.values()))
@@ -63,13 +70,15 @@ def run_measured(args: list[str], env: dict[str, str]) -> Measured:
     return Measured(seconds, flow, worker, tree, len(workers), proc.returncode, "".join(out))
 
 
-def _drain(proc: subprocess.Popen[str], out: list[str]) -> threading.Thread:
+def _drain(proc: subprocess.Popen[str], out: list[str], echo: bool) -> threading.Thread:
     """Read the process's output on a thread (a full pipe would stall it)."""
 
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             out.append(line)
+            if echo:
+                print(line, end="", flush=True)
 
     thread = threading.Thread(target=read, daemon=True)
     thread.start()

@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-PREFECT = str(Path(sys.executable).parent / "prefect")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from deployments.server import PREFECT, free_port, wait_healthy
 
 
 @contextmanager
 def prefect_server(host: str = "127.0.0.1") -> Iterator[dict[str, str]]:
     """`prefect server start` (free port, fresh home); yields the environment of a client."""
     home = Path(tempfile.mkdtemp(prefix="sma-bench-prefect-"))
-    port = free_port()
+    port = free_port(host)
     env = os.environ | {
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -41,13 +31,7 @@ def prefect_server(host: str = "127.0.0.1") -> Iterator[dict[str, str]]:
         start_new_session=True,
     )
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"http://{host}:{port}/api/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
+        if not wait_healthy(env["PREFECT_API_URL"], proc):
             raise RuntimeError("prefect server did not start in 120 s")
         yield env
     finally:

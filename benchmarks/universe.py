@@ -88,8 +88,10 @@ def main() -> int:
     if not args.keep:
         shutil.rmtree(work)
     worst = max(r[2].tree for r in rows)
-    print(f"peak RSS of any stage's process tree: {worst / 1024:.1f} GB (target < 16 GB)")
-    return 0 if worst < 16 * 1024 else 1
+    train = max((r[2].seconds for r in rows if r[1] == "train"), default=0.0)
+    print(f"peak RSS of any stage's process tree: {worst / 1024:.1f} GiB (target < 16 GB)")
+    print(f"train: {train / 60:.1f} min (target <= 15 min)")
+    return 0 if worst * 2**20 < 16e9 and train <= 900 else 1
 
 
 if __name__ == "__main__":

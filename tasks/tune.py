@@ -24,6 +24,7 @@ from core.features.manifest import DataFingerprint
 from core.modeling.models import MODELS
 from core.modeling.models.scaled import use_scaling
 from core.modeling.tuning import Fold, fold_score, run_trial
+from core.modeling.walkforward import train_step
 from core.storage import Store
 from core.tracking import Tracker
 from tasks.runners import finished
@@ -45,7 +46,15 @@ def trial_task(
 
     def score(params: dict[str, Any], fold: Fold) -> float:
         return fold_score(
-            cfg.name, cfg.params | params, table, features, cfg.quantiles, horizon, fold, scaled
+            cfg.name,
+            cfg.params | params,
+            table,
+            features,
+            cfg.quantiles,
+            horizon,
+            fold,
+            scaled,
+            train_step(cfg, horizon),
         )
 
     try:

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from benchmarks.servers import free_port as free_port  # re-exported for the tests
 from core.data.prices import PRICE_COLUMNS
+from deployments.server import free_port as free_port  # re-exported for the tests
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"  # the bundled Kaggle sample (40 tickers)

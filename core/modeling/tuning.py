@@ -23,7 +23,7 @@ from core.config import ModelSettings, Settings
 from core.errors import InputError, InsufficientDataError
 from core.modeling.metrics import pinball
 from core.modeling.models import make_model
-from core.modeling.timeline import model_holdout
+from core.modeling.timeline import every_nth_date, model_holdout
 from core.storage import Store
 
 if TYPE_CHECKING:
@@ -119,9 +119,11 @@ def fold_score(
     horizon: int,
     fold: Fold,
     scaled: bool = False,
+    step: int = 1,
 ) -> float:
-    """Mean pinball loss of one fit on a fold's training part, on its validation part."""
-    train, valid = _rows(table, fold.train), _rows(table, fold.valid)
+    """Mean pinball loss of one fit on a fold's training part (every ``step``-th date, as the
+    fits being tuned learn: ``walkforward.train_step``), on its validation part."""
+    train, valid = every_nth_date(_rows(table, fold.train), step), _rows(table, fold.valid)
     model = make_model(model_name, quantiles, list(features), horizon, params, scaled)
     model.fit(train, train["y"].to_numpy(), valid, valid["y"].to_numpy())
     return pinball(valid["y"].to_numpy(), model.predict(valid), quantiles)["pinball_mean"]

@@ -84,8 +84,8 @@ def fit_window(
     """Fit the configured model on the window and calibrate CQR on its calibration rows;
     also fit ``baselines`` on the same rows (``Fitted.baselines``)."""
     seg = segments(table, window, horizon)
-    check_segments(seg, cfg.min_segment_dates, cfg.min_segment_rows, window, FIT_SEGMENTS)
     seg["train"] = every_nth_date(seg["train"], train_step(cfg, horizon))
+    check_segments(seg, cfg.min_segment_dates, cfg.min_segment_rows, window, FIT_SEGMENTS)
     started = time.perf_counter()
     model = fit_model(seg, prices, features, cfg, horizon, cfg.name)
     seconds = time.perf_counter() - started

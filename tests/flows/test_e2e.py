@@ -14,10 +14,10 @@ import yaml
 
 from benchmarks.servers import prefect_server
 from core.storage import Store
+from deployments.server import PREFECT
 from tests.factories import ROOT, SAMPLE, SECRET, frozen_model_store
 
 pytestmark = pytest.mark.e2e
-PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
 @pytest.fixture(scope="module")
