@@ -171,8 +171,8 @@ def start() -> int:
         )
     PID_FILE.write_text(str(proc.pid))
     if not wait_healthy(url, proc):
-        stop()
         why = f"exited ({proc.returncode})" if proc.poll() is not None else "did not answer"
+        stop()
         print(f"error: the Prefect server {why}: see {LOG_FILE}", file=sys.stderr)
         return 1
     _write_profile(url)
