@@ -34,7 +34,7 @@ demo: setup  ## collect -> features -> train -> predict -> HTML report on data/s
 	$(RUN) python -m flows.pipeline
 
 # One Prefect server for a day of work: every `python -m flows.<name>` of this checkout uses
-# it (the profile .prefect/profiles.toml) instead of starting a temporary one.
+# it (the profile .prefect/sma-profiles.toml) instead of starting a temporary one.
 server: setup  ## start a local Prefect server in the background (.prefect/) that the flows use
 	$(RUN) python -m deployments.server start
 

@@ -197,8 +197,8 @@ def report(m: dict[str, Any], got: Measured, bound: dict[str, float]) -> str:
         f"| below ewma in >= 70 % of months | {record['months_beating'].get('ewma', 0):.1%} | {record['months_beating'].get('ewma', 0) >= 0.7} |",
         f"| {q_lo} exceedance within 0.01 of {cov[q_lo]['nominal_exceedance']:.2f} | {cov[q_lo]['kupiec']['rate']:.4f} (Kupiec pass {cov[q_lo]['kupiec_pass_share']:.0%} of symbols) | {abs(cov[q_lo]['kupiec']['rate'] - cov[q_lo]['nominal_exceedance']) <= 0.01} |",
         f"| {q_hi} exceedance within 0.01 of {cov[q_hi]['nominal_exceedance']:.2f} | {cov[q_hi]['kupiec']['rate']:.4f} (Kupiec pass {cov[q_hi]['kupiec_pass_share']:.0%} of symbols) | {abs(cov[q_hi]['kupiec']['rate'] - cov[q_hi]['nominal_exceedance']) <= 0.01} |",
-        f"| wall time (20 min LightGBM, 30 min default) | {got.seconds / 60:.1f} min, peak RSS {got.tree / 1024:.2f} GB "
-        f"(process tree; flow process {got.flow / 1024:.2f} GB, largest of {got.workers} workers {got.worker / 1024:.2f} GB) "
+        f"| wall time (20 min LightGBM, 30 min default) | {got.seconds / 60:.1f} min, peak RSS {got.tree / 1024:.2f} GiB "
+        f"(process tree; flow process {got.flow / 1024:.2f} GiB, largest of {got.workers} workers {got.worker / 1024:.2f} GiB) "
         f"| {got.seconds <= (1200 if m['model'] == 'lightgbm' else 1800)} |",
         "",
         "coverage by year: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(years.items())),

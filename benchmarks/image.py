@@ -37,13 +37,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.servers import prefect_server
+from benchmarks.servers import flow_runs, prefect_server
 from deployments.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -399,14 +398,7 @@ def s3_server() -> Iterator[str]:
 
 
 def flow_run_states(api: str) -> list[str]:
-    request = urllib.request.Request(
-        f"{api}/flow_runs/filter",
-        data=b"{}",
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return sorted(run["state"]["type"] for run in json.loads(response.read()))
+    return sorted(run["state"]["type"] for run in flow_runs(api))
 
 
 def collect_runs(api: str, endpoint: str) -> dict[str, Any]:

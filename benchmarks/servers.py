@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from deployments.server import PREFECT, free_port, wait_healthy
 
@@ -38,3 +41,15 @@ def prefect_server(host: str = "127.0.0.1") -> Iterator[dict[str, str]]:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def flow_runs(api: str) -> list[dict[str, Any]]:
+    """Every flow run a Prefect API holds, as its JSON."""
+    request = urllib.request.Request(
+        f"{api}/flow_runs/filter",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())

@@ -20,7 +20,7 @@ atexit.register(shutil.rmtree, _PREFECT_TMP, ignore_errors=True)  # after every 
 os.environ["PREFECT_HOME"] = str(_PREFECT_TMP)
 os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_PREFECT_TMP / "storage")
 # and out of a developer's `make server` profile (deployments/server.py): flows run in
-# subprocesses read this rather than the checkout's .prefect/profiles.toml
+# subprocesses read this rather than the checkout's .prefect/sma-profiles.toml
 os.environ["PREFECT_PROFILES_PATH"] = str(_PREFECT_TMP / "profiles.toml")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"

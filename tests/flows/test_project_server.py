@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import deployments.server as server
+from benchmarks.servers import flow_runs
 from tests.factories import ROOT, free_port
 
 OLD_STORE = ROOT / "tests" / "data" / "store_v1"
@@ -51,21 +52,13 @@ def ad_hoc_run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def flow_runs(url: str) -> list[str]:
-    """Names of the flows whose runs the server holds."""
-    request = urllib.request.Request(
-        f"{url}/flow_runs/filter",
-        data=b"{}",
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        runs = json.loads(response.read())
-    flows = {}
-    for run in runs:
+def flow_names(url: str) -> list[str]:
+    """Names of the flows whose runs the server holds, one per run."""
+    names = []
+    for run in flow_runs(url):
         with urllib.request.urlopen(f"{url}/flows/{run['flow_id']}", timeout=10) as response:
-            flows[run["id"]] = json.loads(response.read())["name"]
-    return sorted(flows.values())
+            names.append(json.loads(response.read())["name"])
+    return sorted(names)
 
 
 def test_an_ad_hoc_flow_runs_on_the_project_server_and_not_once_it_is_stopped(
@@ -83,7 +76,7 @@ def test_an_ad_hoc_flow_runs_on_the_project_server_and_not_once_it_is_stopped(
         done = ad_hoc_run(project, "--store", str(store), "--dry-run")
         assert done.returncode == 0, done.stderr
         assert "Starting temporary server" not in done.stdout + done.stderr
-        assert flow_runs(url) == ["prune"]
+        assert flow_names(url) == ["prune"]
 
         env = {"HOME": "/root"}
         assert server.use_project_server(env) == url
