@@ -28,6 +28,22 @@ if TYPE_CHECKING:
     from core.config import StoreRef
 
 
+def _remove_orphans(folder: Path) -> None:
+    """Remove the temporary files in ``folder`` of local writers that died mid-write (a
+    killed worker runs no cleanup); each is named by its writer's process id, and a live
+    writer's file is left alone."""
+    for tmp in folder.glob(".tmp-*"):
+        pid = tmp.name.split("-")[1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (PermissionError, OverflowError):  # alive under another user; not a pid
+            continue
+
+
 class StoreError(InputError):
     """A store operation failed, a key is not allowed, or the store URL is not usable."""
 
@@ -248,9 +264,10 @@ class Store:
         folder = Path(path).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", dir=folder)
         except OSError as exc:  # read-only, permission, a file where a folder should be
             raise StoreError(f"cannot write {self.uri(key)}: {exc.strerror or exc}") from None
+        _remove_orphans(folder)
         try:
             with os.fdopen(fd, "wb") as handle:
                 fill(handle)

@@ -130,3 +130,20 @@ def test_a_store_that_refuses_writes_is_named_in_one_line():
         StoreError, match=r"^cannot write /sys/sma-test-store/\S+: Operation not permitted$"
     ):
         store.write_json("a/b.json", {})
+
+
+def test_a_writer_killed_mid_write_leaves_nothing_once_the_folder_is_written_again(tmp_path):
+    """A killed writer runs no cleanup: its temporary file stays until the next write into
+    that folder removes it; a live writer's temporary file is never touched."""
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f".tmp-{dead.pid}-abcdefgh"
+    live = tmp_path / f".tmp-{os.getpid()}-ijklmnop"
+    orphan.write_bytes(b"half")
+    live.write_bytes(b"in progress")
+    Store(str(tmp_path)).write_bytes("f.bin", b"whole")
+    assert not orphan.exists() and live.exists()
+    assert (tmp_path / "f.bin").read_bytes() == b"whole"
