@@ -68,8 +68,8 @@ def main() -> None:
             default: dict[str, Any] = train(store=store, model=model)  # pyright: ignore[reportAssignmentType]
             os.environ["SMA_TUNING__STUDY"] = f"bench-{model}"
             tuned: dict[str, Any] = train(store=store, model=model, params="best")  # pyright: ignore[reportAssignmentType]
-            d = default["metrics"]["test"]["cqr_aci"]["pinball_mean"]
-            t = tuned["metrics"]["test"]["cqr_aci"]["pinball_mean"]
+            d = default["metrics"]["calibrated"][model]["crps"]
+            t = tuned["metrics"]["calibrated"][model]["crps"]
             lines.append(
                 f"| {model} | {n} ({pruned}) | {wall:.0f} | {3600 * n / wall:.0f} | {doc['score']:.6f} | {d:.6f} | {t:.6f} | {t / d - 1:+.2%} |"
             )

@@ -14,8 +14,8 @@ from pydantic import Field
 
 from core import layout
 from core.features.manifest import DataFingerprint
-from core.modeling.conformal import CQR
-from core.modeling.scorecard import risk_test_lines
+from core.modeling.calibration import LevelCalibration
+from core.modeling.scorecard import method_table, tests_markdown
 from core.modeling.timeline import Window
 from core.runs import git_commit
 from core.storage import DamagedFileError, Manifest, Store, json_bytes
@@ -23,14 +23,17 @@ from core.storage import DamagedFileError, Manifest, Store, json_bytes
 
 class RefitRecord(Manifest):
     """``backtests/refits/<fit_key>/<refit>_<until>.json``, written after the refit's
-    forecasts: their key and sha256, the window and the CQR calibration."""
+    forecasts: their key and sha256, the window, every method's calibration and the fits
+    that fell back. Records of layout 1 hold a CQR calibration (``cqr``) instead."""
 
     LABEL: ClassVar[str] = "its refit record"
 
     key: str
     sha256: str = ""  # set by ``publish``
     window: Window
-    cqr: dict[str, Any]  # CQR.to_dict()
+    cqr: dict[str, Any] = Field(default_factory=dict)  # layout 1's CQR calibration
+    calibrations: dict[str, dict[str, Any]] = Field(default_factory=dict)  # method -> levels
+    fallbacks: dict[str, dict[str, str]] = Field(default_factory=dict)  # method -> symbol -> why
     rows: int
 
     def hashed(self) -> dict[str, str]:
@@ -40,17 +43,29 @@ class RefitRecord(Manifest):
         return self.model_copy(update={"sha256": written.get(self.key, self.sha256)})
 
     @property
-    def calibration(self) -> CQR:
-        return CQR.from_dict(self.cqr)
+    def levels(self) -> dict[str, LevelCalibration]:
+        """Every method's per-level calibration."""
+        return {name: LevelCalibration.from_dict(c) for name, c in self.calibrations.items()}
 
 
 def write_refit(
-    store: Store, fit_key: str, window: Window, frame: pl.DataFrame, cqr: CQR
+    store: Store,
+    fit_key: str,
+    window: Window,
+    frame: pl.DataFrame,
+    calibrations: dict[str, LevelCalibration],
+    fallbacks: dict[str, dict[str, str]],
 ) -> RefitRecord:
     """Store one refit: its forecasts, then the record naming their sha256."""
     refit, until = str(window.refit), str(window.until)
     key = layout.BACKTEST_REFIT(fit_key=fit_key, refit=refit, until=until)
-    record = RefitRecord(key=key, window=window, cqr=cqr.to_dict(), rows=frame.height)
+    record = RefitRecord(
+        key=key,
+        window=window,
+        calibrations={name: c.to_dict() for name, c in calibrations.items()},
+        fallbacks=fallbacks,
+        rows=frame.height,
+    )
     return record.publish(
         store,
         layout.BACKTEST_REFIT_CALIBRATION(fit_key=fit_key, refit=refit, until=until),
@@ -67,9 +82,11 @@ def refit_stored(store: Store, record: RefitRecord) -> bool:
         return False
 
 
-def read_refit(store: Store, record: RefitRecord) -> tuple[pl.DataFrame, CQR]:
-    """A refit's forecasts (checked against the sha256 recorded with them) and calibration."""
-    return record.read_parquet(store, record.key), record.calibration
+def read_refit(
+    store: Store, record: RefitRecord
+) -> tuple[pl.DataFrame, dict[str, LevelCalibration]]:
+    """A refit's forecasts (checked against the sha256 recorded with them) and calibrations."""
+    return record.read_parquet(store, record.key), record.levels
 
 
 class BacktestManifest(Manifest):
@@ -155,44 +172,32 @@ def read_backtest(store: Store, backtest_id: str) -> BacktestManifest:
 
 
 def summary_markdown(metrics: dict[str, Any]) -> str:
-    """The backtest's summary artifact: the whole period per method and baseline, the tests,
-    coverage by year and tercile, the monthly track record and the crash months."""
-    test, base = metrics["test"], metrics["baselines"]
-    target = metrics["target_coverage"]
-    ewma = base.get("ewma", {}).get("pinball_mean")
-    names = ["pinball_mean", "coverage", "mean_width", "winkler"]
-    rows = [(m, test[m]) for m in ("raw", "cqr", "cqr_aci")] + [
-        (f"baseline {b}", v) for b, v in base.items()
-    ]
+    """The backtest's summary artifact: every method calibrated alike (raw beside), the
+    tests, coverage by year and tercile, the monthly track record and the crash months."""
+    model, target = metrics["model"], metrics["target_coverage"]
     lines = [
         f"# Backtest `{metrics['backtest_id']}`",
         "",
-        f"{metrics['model']}, horizon {metrics['horizon']}, forecasts {metrics['forecasts'][0]} .. "
+        f"{model}, horizon {metrics['horizon']}, forecasts {metrics['forecasts'][0]} .. "
         f"{metrics['forecasts'][1]}, {len(metrics['refits'])} refits every {metrics['refit_every']} trading days, "
-        f"target coverage {target:.0%}",
+        f"target interval {metrics['interval'][0]}-{metrics['interval'][1]} ({target:.0%})",
         "",
-        "| method | " + " | ".join(names) + " | pinball / ewma |",
-        "|---|" + "---|" * (len(names) + 1),
+        *method_table(metrics),
+        *tests_markdown(metrics, model),
+        "",
     ]
-    for name, values in rows:
-        ratio = f"{values['pinball_mean'] / ewma:.4f}" if ewma else "-"
-        lines.append(
-            f"| {name} | " + " | ".join(f"{values[k]:.5f}" for k in names) + f" | {ratio} |"
-        )
-    lines += risk_test_lines(metrics)
-    aci = test["cqr_aci"]
     for group in ("year", "vol_tercile", "sector"):
-        values = aci.get(f"coverage_by_{group}")
+        values = metrics["groups"][model].get(group)
         if values:
             lines.append(
-                f"CQR+ACI coverage by {group.replace('_', ' ')}: "
-                + ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+                f"{model} coverage by {group.replace('_', ' ')}: "
+                + ", ".join(f"{g[group]} {g['coverage']:.3f}" for g in values)
             )
     record = metrics["track_record"]
     lines += [
         "",
         f"Months: {record['months']}; coverage within 0.05 of the target in {record['months_within_0.05']:.0%}; "
-        "pinball below the baseline in "
+        "CRPS below the other method's in "
         + ", ".join(f"{b} {v:.0%}" for b, v in record["months_beating"].items()),
     ]
     if record["crash_months"]["table"]:
@@ -200,11 +205,7 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
             f"Crash months {' .. '.join(record['crash_months']['months'])}: "
             + "; ".join(
                 f"{m['month']} coverage {m['coverage']:.3f}"
-                + (
-                    f", pinball / ewma {m['pinball'] / m['pinball_ewma']:.3f}"
-                    if "pinball_ewma" in m
-                    else ""
-                )
+                + (f", CRPS / ewma {m['crps'] / m['crps_ewma']:.3f}" if m.get("crps_ewma") else "")
                 for m in record["crash_months"]["table"]
             )
         )

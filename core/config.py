@@ -216,19 +216,23 @@ class FeatureSettings(BaseModel):
         return list(dict.fromkeys(value))
 
 
-OnlineMethod = Literal["aci", "tracker"]  # core.modeling.conformal
-
-
 class ModelSettings(BaseModel):
     """Training: the regressor, its quantiles, splits and conformal calibration."""
 
     # applied after the fits, over their forecasts: changing them reuses a backtest's refits
-    ONLINE: ClassVar[set[str]] = {"online_method", "tracker_eta", "aci_gamma"}
+    ONLINE: ClassVar[set[str]] = {"tracker_step", "quantile_bound"}
 
     name: str = Field(default="catboost", description="Regressor (core.modeling.models.MODELS).")
-    quantiles: Numbers = Field(default=[0.1, 0.25, 0.5, 0.75, 0.9], min_length=2)
+    quantiles: Numbers = Field(
+        default=[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99],
+        min_length=2,
+        description="The levels forecast, each calibrated; they include the target interval's two.",
+    )
     target_coverage: float = Field(
-        default=0.8, gt=0, lt=1, description="Coverage of the outer interval."
+        default=0.8,
+        gt=0,
+        lt=1,
+        description="Coverage of the target interval, the levels (1 - c) / 2 and (1 + c) / 2.",
     )
     lookback_days: int = Field(
         default=1960, ge=100, description="Calendar days of history used for the splits."
@@ -242,27 +246,18 @@ class ModelSettings(BaseModel):
     split_fractions: Annotated[
         tuple[float, float, float, float], NoDecode, BeforeValidator(csv_or_json)
     ] = (0.6, 0.1, 0.2, 0.1)
-    cqr_mode: Literal["symmetric", "asymmetric"] = "symmetric"
-    cqr_normalized: bool = Field(
-        default=True, description="Scores divided by the predicted width (adaptive to volatility)."
-    )
-    online_method: OnlineMethod = Field(
-        default="tracker",
-        description="Online calibration after CQR (core.modeling.conformal): 'tracker' (conformal PID's "
-        "quantile tracker, the default since the 2010-2018 backtest) or 'aci'.",
-    )
-    tracker_eta: float = Field(
-        default=0.1,
-        gt=0,
-        lt=1,
-        description="Tracker step size, in units of its scale (chosen on the 2010-2018 backtest).",
-    )
-    aci_gamma: float = Field(
+    tracker_step: float = Field(
         default=0.05,
         gt=0,
         lt=1,
-        description="ACI step size. Each step uses a date's miss rate averaged over the cross-section, far "
-        "less noisy than the single outcomes Gibbs & Candes's 0.005 was set for (benchmarks/model_quality.py).",
+        description="The per-level online tracker's step, in coverage units: the share of a date's "
+        "coverage error it corrects (core.modeling.calibration).",
+    )
+    quantile_bound: float = Field(
+        default=1.0,
+        gt=0,
+        description="Sanity bound on every emitted quantile, in h-day log return (1.0: -63 % .. +172 %); "
+        "values beyond it are clipped and counted.",
     )
     volatility_scaling: Literal["auto", "on", "off"] = Field(
         default="auto",
@@ -297,9 +292,19 @@ class ModelSettings(BaseModel):
         return round(1 - self.target_coverage, 10)
 
     @property
-    def online_step(self) -> float:
-        """The step size of the chosen online method."""
-        return self.tracker_eta if self.online_method == "tracker" else self.aci_gamma
+    def interval(self) -> tuple[float, float]:
+        """The target interval's two levels."""
+        return round(self.alpha / 2, 10), round(1 - self.alpha / 2, 10)
+
+    @model_validator(mode="after")
+    def _interval_in_grid(self) -> ModelSettings:
+        missing = [t for t in self.interval if t not in self.quantiles]
+        if missing:
+            raise ValueError(
+                f"model.quantiles {self.quantiles} lack the target interval's level(s) {missing} "
+                f"(target_coverage {self.target_coverage}): add them or change the coverage"
+            )
+        return self
 
 
 class RefitSettings(BaseModel):

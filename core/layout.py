@@ -19,7 +19,10 @@ from core.errors import InputError
 if TYPE_CHECKING:
     from core.storage import Store
 
-LAYOUT_VERSION = 1  # stores written before store.json existed are version 1
+LAYOUT_VERSION = 2  # stores written before store.json existed are version 1
+# 2: every level calibrated; one emitted forecast set per prediction file (no `lo`/`hi`: the
+# interval is its two levels' columns); the online state is the per-level tracker's
+# (``TRACKER_STATE``). Version 1 files are read as they are: no migration is needed.
 
 _FIELD = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 
@@ -118,17 +121,17 @@ RUN_HOLDOUT_MODEL = Key(
 )
 RUN_CALIBRATION = Key(
     f"models/{{run_id}}/{CALIBRATION_FILE}",
-    "the deployed fit's CQR calibration (`holdout`: the held-out fit's) and the online calibration's state (`aci`: the tracker's or ACI's) at the end of the test period, where predict's starts",
+    "the deployed method (`method`), its fit's per-level calibration (`levels`; `holdout`: the held-out fit's) and its tracker's state at the end of the test period (`tracker`), where predict's starts (layout 1: `cqr` and `aci`)",
     rebuild="python -m flows.train (a new run)",
 )
 RUN_METRICS = Key(
     f"models/{{run_id}}/{METRICS_FILE}",
-    "test metrics of every method and both baselines, the splits",
+    "the deployed method; every method (the model and each baseline) scored calibrated and raw on the held-out test rows: CRPS, pinball, per-level exceedance, interval coverage and score, PIT, each per month / year / volatility tercile / sector / symbol; the per-level tests, pairwise Diebold-Mariano, the Model Confidence Set; fits that fell back; the splits",
     rebuild="python -m flows.train (a new run)",
 )
 RUN_TEST_PREDICTIONS = Key(
     f"models/{{run_id}}/{TEST_PREDICTIONS_FILE}",
-    "the test rows' quantiles and intervals of every method",
+    "the held-out test rows: `symbol, date, y`, `vol_tercile`, [`sector`] and every method's quantiles per level, calibrated and raw (as in a backtest's predictions)",
     rebuild="python -m flows.train (a new run)",
 )
 RUN_PLOT = Key(
@@ -147,12 +150,17 @@ LATEST_RUN = Key(
 )
 PREDICTIONS = Key(
     "predictions/{as_of}.parquet",
-    "raw and calibrated quantiles, the CQR interval, the online-calibrated interval (`lo`, `hi`) and its offset `aci_q` per symbol (`aci_alpha` under ACI)",
+    "the emitted forecast: `symbol, date` (the forecast date), `target_date`, `horizon`, `method`, one column `q_<level>` per level, `run_id`; the target interval is its two levels' columns (layout 1: CQR quantiles and a separate `lo`, `hi`)",
     rebuild="python -m flows.predict",
+)
+TRACKER_STATE = Key(
+    "predictions/tracker/{run_id}.json",
+    "the per-level online tracker's state the predict flow continues (its offsets and the daily hit rates behind them)",
+    rebuild="delete it: predict restarts from the run's calibration",
 )
 ACI_STATE = Key(
     "predictions/aci/{run_id}.json",
-    "the online calibration's state the predict flow continues (tracker or ACI; a file without `method` is ACI)",
+    "layout 1's online interval calibration state (tracker or ACI; a file without `method` is ACI), continued for runs trained before layout 2",
     rebuild="delete it: predict restarts from the run's calibration",
 )
 BEST_PARAMS = Key(
@@ -166,22 +174,22 @@ TUNING_PLOT = Key(
 
 BACKTEST_REFIT = Key(
     "backtests/refits/{fit_key}/{refit}_{until}.parquet",
-    "one backtest refit's forecasts: `symbol, date, y, refit, q_*_raw` and each baseline's `<name>_q_*` (`fit_key`: a digest of the data, settings and windows; a rerun reuses it)",
+    "one backtest refit's forecasts: `symbol, date, y, refit`, the model's raw `q_*_raw` and each baseline's `<name>_q_*_raw` (`fit_key`: a digest of the data, settings and windows; a rerun reuses it)",
     rebuild="python -m flows.backtest (it refits what is missing)",
 )
 BACKTEST_REFIT_CALIBRATION = Key(
     "backtests/refits/{fit_key}/{refit}_{until}.json",
-    "that refit's window, CQR calibration and the sha256 of its forecasts (written last)",
+    "that refit's window, every method's per-level calibration, the fits that fell back and the sha256 of its forecasts (written last; layout 1: a CQR calibration)",
     rebuild="python -m flows.backtest (it refits what is missing)",
 )
 BACKTEST_PREDICTIONS = Key(
     "backtests/{backtest_id}/predictions.parquet",
-    "every forecast of a backtest: `symbol, date, y, refit`, raw and calibrated quantiles, `lo_cqr, hi_cqr`, the online-calibrated interval `lo, hi`, `aci_q`, `aci_alpha` (ACI only), `vol_tercile`, [`sector`], each baseline's quantiles",
+    "every forecast of a backtest: `symbol, date, y, refit`, `vol_tercile`, [`sector`], and every method's quantiles per level, calibrated (`q_<level>` the model's, `<method>_q_<level>` each baseline's) and raw (the same with `_raw`)",
     rebuild="python -m flows.backtest",
 )
 BACKTEST_METRICS = Key(
     "backtests/{backtest_id}/metrics.json",
-    "every method and baseline scored on the same rows, coverage by year / month / volatility tercile / sector, the Diebold-Mariano, Kupiec and Christoffersen tests, the monthly track record, the refit windows",
+    "every method scored calibrated alike (and raw) on the same rows, with the figures and tests of a run's `metrics.json`, the monthly track record, the trackers' end states, the refit windows",
     rebuild="python -m flows.backtest",
 )
 BACKTEST_PLOT = Key(
@@ -247,6 +255,7 @@ KEYS: tuple[Key, ...] = (
     RUN_MANIFEST,
     LATEST_RUN,
     PREDICTIONS,
+    TRACKER_STATE,
     ACI_STATE,
     BEST_PARAMS,
     TUNING_PLOT,
@@ -275,9 +284,13 @@ def run_key(run_id: str, rel: str) -> str:
     return f"models/{run_id}/{rel}"
 
 
-def store_meta() -> dict[str, Any]:
-    """The content of ``store.json`` that the first write into a store records."""
-    return {"layout_version": LAYOUT_VERSION, "created_at": dt.datetime.now(dt.UTC).isoformat()}
+def store_meta(old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The content of ``store.json`` that the first write of this code into a store records
+    (a store marked by an older version keeps its ``created_at`` and says since when)."""
+    now = dt.datetime.now(dt.UTC).isoformat()
+    if old is None:
+        return {"layout_version": LAYOUT_VERSION, "created_at": now}
+    return old | {"layout_version": LAYOUT_VERSION, "upgraded_at": now}
 
 
 def check_layout(store: Store) -> int:

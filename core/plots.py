@@ -11,24 +11,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import polars as pl
 
-METHOD_COLUMNS = {
-    "raw": ("lo_raw", "hi_raw"),
-    "cqr": ("lo_cqr", "hi_cqr"),
-    "cqr_aci": ("lo_cqr_aci", "hi_cqr_aci"),
-}
-
 
 def calibration(metrics: dict[str, Any], path: Path) -> None:
-    """Nominal vs empirical coverage of each quantile, per method."""
-    quantiles = metrics["quantiles"]
+    """Nominal level vs the share of outcomes at or below it, raw and calibrated, of the
+    deployed method."""
+    quantiles, method = metrics["quantiles"], metrics["deployed"]
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="ideal")
-    for method in ("raw", "cqr"):
-        emp = [metrics["test"][method][f"coverage_{q}"] for q in quantiles]
-        ax.plot(quantiles, emp, marker="o", label=method)
+    for kind in ("raw", "calibrated"):
+        emp = [metrics[kind][method][f"exceedance_{q}"] for q in quantiles]
+        ax.plot(quantiles, emp, marker="o", label=f"{method} {kind}")
     ax.set(
-        xlabel="nominal quantile",
-        ylabel="share of outcomes below",
+        xlabel="nominal level",
+        ylabel="share of outcomes at or below",
         title="Quantile calibration (test)",
     )
     ax.legend()
@@ -37,55 +32,59 @@ def calibration(metrics: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def rolling_coverage(preds: pl.DataFrame, target: float, path: Path, window: int = 20) -> None:
-    """Daily interval coverage, rolling mean over `window` dates, per method."""
+def rolling_coverage(
+    preds: pl.DataFrame, metrics: dict[str, Any], path: Path, window: int = 20
+) -> None:
+    """Daily coverage of the target interval, rolling mean over ``window`` dates, of every
+    method calibrated (and the model raw)."""
+    lo, hi = (f"q_{t}" for t in metrics["interval"])
+    columns = {"model raw": (f"{lo}_raw", f"{hi}_raw")} | {
+        name: (
+            (f"{name}_" if name != metrics["model"] else "") + lo,
+            (f"{name}_" if name != metrics["model"] else "") + hi,
+        )
+        for name in metrics["methods"]
+    }
     daily = (
-        preds.group_by("date")
+        preds.filter(pl.col("y").is_not_null())
+        .group_by("date")
         .agg(
             [
-                ((pl.col("y") >= pl.col(lo)) & (pl.col("y") <= pl.col(hi))).mean().alias(m)
-                for m, (lo, hi) in METHOD_COLUMNS.items()
+                ((pl.col("y") >= pl.col(a)) & (pl.col("y") <= pl.col(b))).mean().alias(m)
+                for m, (a, b) in columns.items()
             ]
         )
         .sort("date")
     )
     fig, ax = plt.subplots(figsize=(8, 4))
-    for method in METHOD_COLUMNS:
+    for method in columns:
         ax.plot(
             daily["date"].to_list(),
             daily[method].rolling_mean(window, min_samples=1).to_list(),
             label=method,
         )
+    target = metrics["target_coverage"]
     ax.axhline(target, color="grey", linestyle="--", label=f"target {target:.0%}")
     ax.set(ylabel=f"coverage ({window}-day mean)", title="Rolling coverage over the test period")
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def fan_chart(preds: pl.DataFrame, symbol: str, quantiles: list[float], path: Path) -> None:
-    """Outcomes against the calibrated interval and the raw quantiles of one symbol."""
+def fan_chart(preds: pl.DataFrame, symbol: str, metrics: dict[str, Any], path: Path) -> None:
+    """Outcomes against the model's calibrated quantiles of one symbol: the target interval
+    and the outermost levels."""
+    quantiles = metrics["quantiles"]
     one = preds.filter(pl.col("symbol") == symbol).sort("date")
     dates = one["date"].to_list()
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.fill_between(
-        dates,
-        one["lo_cqr_aci"].to_list(),
-        one["hi_cqr_aci"].to_list(),
-        alpha=0.2,
-        label="CQR+ACI interval",
-    )
-    inner = [q for q in quantiles[1:-1]]
-    if len(inner) >= 2:
-        ax.fill_between(
-            dates,
-            one[f"q_{inner[0]}"].to_list(),
-            one[f"q_{inner[-1]}"].to_list(),
-            alpha=0.3,
-            label="inner quantiles",
-        )
+    lo, hi = (f"q_{t}" for t in metrics["interval"])
+    ax.fill_between(dates, one[f"q_{quantiles[0]}"].to_list(), one[f"q_{quantiles[-1]}"].to_list(),
+                    alpha=0.12, label=f"q {quantiles[0]} .. q {quantiles[-1]}")  # fmt: skip
+    ax.fill_between(dates, one[lo].to_list(), one[hi].to_list(), alpha=0.25,
+                    label=f"{lo} .. {hi} (target interval)")  # fmt: skip
     mid = quantiles[len(quantiles) // 2]
     ax.plot(dates, one[f"q_{mid}"].to_list(), label=f"q {mid}")
     ax.scatter(dates, one["y"].to_list(), s=6, color="black", label="outcome")
@@ -114,7 +113,7 @@ def run_plots(
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "calibration.png", folder / "rolling_coverage.png"]
     calibration(metrics, paths[0])
-    rolling_coverage(preds, metrics["target_coverage"], paths[1])
+    rolling_coverage(preds, metrics, paths[1])
     busiest = (
         preds.group_by("symbol")
         .len()
@@ -124,7 +123,7 @@ def run_plots(
     )
     for symbol in busiest:
         path = folder / f"fan_{symbol}.png"
-        fan_chart(preds, symbol, metrics["quantiles"], path)
+        fan_chart(preds, symbol, metrics, path)
         paths.append(path)
     if importances:
         paths.append(folder / "feature_importance.png")
@@ -135,8 +134,9 @@ def run_plots(
 def backtest_plots(
     months: pl.DataFrame, target: float, baselines: list[str], folder: Path
 ) -> list[Path]:
-    """A backtest's months: coverage with the target band (+/- 0.05), the pinball ratio to
-    each baseline (below 1: the model is better), and the mean interval width."""
+    """A backtest's months: coverage with the target band (+/- 0.05), the CRPS ratio to
+    each other method, all calibrated alike (below 1: the model is better), and the mean
+    interval width."""
     folder.mkdir(parents=True, exist_ok=True)
     x = list(range(months.height))
     ticks = x[:: max(len(x) // 12, 1)]
@@ -154,7 +154,7 @@ def backtest_plots(
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.axhspan(target - 0.05, target + 0.05, color="green", alpha=0.15, label="target +/- 0.05")
     ax.axhline(target, color="green", linestyle="--")
-    ax.plot(x, months["coverage"].to_list(), marker=".", label="CQR+ACI coverage")
+    ax.plot(x, months["coverage"].to_list(), marker=".", label="calibrated coverage")
     ax.set(ylabel="coverage", title="Backtest: interval coverage by month")
     ax.legend(loc="lower left")
     save(fig, ax, "coverage_by_month")
@@ -162,14 +162,16 @@ def backtest_plots(
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.axhline(1.0, color="grey", linestyle="--")
     for name in baselines:
-        ratio = (months["pinball"] / months[f"pinball_{name}"]).to_list()
+        ratio = (months["crps"] / months[f"crps_{name}"]).to_list()
         ax.plot(x, ratio, marker=".", label=f"vs {name}")
-    ax.set(ylabel="pinball ratio (model / baseline)", title="Backtest: pinball ratio by month")
+    ax.set(ylabel="CRPS ratio (model / method)", title="Backtest: CRPS ratio by month")
     ax.legend(loc="upper left")
-    save(fig, ax, "pinball_ratio_by_month")
+    save(fig, ax, "crps_ratio_by_month")
 
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.plot(x, months["width"].to_list(), marker=".")
-    ax.set(ylabel="mean interval width (log return)", title="Backtest: CQR+ACI width by month")
+    ax.set(
+        ylabel="mean interval width (log return)", title="Backtest: target interval width by month"
+    )
     save(fig, ax, "width_by_month")
     return paths

@@ -101,8 +101,8 @@ def plan(
     out.protected_runs = sorted(protected & set(runs))
     for run in runs:
         if run not in protected:
-            state = layout.ACI_STATE(run_id=run)
-            keys = store.list(f"models/{run}") + ([state] if store.exists(state) else [])
+            states = [layout.TRACKER_STATE(run_id=run), layout.ACI_STATE(run_id=run)]
+            keys = store.list(f"models/{run}") + [s for s in states if store.exists(s)]
             out.add("model runs", keys, items=1)
 
     oldest = today - dt.timedelta(days=cfg.quarantine_keep_days)

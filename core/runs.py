@@ -62,13 +62,15 @@ def run_folder(result: TrainResult, folder: Path) -> list[Path]:
 
     deployed = result.deployed
     (deployed.model if deployed else result.model).save(folder / layout.MODEL_DIR)
+    method = result.metrics["deployed"]
     calibration: dict[str, Any] = {
-        "cqr": (deployed.cqr if deployed else result.cqr).to_dict(),
-        "aci": result.aci.to_dict(),
+        "method": method,
+        "levels": (deployed.calibrations[method] if deployed else result.calibration).to_dict(),
+        "tracker": result.tracker.to_dict(),
     }
     if deployed:
         result.model.save(folder / layout.HOLDOUT_DIR / layout.MODEL_DIR)
-        calibration["holdout"] = {"cqr": result.cqr.to_dict()}
+        calibration["holdout"] = {"levels": result.calibration.to_dict()}
     (folder / layout.CALIBRATION_FILE).write_text(json.dumps(calibration, indent=2))
     (folder / layout.METRICS_FILE).write_text(json.dumps(result.metrics, indent=2, default=str))
     result.test_predictions.write_parquet(folder / layout.TEST_PREDICTIONS_FILE)

@@ -228,15 +228,18 @@ class Store:
         return data if isinstance(data, bytes) else data.encode()
 
     def _record_layout(self) -> None:
-        """Before the first write through this handle: mark the store with its layout version
-        (``store.json``, ``core.layout``) unless it has one."""
+        """Before the first write through this handle: mark the store with this code's layout
+        version (``store.json``, ``core.layout``) unless it has it, so that older code refuses
+        the files written from now on instead of misreading them."""
         if self._layout_recorded:
             return
         self._layout_recorded = True
         from core import layout
 
-        if not self.exists(layout.STORE_META()):
-            self.write_json(layout.STORE_META(), layout.store_meta())
+        key = layout.STORE_META()
+        old = self.read_json(key) if self.exists(key) else None
+        if old is None or int(old.get("layout_version", 1)) < layout.LAYOUT_VERSION:
+            self.write_json(key, layout.store_meta(old))
 
     def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> str:
         """Write a whole object atomically (on S3 with ``content_type`` when given, so a

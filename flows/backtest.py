@@ -83,17 +83,17 @@ def backtest(
         backtest_id, cfg.name, len(plan.windows), settings.backtest.refit_every,
         plan.windows[0].refit, plan.windows[-1].until,
     )  # fmt: skip
-    blocks, reused = run_refits(ref, plan, data, settings.backtest.concurrency)
-    forecasts, aci = calibrate_backtest(
+    blocks, reused, fallbacks = run_refits(ref, plan, data, settings.backtest.concurrency)
+    calibrated = calibrate_backtest(
         blocks, cfg, plan.horizon, data.prices, sectors_of(settings.tickers)
     )
-    scores = score_backtest(forecasts, aci, plan, cfg, settings.backtest, backtest_id)
+    scores = score_backtest(calibrated, plan, cfg, settings.backtest, backtest_id, fallbacks)
     record = backtest_record(
         backtest_id, cfg.name, settings.model_dump(mode="json"), source,
         plan.fingerprint, plan.fit_key, reused,
     )  # fmt: skip
     manifest, wandb_dir = write_backtest_task(
-        ref, record, forecasts, scores, cfg.target_coverage, settings.tracking
+        ref, record, calibrated.frame, scores, cfg.target_coverage, settings.tracking
     )
     get_run_logger().info("backtest %s written to %s", backtest_id, settings.store)
     return {

@@ -1,10 +1,11 @@
-"""Predict flow: the latest feature row of each symbol -> calibrated quantiles and interval.
+"""Predict flow: the latest feature row of each symbol -> the deployed method's quantiles at
+every level, each calibrated.
 
     python -m flows.predict [--store URL] [--run latest|RUN_ID]
 
 Loads the run (refusing files whose hash differs from its manifest: exit code 3),
-continues its Adaptive Conformal Inference state with the outcomes known since, and
-writes the day's predictions.
+continues its per-level tracker with the outcomes known since, and writes the day's
+predictions (one column per level; the target interval is its two levels' columns).
 """
 
 from __future__ import annotations
@@ -33,14 +34,15 @@ from tasks.predict import predict_task
 @flow(name="predict", log_prints=True, **ALERT_HOOKS)
 def predict(store: str | None = None, run: str = "latest") -> dict[str, Any]:
     settings = COMMAND.start(store=store)
-    summary = predict_task(settings.store_ref, run)
+    summary = predict_task(settings.store_ref, run, settings.model.quantile_bound)
     get_run_logger().info(report(summary))
     return summary
 
 
 def report(summary: dict[str, Any]) -> str:
     line = (
-        f"predictions of run {summary['run_id']} as of {summary['as_of']} for {summary['symbols']} symbols -> "
+        f"predictions of run {summary['run_id']} ({summary['method']}) as of {summary['as_of']} for "
+        f"{summary['symbols']} symbols -> "
         f"{summary['key']} ({summary['online_state']}, {summary['outcomes_added']} new outcomes)"
     )
     return "\n".join([line, *(f"warning: {w}" for w in summary.get("warnings", []))])

@@ -23,7 +23,7 @@ from core.backtests import (
 )
 from core.config import ModelSettings, StoreRef, TrackingSettings
 from core.modeling.backtest import BacktestPlan, BacktestScores
-from core.modeling.conformal import CQR
+from core.modeling.calibration import LevelCalibration
 from core.modeling.inputs import TrainingData
 from core.modeling.timeline import Window
 from core.modeling.walkforward import refit
@@ -54,17 +54,18 @@ def refit_task(
 ) -> RefitRecord:
     """Fit one refit window, forecast its dates, store them (cached by the window and
     ``fit_key``, a digest of the data and settings: a rerun resumes where it stopped)."""
-    frame, cqr = refit(table, prices, features, cfg, horizon, window, baselines)
+    frame, calibrations, fallbacks = refit(table, prices, features, cfg, horizon, window, baselines)
     get_run_logger().info("refit %s: %d forecasts to %s", window.refit, frame.height, window.until)
-    return write_refit(Store.open(store), fit_key, window, frame, cqr)
+    return write_refit(Store.open(store), fit_key, window, frame, calibrations, fallbacks)
 
 
 def run_refits(
     store: StoreRef, plan: BacktestPlan, data: TrainingData, concurrency: int
-) -> tuple[list[tuple[pl.DataFrame, CQR]], int]:
+) -> tuple[list[tuple[pl.DataFrame, dict[str, LevelCalibration]]], int, dict[str, dict[str, int]]]:
     """Every refit of the plan, ``concurrency`` at a time (a cached one is reused while its
     forecasts are in the store as written): their forecasts and calibrations, in window
-    order, and how many were reused."""
+    order, how many were reused, and per method the symbols whose fit fell back (with in
+    how many refits)."""
     opened = Store.open(store)
     task = with_result_storage(refit_task, store.url)
     records: list[RefitRecord] = []
@@ -83,7 +84,13 @@ def run_refits(
             reused += cached
         records.extend(done[i] for i in range(len(calls)))
     get_run_logger().info("%d of %d refits reused from an earlier run", reused, len(records))
-    return [read_refit(opened, record) for record in records], reused
+    fallbacks: dict[str, dict[str, int]] = {}
+    for record in records:
+        for method, symbols in record.fallbacks.items():
+            for symbol in symbols:
+                counts = fallbacks.setdefault(method, {})
+                counts[symbol] = counts.get(symbol, 0) + 1
+    return [read_refit(opened, record) for record in records], reused, fallbacks
 
 
 @task(name="write-backtest", cache_policy=NO_CACHE)
@@ -102,7 +109,7 @@ def write_backtest_task(
         plots = backtest_plots(scores.months, target_coverage, scores.scored, Path(tmp))
         written = write_backtest(Store.open(store), record, forecasts, card, plots)
         tracker = Tracker(tracking, record.backtest_id, record.settings, job_type="backtest")
-        tracker.log(flatten({"test": card["test"], "baselines": card["baselines"]}))
+        tracker.log(flatten({"calibrated": card["calibrated"], "raw": card["raw"]}))
         tracker.log_images(plots)
         wandb_dir = tracker.finish()
     create_markdown_artifact(

@@ -17,18 +17,18 @@ from core.storage import Store
 
 
 @task(name="predict", cache_policy=NO_CACHE)
-def predict_task(store: StoreRef, run: str) -> dict[str, Any]:
+def predict_task(store: StoreRef, run: str, bound: float) -> dict[str, Any]:
     """Forecast with run ``run`` (``core.modeling.prediction``) and publish the table."""
-    summary = predict_run(Store.open(store), run)
+    summary = predict_run(Store.open(store), run, bound)
     for warning in summary["warnings"]:
         get_run_logger().warning(warning)
     out: pl.DataFrame = summary.pop("table")
     create_table_artifact(
         key="predictions",
-        table=out.select("symbol", "date", *qcols(summary["quantiles"]), "lo", "hi")
-        .with_columns(pl.col("date").cast(pl.String))
+        table=out.select("symbol", "date", "target_date", *qcols(summary["quantiles"]))
+        .with_columns(pl.col("date", "target_date").cast(pl.String))
         .to_dicts(),
-        description=f"Calibrated quantiles as of {summary['as_of']} (run {summary['run_id']}, "
+        description=f"Calibrated quantiles of {summary['method']} as of {summary['as_of']} (run {summary['run_id']}, "
         f"{summary['online_state']})",
     )
     return summary

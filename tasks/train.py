@@ -75,7 +75,7 @@ def write_run_task(
         )
         tracker = Tracker(tracking, run_id, settings_doc, job_type="train")
         tracker.log(
-            flatten({"test": result.metrics["test"], "baselines": result.metrics["baselines"]})
+            flatten({"calibrated": result.metrics["calibrated"], "raw": result.metrics["raw"]})
         )
         tracker.log_images(plots)
         tracker.log_folder(f"model-{run_id}", folder)

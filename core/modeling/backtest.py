@@ -14,7 +14,7 @@ from core.config import BacktestSettings, ModelSettings, RefitSettings
 from core.features.manifest import DataFingerprint, digest
 from core.features.registry import code_version
 from core.modeling import walkforward
-from core.modeling.conformal import CQR, ACIState
+from core.modeling.calibration import LevelCalibration
 from core.modeling.inputs import TrainingData
 from core.modeling.models import baseline_names
 from core.modeling.scorecard import (
@@ -25,7 +25,13 @@ from core.modeling.scorecard import (
     with_sectors,
 )
 from core.modeling.timeline import Window, plan_refits, trading_dates
-from core.modeling.walkforward import calibrate_in_order
+from core.modeling.walkforward import (
+    AGGREGATE,
+    Calibrated,
+    calibrate_in_order,
+    complete_methods,
+    with_aggregation,
+)
 
 CRASH = ("2020-02", "2020-04")  # reported apart: the COVID crash months
 
@@ -67,22 +73,25 @@ def plan_backtest(
 
 
 def calibrate_backtest(
-    blocks: list[tuple[pl.DataFrame, CQR]],
+    blocks: list[tuple[pl.DataFrame, dict[str, LevelCalibration]]],
     cfg: ModelSettings,
     horizon: int,
     prices: pl.DataFrame,
     sectors: dict[str, str] | None,
-) -> tuple[pl.DataFrame, ACIState]:
-    """Every refit's forecasts calibrated in date order (``calibrate_in_order``), with each
-    row's volatility tercile and sector for the conditional coverage."""
-    forecasts, aci = calibrate_in_order(blocks, cfg, horizon)
-    forecasts = forecasts.with_columns(vol_tercile=volatility_terciles(forecasts, prices))
-    return with_sectors(forecasts, sectors), aci
+) -> Calibrated:
+    """Every refit's forecasts calibrated in date order, every method alike
+    (``calibrate_in_order``), with each row's volatility tercile and sector for the
+    conditional figures."""
+    done = calibrate_in_order(blocks, cfg, horizon)
+    methods = complete_methods(done.frame, cfg, [cfg.name, *baseline_names()])
+    frame, _ = with_aggregation(done.frame, cfg, horizon, methods)
+    frame = frame.with_columns(vol_tercile=volatility_terciles(frame, prices))
+    return Calibrated(with_sectors(frame, sectors), done.states, done.clipped)
 
 
 @dataclass(frozen=True)
 class BacktestScores:
-    """``metrics.json`` of a backtest, its months and the baselines scored."""
+    """``metrics.json`` of a backtest, its months and the other methods scored."""
 
     metrics: dict[str, Any]
     months: pl.DataFrame
@@ -90,37 +99,42 @@ class BacktestScores:
 
 
 def score_backtest(
-    forecasts: pl.DataFrame,
-    aci: ACIState,
+    calibrated: Calibrated,
     plan: BacktestPlan,
     cfg: ModelSettings,
     backtest: BacktestSettings,
     backtest_id: str,
+    fallbacks: dict[str, dict[str, int]],
 ) -> BacktestScores:
-    """Every method and baseline on the same rows: the scorecard, the monthly track record
-    and the online calibration's end state. A baseline that could not be fitted on some
+    """Every method on the same rows, calibrated alike: the scorecard, the monthly track
+    record, the trackers' end states, the fits that fell back (per method, symbol: refits)
+    and the values the sanity bound clipped. A baseline that could not be fitted on some
     window is left out of the scores."""
-    first_q = f"q_{cfg.quantiles[0]}"
-    scored = [
-        b
-        for b in plan.baselines
-        if f"{b}_{first_q}" in forecasts.columns and not forecasts[f"{b}_{first_q}"].null_count()
-    ]
-    card = scorecard(forecasts, cfg.quantiles, cfg.alpha, plan.horizon, scored)
-    card["baselines_skipped"] = sorted(set(plan.baselines) - set(scored))
-    months = monthly(forecasts, cfg.quantiles, scored)
+    forecasts = calibrated.frame
+    methods = complete_methods(forecasts, cfg, [cfg.name, *plan.baselines, AGGREGATE])
+    scored = [m for m in methods if m != cfg.name]
+    card = scorecard(forecasts, cfg.quantiles, cfg.alpha, plan.horizon, methods)
+    months = monthly(forecasts, cfg.quantiles, cfg.alpha, methods, cfg.name)
     metrics = {
         "backtest_id": backtest_id,
         "model": cfg.name,
         "horizon": plan.horizon,
         "target_coverage": cfg.target_coverage,
         "quantiles": cfg.quantiles,
+        "interval": list(cfg.interval),
         "forecasts": [str(plan.windows[0].refit), str(plan.windows[-1].until)],
         "refits": [w.as_dict() for w in plan.windows],
         "refit_every": backtest.refit_every,
         **card,
+        "baselines_skipped": sorted(set(plan.baselines) - set(scored)),
+        "aggregated": [m for m in methods if m != AGGREGATE],
+        "fallbacks": fallbacks,
+        "clipped": calibrated.clipped,
         "track_record": track_record(months, cfg.target_coverage, scored, CRASH),
         "monthly": months.to_dicts(),
-        "online_state_end": {k: v for k, v in aci.to_dict().items() if k != "history"},
+        "online_state_end": {
+            name: {k: v for k, v in state.to_dict().items() if k != "history"}
+            for name, state in calibrated.states.items()
+        },
     }
     return BacktestScores(metrics, months, scored)

@@ -1,6 +1,7 @@
-"""Conformal calibration of quantile forecasts (names after MAPIE's conformalized quantile
-regression): CQR for the outer interval, shifts for the inner quantiles, and Adaptive
-Conformal Inference on top. All state is plain JSON.
+"""Layout 1's calibration, kept so that runs trained before layout 2 still predict (their
+``calibration.json`` holds a ``cqr`` and an ``aci`` state): CQR for the outer interval, shifts
+for the inner quantiles, and Adaptive Conformal Inference or the interval tracker on top.
+New runs are calibrated per level (``core.modeling.calibration``). All state is plain JSON.
 
 - CQR (Romano et al. 2019): conformity scores ``max(lo - y, y - hi)`` on the calibration set,
   optionally divided by the predicted width (``normalized``: intervals scale with
@@ -21,28 +22,14 @@ Conformal Inference on top. All state is plain JSON.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-from core.config import OnlineMethod
-
+OnlineMethod = Literal["aci", "tracker"]
 GRID = np.linspace(0.0, 1.0, 1001)  # score quantile levels stored for ACI
 EPS = 1e-12
-
-
-def conformal_quantile(scores: np.ndarray, alpha: float) -> float:
-    """The ceil((n+1)(1-alpha))-th smallest score; +inf when that rank exceeds n."""
-    n = len(scores)
-    if n == 0:
-        raise ValueError("no calibration scores")
-    k = math.ceil((n + 1) * (1 - alpha))
-    if k > n:
-        return math.inf
-    return float(np.partition(scores, max(k - 1, 0))[max(k - 1, 0)])
 
 
 @dataclass
@@ -76,47 +63,6 @@ def _scale(lo: np.ndarray, hi: np.ndarray, normalized: bool) -> np.ndarray:
 def tracker_scale(preds: np.ndarray, ref_width: float) -> np.ndarray:
     """The tracker's per-row unit: sqrt(predicted width x the calibration's mean width)."""
     return np.sqrt(np.maximum(preds[:, -1] - preds[:, 0], EPS) * max(ref_width, EPS))
-
-
-def fit_cqr(
-    preds: np.ndarray,
-    y: np.ndarray,
-    quantiles: Sequence[float],
-    alpha: float,
-    mode: Literal["symmetric", "asymmetric"] = "symmetric",
-    normalized: bool = False,
-) -> CQR:
-    """Calibrate raw quantile predictions (n, k), sorted, outer columns = the interval."""
-    lo, hi = preds[:, 0], preds[:, -1]
-    scale = _scale(lo, hi, normalized)
-    lo_scores, hi_scores = (lo - y) / scale, (y - hi) / scale
-    scores = np.maximum(lo_scores, hi_scores)
-    if mode == "symmetric":
-        q_lo = q_hi = conformal_quantile(scores, alpha)
-    else:
-        q_lo, q_hi = (
-            conformal_quantile(lo_scores, alpha / 2),
-            conformal_quantile(hi_scores, alpha / 2),
-        )
-    # Inner quantiles: shift each so that its calibration hit rate equals its level.
-    shifts = [0.0] * len(quantiles)
-    for j in range(1, len(quantiles) - 1):
-        shifts[j] = float(np.quantile(y - preds[:, j], quantiles[j]))
-    ref_width = float(np.mean(np.maximum(hi - lo, EPS)))
-    raw_scores = np.maximum(lo - y, y - hi) / tracker_scale(preds, ref_width)
-    return CQR(
-        quantiles=list(quantiles),
-        alpha=alpha,
-        mode=mode,
-        normalized=normalized,
-        q_lo=q_lo,
-        q_hi=q_hi,
-        inner_shifts=shifts,
-        score_grid=[float(v) for v in np.quantile(scores, GRID)],
-        n_calibration=len(y),
-        ref_width=ref_width,
-        q_tracker=conformal_quantile(raw_scores, alpha),
-    )
 
 
 def repair(preds: np.ndarray) -> np.ndarray:
@@ -170,13 +116,6 @@ class ACIState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ACIState:
         return cls(**data)
-
-
-def start_state(cqr: CQR, method: OnlineMethod, step: float, horizon: int) -> ACIState:
-    """A fresh state at the calibration's own level (alpha for ACI, its q for the tracker)."""
-    if method == "tracker" and cqr.ref_width <= 0:
-        raise ValueError("the tracker needs a calibration fitted since it exists (no ref_width)")
-    return ACIState(cqr.alpha, step, horizon, cqr.alpha, method=method, q_t=cqr.q_tracker)
 
 
 def aci_update(state: ACIState, known_until: int) -> None:

@@ -1,6 +1,8 @@
-"""Forecasts of a trained run: each symbol's latest feature row -> calibrated quantiles and
-interval, with the run's Adaptive Conformal Inference state continued by the outcomes that
-have become known since the run (or since the last prediction)."""
+"""Forecasts of a trained run: each symbol's latest feature row -> the deployed method's
+quantiles at every level, calibrated per level, with the run's tracker state continued by the
+outcomes that have become known since the run (or since the last prediction). Runs trained
+before layout 2 (an interval calibration: CQR and ACI or the interval tracker) still
+predict, through ``core.modeling.conformal``, and emit the same one set of levels."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from core import layout
 from core.errors import InputError
 from core.features.manifest import FeaturesManifest
 from core.features.table import FeatureBuild
+from core.modeling.calibration import LevelCalibration, TrackerState, emit, fold_known, track
 from core.modeling.conformal import (
     CQR,
     ACIState,
@@ -24,7 +28,6 @@ from core.modeling.conformal import (
     apply_cqr,
     describe_state,
     online_interval,
-    state_level,
 )
 from core.modeling.models import load_model
 from core.modeling.models.base import QuantileRegressor
@@ -82,79 +85,126 @@ def check_inputs(
 
 @dataclass
 class Forecast:
-    """The latest forecasts, the continued ACI state and how many outcomes it took in."""
+    """The latest forecasts, the continued online state and how many outcomes it took in."""
 
-    table: pl.DataFrame  # symbol, date, q_*, q_*_raw, lo, hi, lo_cqr, hi_cqr, aci_alpha, run_id
-    aci: ACIState
+    table: pl.DataFrame  # symbol, date, target_date, horizon, method, q_*, run_id
+    state: TrackerState | ACIState
     outcomes_added: int
+    clipped: int = 0  # emitted values the sanity bound clipped
+
+
+def emitted_table(
+    latest: pl.DataFrame,
+    quantiles: list[float],
+    values: np.ndarray,
+    horizon: int,
+    method: str,
+    run_id: str,
+) -> pl.DataFrame:
+    """The prediction file's one forecast set: symbol, the forecast date, the target date (h
+    weekdays later: exchange holidays are not counted out), horizon, method, one column per
+    level, run id."""
+    return latest.select(
+        "symbol",
+        "date",
+        pl.col("date").dt.add_business_days(horizon).alias("target_date"),
+        pl.lit(horizon, pl.Int32).alias("horizon"),
+        pl.lit(method).alias("method"),
+        *[pl.Series(c, values[:, j]) for j, c in enumerate(qcols(quantiles))],
+        pl.lit(run_id).alias("run_id"),
+    )
+
+
+def latest_rows(features: pl.DataFrame) -> pl.DataFrame:
+    """Each symbol's newest feature row."""
+    return features.filter(pl.col("date") == pl.col("date").max().over("symbol")).sort("symbol")
+
+
+def unseen_outcomes(features: pl.DataFrame, seen: str) -> pl.DataFrame:
+    """Rows whose outcome is known and dated after ``seen`` (the state's newest), in date order."""
+    return features.filter(
+        pl.col("y").is_not_null() & (pl.col("date").cast(pl.String) > seen)
+    ).sort("date", "symbol")
 
 
 def forecast(
-    model: QuantileRegressor, cqr: CQR, aci: ACIState, features: pl.DataFrame, run_id: str
+    model: QuantileRegressor,
+    cal: LevelCalibration,
+    state: TrackerState,
+    features: pl.DataFrame,
+    run_id: str,
+    method: str,
+    bound: float,
 ) -> Forecast:
-    """Fold the outcomes dated after the ACI history into its state, then forecast every
-    symbol's latest row with the CQR quantiles and the CQR+ACI interval (pure: no I/O)."""
-    seen = aci.history[-1][0] if aci.history else "0000-00-00"
-    known = features.filter(
-        pl.col("y").is_not_null() & (pl.col("date").cast(pl.String) > seen)
-    ).sort("date", "symbol")
+    """Fold the outcomes dated after the tracker's history into its state, then forecast
+    every symbol's latest row at every level (pure: no I/O)."""
+    known = unseen_outcomes(features, last_outcome(state))
+    if known.height:
+        track(cal, state, known["date"].cast(pl.String).to_numpy(), model.predict(known),
+              known["y"].cast(pl.Float64).to_numpy(), bound)  # fmt: skip
+    fold_known(cal, state, len(state.history))
+    latest = latest_rows(features)
+    values, clipped = emit(cal, state, model.predict(latest), bound)
+    table = emitted_table(latest, cal.levels, values, state.horizon, method, run_id)
+    return Forecast(table, state, known.height, clipped)
+
+
+def forecast_legacy(
+    model: QuantileRegressor,
+    cqr: CQR,
+    aci: ACIState,
+    features: pl.DataFrame,
+    run_id: str,
+    method: str,
+) -> Forecast:
+    """A layout 1 run's forecast: its ACI or interval-tracker state continued as before; the
+    emitted set takes the online-calibrated interval as its outer levels, so that its
+    quantiles and its interval agree (pure: no I/O)."""
+    known = unseen_outcomes(features, last_outcome(aci))
     if known.height:
         aci_intervals(
             cqr, aci, known["date"].to_numpy(), model.predict(known), known["y"].to_numpy()
         )
     aci_update(aci, len(aci.history))
-
-    latest = features.filter(pl.col("date") == pl.col("date").max().over("symbol")).sort("symbol")
+    latest = latest_rows(features)
     raw = model.predict(latest)
-    calibrated, lo_cqr, hi_cqr = apply_cqr(cqr, raw)
-    lo, hi, q = online_interval(cqr, aci, raw)
-    cols = qcols(cqr.quantiles)
-    table = latest.select("symbol", "date").with_columns(
-        *[pl.Series(c, calibrated[:, j]) for j, c in enumerate(cols)],
-        *[pl.Series(f"{c}_raw", raw[:, j]) for j, c in enumerate(cols)],
-        pl.Series("lo", lo),
-        pl.Series("hi", hi),
-        pl.Series("lo_cqr", lo_cqr),
-        pl.Series("hi_cqr", hi_cqr),
-        pl.lit(state_level(aci), pl.Float64).alias("aci_alpha"),
-        pl.lit(q).alias("aci_q"),
-        pl.lit(run_id).alias("run_id"),
-    )
+    calibrated, _, _ = apply_cqr(cqr, raw)
+    lo, hi, _ = online_interval(cqr, aci, raw)
+    calibrated[:, 0], calibrated[:, -1] = lo, hi
+    values = np.sort(calibrated, axis=1)
+    table = emitted_table(latest, cqr.quantiles, values, aci.horizon, method, run_id)
     return Forecast(table, aci, known.height)
 
 
-def last_outcome(state: ACIState) -> str:
+def last_outcome(state: TrackerState | ACIState) -> str:
     """The date of the newest outcome a state has taken in ('' for none)."""
     return str(state.history[-1][0]) if state.history else ""
 
 
-def starting_state(store: Store, own: ACIState) -> ACIState:
-    """Where a newly deployed run's ACI starts, the rule the backtest follows too: it
+def starting_state(store: Store, own: TrackerState) -> TrackerState:
+    """Where a newly deployed run's tracker starts, the rule the backtest follows too: it
     continues the newest state there is, the run's own (its held-out fit's, through the end
     of its test period) or a previous run's live one that has seen later outcomes, when
-    that one targets the same coverage and horizon."""
+    that one tracks the same levels, horizon and method."""
     best = own
-    for key in store.list(layout.ACI_STATE.prefix):
-        if layout.ACI_STATE.match(key) is None:
+    for key in store.list(layout.TRACKER_STATE.prefix):
+        if layout.TRACKER_STATE.match(key) is None:
             continue
         try:
-            other = ACIState.from_dict(store.read_json(key))
+            other = TrackerState.from_dict(store.read_json(key))
         except (DamagedFileError, TypeError):  # another run's damaged state: not a candidate
             continue
-        same = (other.target_alpha, other.horizon, other.method) == (
-            own.target_alpha,
-            own.horizon,
-            own.method,
-        )
+        same = (other.levels, other.horizon, other.method) == (own.levels, own.horizon, own.method)
         if same and last_outcome(other) > last_outcome(best):
             best = other
-    return ACIState.from_dict(best.to_dict() | {"gamma": own.gamma})
+    return TrackerState.from_dict(best.to_dict() | {"step": own.step})
 
 
-def predict_run(store: Store, run: str) -> dict[str, Any]:
+def predict_run(store: Store, run: str, bound: float) -> dict[str, Any]:
     """Load run ``run`` (``latest`` or an id; files checked against its manifest), forecast
     from the current feature build (opened and verified once), write
-    ``predictions/<as_of>.parquet`` and the ACI state."""
+    ``predictions/<as_of>.parquet`` and the online state. ``bound``: the sanity bound on
+    every emitted value (``model.quantile_bound``)."""
     with tempfile.TemporaryDirectory(prefix="sma-predict-") as tmp:
         manifest = fetch_run(store, run, Path(tmp))
         model = load_model(Path(tmp) / layout.MODEL_DIR)
@@ -166,32 +216,49 @@ def predict_run(store: Store, run: str) -> dict[str, Any]:
     warnings = check_inputs(
         manifest, test_end, build.manifest, build.newest_prices(), uses_features
     )
-    state_key = layout.ACI_STATE(run_id=run_id)
-    aci = (
-        ACIState.from_dict(store.read_json(state_key))
-        if store.exists(state_key)
-        else starting_state(store, ACIState.from_dict(calibration["aci"]))
-    )
     if uses_prices(model):
         model.attach_prices(build.prices())  # type: ignore[attr-defined]
-    cqr = CQR.from_dict(calibration["cqr"])
-    result = forecast(model, cqr, aci, build.scan().collect(), run_id)
+    features = build.scan().collect()
+    method = calibration.get("method", manifest.model)
+    if "tracker" in calibration:
+        state_key = layout.TRACKER_STATE(run_id=run_id)
+        own = TrackerState.from_dict(calibration["tracker"])
+        state = (
+            TrackerState.from_dict(store.read_json(state_key))
+            if store.exists(state_key)
+            else starting_state(store, own)
+        )
+        cal = LevelCalibration.from_dict(calibration["levels"])
+        result = forecast(model, cal, state, features, run_id, method, bound)
+        online = f"tracker offsets {', '.join(f'{v:+.3f}' for v in state.offsets)} (spread units)"
+    else:  # a run trained before layout 2
+        state_key = layout.ACI_STATE(run_id=run_id)
+        aci = (
+            ACIState.from_dict(store.read_json(state_key))
+            if store.exists(state_key)
+            else ACIState.from_dict(calibration["aci"])
+        )
+        result = forecast_legacy(
+            model, CQR.from_dict(calibration["cqr"]), aci, features, run_id, method
+        )
+        online = describe_state(aci)
     out = result.table
     as_of = out["date"].max()
     key = layout.PREDICTIONS(as_of=as_of)
     store.write_parquet(key, out)
-    store.write_json(state_key, result.aci.to_dict())
+    store.write_json(state_key, result.state.to_dict())
+    levels = [float(c[2:]) for c in out.columns if c.startswith("q_")]
     return {
         "run_id": run_id,
+        "method": method,
         "as_of": str(as_of),
         "key": store.uri(key),
         "symbols": out.height,
-        "quantiles": cqr.quantiles,
-        "aci_alpha": state_level(result.aci),
-        "online_state": describe_state(result.aci),
+        "quantiles": levels,
+        "online_state": online,
         "outcomes_added": result.outcomes_added,
+        "clipped": result.clipped,
         "stale_symbols": out.filter(pl.col("date") < as_of)["symbol"].to_list(),
-        "mean_width": float((out["hi"] - out["lo"]).to_numpy().mean()),
         "warnings": warnings,
         "table": out,
     }

@@ -1,30 +1,41 @@
-"""Scoring a set of forecasts the same way in train and backtest: the metric set of every
-method and baseline on the same rows, coverage by period, volatility tercile and sector,
-and the risk field's tests (Diebold-Mariano against each baseline, Kupiec and
-Christoffersen on the outer quantiles)."""
+"""Scoring a set of forecasts the same way in train and backtest: every method (the model and
+each baseline), calibrated and raw, on the same rows: CRPS from the grid, pinball, per-level
+exceedance, the target interval's coverage and interval score, the PIT histogram, each per
+month, year, volatility tercile, sector and symbol; the tests a forecaster of distributions
+expects: per-level exceedance clustered by date, the per-symbol Kupiec pass share beside a
+perfect forecaster's, pairwise Diebold-Mariano and the Model Confidence Set on daily CRPS."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from core.errors import InsufficientDataError
-from core.modeling.metrics import (
-    christoffersen,
-    coverage_by,
-    diebold_mariano,
-    interval_metrics,
-    kupiec,
-    pinball,
-    quantile_coverage,
-    rank_ic,
+from core.modeling.distribution_scores import (
+    clustered_exceedance_test,
+    crps_rows,
+    grid_weights,
+    interval_score,
+    model_confidence_set,
+    pinball_rows,
+    pit_histogram,
+    pit_values,
+    reference_pass_share,
 )
+from core.modeling.metrics import christoffersen, diebold_mariano, kupiec, rank_ic
 from core.modeling.models.prices import daily_log_returns
 
-METHODS = ("raw", "cqr", "cqr_aci")
 PASS_LEVEL = 0.05  # significance of every test here
+MCS_SIZE = 0.10  # the Model Confidence Set's size: it holds the best method with 90 % confidence
+MCS_SEED = 0  # the MCS bootstrap's seed: the same forecasts give the same set
+CRPS_RULE = (
+    "CRPS ~ 2 sum_k w_k pinball_tau_k(y - q_k), w_k = (tau_(k+1) - tau_(k-1)) / 2, "
+    "tau_0 = 0, tau_(K+1) = 1 (the grid's Riemann sum of 2 x the integral of the pinball loss)"
+)
+GROUPS = ("month", "year", "vol_tercile", "sector", "symbol")
 
 
 def qcols(quantiles: list[float], prefix: str = "") -> list[str]:
@@ -68,55 +79,21 @@ def with_sectors(frame: pl.DataFrame, sectors: dict[str, str] | None) -> pl.Data
     )
 
 
-def method_columns(quantiles: list[float]) -> dict[str, tuple[list[str], str, str]]:
-    """Per method: (its quantile columns, its interval's lower and upper column)."""
-    raw = [f"{c}_raw" for c in qcols(quantiles)]
-    return {
-        "raw": (raw, raw[0], raw[-1]),
-        "cqr": (qcols(quantiles), "lo_cqr", "hi_cqr"),
-        "cqr_aci": (qcols(quantiles), "lo", "hi"),
-    }
-
-
-def _groups(frame: pl.DataFrame) -> dict[str, np.ndarray]:
-    groups = {
-        "year": frame["date"].dt.year().cast(pl.String).to_numpy(),
-        "month": frame["date"].dt.strftime("%Y-%m").to_numpy(),
-        "vol_tercile": frame["vol_tercile"].cast(pl.String).to_numpy(),
-    }
-    if "sector" in frame.columns and frame["sector"].drop_nulls().len():
-        groups["sector"] = frame["sector"].fill_null("unknown").to_numpy()
-    return groups
-
-
-def evaluate(
-    frame: pl.DataFrame, cols: list[str], lo: str, hi: str, quantiles: list[float], alpha: float
-) -> dict[str, Any]:
-    """The metric set of one method: pinball, quantile and interval coverage, width, Winkler,
-    rank IC, and interval coverage by year, month, volatility tercile (and sector)."""
-    y, preds = frame["y"].to_numpy(), frame.select(cols).to_numpy()
-    lo_v, hi_v = frame[lo].to_numpy(), frame[hi].to_numpy()
-    out: dict[str, Any] = pinball(y, preds, quantiles) | quantile_coverage(y, preds, quantiles)
-    out |= interval_metrics(y, lo_v, hi_v, alpha)
-    out |= rank_ic(frame["date"].to_numpy(), y, preds[:, len(quantiles) // 2])
-    for name, values in _groups(frame).items():
-        out[f"coverage_by_{name}"] = coverage_by(y, lo_v, hi_v, values)
-    return out
-
-
 def pinball_expr(cols: list[str], quantiles: list[float]) -> pl.Expr:
-    """Each row's pinball loss averaged over quantiles (``metrics.pinball`` as an expression,
-    for losses grouped by date or month)."""
+    """Each row's pinball loss averaged over quantiles (as an expression, for losses grouped
+    by date or month)."""
     y = pl.col("y")
     return pl.mean_horizontal(
         [pl.max_horizontal(q * (y - pl.col(c)), (q - 1) * (y - pl.col(c))) for q, c in zip(quantiles, cols, strict=True)]
     )  # fmt: skip
 
 
-def daily_pinball(frame: pl.DataFrame, cols: list[str], quantiles: list[float]) -> pl.DataFrame:
-    """date, loss: the cross-sectional mean of each row's pinball loss averaged over quantiles."""
-    loss = pinball_expr(cols, quantiles).mean().alias("loss")
-    return frame.group_by("date").agg(loss).sort("date")
+def crps_expr(cols: list[str], quantiles: list[float]) -> pl.Expr:
+    """Each row's CRPS from the grid (``CRPS_RULE``) as an expression."""
+    y, weights = pl.col("y"), grid_weights(quantiles)
+    return 2 * pl.sum_horizontal(
+        [float(w) * pl.max_horizontal(q * (y - pl.col(c)), (q - 1) * (y - pl.col(c))) for w, q, c in zip(weights, quantiles, cols, strict=True)]
+    )  # fmt: skip
 
 
 def dm_lags(dates: int, horizon: int) -> int:
@@ -132,186 +109,378 @@ def every_hth_date(frame: pl.DataFrame, horizon: int) -> pl.DataFrame:
     return frame.filter(pl.col("date").is_in(dates.gather_every(horizon).implode()))
 
 
-def coverage_tests(
-    frame: pl.DataFrame, lo: str, hi: str, quantiles: list[float], horizon: int
+def interval_columns(quantiles: list[float], alpha: float, prefix: str = "") -> tuple[str, str]:
+    """The target interval's two columns, named by their levels (``q_0.1``, ``q_0.9``)."""
+    cols = qcols(quantiles, prefix)
+    lo, hi = round(alpha / 2, 10), round(1 - alpha / 2, 10)
+    return cols[quantiles.index(lo)], cols[quantiles.index(hi)]
+
+
+def with_interval(frame: pl.DataFrame, interval: tuple[float, float]) -> pl.DataFrame:
+    """``lo`` and ``hi``: the emitted target interval, the columns of its two levels. Files
+    written before layout 2 carry their own (the online-calibrated interval, which differs
+    from their quantiles)."""
+    if {"lo", "hi"} <= set(frame.columns):
+        return frame
+    return frame.with_columns(
+        pl.col(f"q_{interval[0]}").alias("lo"), pl.col(f"q_{interval[1]}").alias("hi")
+    )
+
+
+def metrics_interval(metrics: dict[str, Any]) -> tuple[float, float]:
+    """The target interval's levels of a run or backtest (layout 1: its outer quantiles)."""
+    levels = metrics.get("interval") or (metrics["quantiles"][0], metrics["quantiles"][-1])
+    return float(levels[0]), float(levels[1])
+
+
+def group_keys(frame: pl.DataFrame) -> dict[str, pl.Expr]:
+    """The groups every figure is also given per: month, year, volatility tercile (cut per
+    date), sector (when the tickers file has one) and symbol."""
+    keys = {
+        "month": pl.col("date").dt.strftime("%Y-%m"),
+        "year": pl.col("date").dt.year().cast(pl.String),
+        "vol_tercile": pl.col("vol_tercile").cast(pl.String),
+        "symbol": pl.col("symbol"),
+    }
+    if "sector" in frame.columns and frame["sector"].drop_nulls().len():
+        keys["sector"] = pl.col("sector").fill_null("unknown")
+    return {k: keys[k] for k in GROUPS if k in keys}
+
+
+@dataclass(frozen=True)
+class RowScores:
+    """One method's per-row scores on the frame's rows."""
+
+    crps: np.ndarray
+    pinball: np.ndarray  # (rows, levels)
+    below: np.ndarray  # (rows, levels): y <= q_k
+    interval_score: np.ndarray
+    hit: np.ndarray  # y inside the target interval
+    width: np.ndarray
+    preds: np.ndarray
+
+
+def row_scores(
+    frame: pl.DataFrame, cols: list[str], quantiles: list[float], alpha: float
+) -> RowScores:
+    """Every per-row score of the method whose quantile columns are ``cols``."""
+    y, preds = frame["y"].to_numpy(), frame.select(cols).to_numpy()
+    lo_i, hi_i = (quantiles.index(t) for t in (round(alpha / 2, 10), round(1 - alpha / 2, 10)))
+    lo, hi = preds[:, lo_i], preds[:, hi_i]
+    return RowScores(
+        crps=crps_rows(y, preds, quantiles),
+        pinball=pinball_rows(y, preds, quantiles),
+        below=y[:, None] <= preds,
+        interval_score=interval_score(y, lo, hi, alpha),
+        hit=(y >= lo) & (y <= hi),
+        width=hi - lo,
+        preds=preds,
+    )
+
+
+def summary(frame: pl.DataFrame, scores: RowScores, quantiles: list[float]) -> dict[str, Any]:
+    """A method's figures over every row: CRPS, pinball (mean and per level), exceedance per
+    level (the share of outcomes at or below it), the target interval's coverage, width and
+    interval score, the median's rank IC, the PIT histogram."""
+    y = frame["y"].to_numpy()
+    out: dict[str, Any] = {
+        "crps": float(scores.crps.mean()),
+        "pinball_mean": float(scores.pinball.mean()),
+        "coverage": float(scores.hit.mean()),
+        "mean_width": float(scores.width.mean()),
+        "interval_score": float(scores.interval_score.mean()),
+    }
+    for k, q in enumerate(quantiles):
+        out[f"pinball_{q}"] = float(scores.pinball[:, k].mean())
+        out[f"exceedance_{q}"] = float(scores.below[:, k].mean())
+    out["max_exceedance_error"] = max(abs(out[f"exceedance_{q}"] - q) for q in quantiles)
+    out |= rank_ic(frame["date"].to_numpy(), y, scores.preds[:, len(quantiles) // 2])
+    out["pit_histogram"] = pit_histogram(pit_values(y, scores.preds, quantiles))
+    return out
+
+
+def by_group(
+    frame: pl.DataFrame, scores: RowScores, quantiles: list[float]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per group (``group_keys``): rows, CRPS, coverage, width, interval score and the
+    exceedance of every level."""
+    rows = frame.select(**group_keys(frame)).with_columns(
+        pl.Series("crps", scores.crps),
+        pl.Series("coverage", scores.hit),
+        pl.Series("width", scores.width),
+        pl.Series("interval_score", scores.interval_score),
+        *[pl.Series(f"exceedance_{q}", scores.below[:, k]) for k, q in enumerate(quantiles)],
+    )
+    figures = [c for c in rows.columns if c not in GROUPS]
+    return {
+        key: rows.group_by(key)
+        .agg(pl.len().alias("rows"), *[pl.col(c).cast(pl.Float64).mean() for c in figures])
+        .sort(key)
+        .to_dicts()
+        for key in group_keys(frame)
+    }
+
+
+def level_tests(
+    frame: pl.DataFrame, scores: RowScores, quantiles: list[float], horizon: int, lags: int
 ) -> dict[str, Any]:
-    """Kupiec (unconditional coverage) and Christoffersen (independence) tests of the lower
-    and upper quantile, on non-overlapping dates: pooled, and the share of symbols passing."""
-    rows = every_hth_date(frame, horizon).sort("symbol", "date")
-    out: dict[str, Any] = {"dates_used": "every h-th date (non-overlapping targets)"}
-    for side, col, q in (("lower", lo, quantiles[0]), ("upper", hi, quantiles[-1])):
-        hit = (pl.col("y") < pl.col(col)) if side == "lower" else (pl.col("y") > pl.col(col))
-        hits = rows.select("symbol", hit.alias("hit"))
-        p = q if side == "lower" else 1 - q
-        per_symbol = [
-            (kupiec(g["hit"].to_numpy(), p), christoffersen(g["hit"].to_numpy()))
-            for _, g in hits.group_by("symbol", maintain_order=True)
+    """Per level: the pooled exceedance tested with the dates as the independent units (HAC
+    on the daily exceedance rates), and on every h-th date (non-overlapping targets) the
+    share of symbols passing Kupiec's and Christoffersen's tests beside the share a
+    perfectly calibrated forecaster passes at each symbol's number of dates (exact binomial)."""
+    dates = frame["date"].to_numpy()
+    keep = every_hth_date(frame.with_row_index("_row"), horizon).sort("symbol", "date")
+    index, symbols = keep["_row"].to_numpy(), keep["symbol"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])
+    ends = np.r_[starts[1:], len(symbols)]
+    out: dict[str, Any] = {
+        "clustered": "HAC on the daily cross-sectional exceedance rate "
+        f"({lags} lags): the dates, not the rows, are the independent units",
+        "per_symbol": "every h-th date (non-overlapping targets), Kupiec and Christoffersen at 5 %",
+    }
+    for k, q in enumerate(quantiles):
+        hits = scores.below[:, k]
+        sym_hits = hits[index]
+        per = [
+            (kupiec(sym_hits[a:b], q), christoffersen(sym_hits[a:b]))
+            for a, b in zip(starts, ends, strict=True)
         ]
-        pooled_ind = christoffersen(hits["hit"].to_numpy(), groups=hits["symbol"].to_numpy())
         out[f"q_{q}"] = {
-            "nominal_exceedance": p,
-            "kupiec": kupiec(hits["hit"].to_numpy(), p),
-            "christoffersen": pooled_ind,
-            "kupiec_pass_share": float(
-                np.mean([k["p_value"] >= PASS_LEVEL for k, _ in per_symbol])
-            ),
+            "exceedance": float(hits.mean()),
+            "clustered_test": clustered_exceedance_test(dates, hits, q, lags),
+            "kupiec_pass_share": float(np.mean([t["p_value"] >= PASS_LEVEL for t, _ in per])),
+            "reference_pass_share": reference_pass_share((ends - starts).tolist(), q, PASS_LEVEL),
             "christoffersen_pass_share": float(
-                np.mean([c["p_value"] >= PASS_LEVEL for _, c in per_symbol])
+                np.mean([c["p_value"] >= PASS_LEVEL for _, c in per])
             ),
-            "symbols": len(per_symbol),
+            "symbols": len(per),
         }
     return out
 
 
-def scorecard(
-    frame: pl.DataFrame, quantiles: list[float], alpha: float, horizon: int, baselines: list[str]
-) -> dict[str, Any]:
-    """Every method and baseline on the rows of ``frame`` (those with a known outcome), with
-    Diebold-Mariano tests of each method against each baseline and coverage tests.
+def daily_losses(frame: pl.DataFrame, losses: np.ndarray) -> np.ndarray:
+    """The cross-sectional mean of a per-row loss per date, in date order."""
+    return (
+        frame.select("date").with_columns(pl.Series("loss", losses))
+        .group_by("date").agg(pl.col("loss").mean()).sort("date")["loss"].to_numpy()
+    )  # fmt: skip
 
-    ``frame``: symbol, date, y, vol_tercile, [sector], the methods' columns
-    (``method_columns``) and each baseline's ``<name>_q_<q>``."""
-    frame = frame.filter(pl.col("y").is_not_null() & pl.col("y").is_not_nan())
+
+def pairwise_dm(daily: dict[str, np.ndarray], lags: int) -> dict[str, dict[str, Any]]:
+    """Diebold-Mariano of every method against every other on daily CRPS: ``[a][b]``, with
+    ``beats`` = a's loss lower with p < 0.05."""
+    out: dict[str, dict[str, Any]] = {}
+    for a, loss_a in daily.items():
+        out[a] = {}
+        for b, loss_b in daily.items():
+            if a != b:
+                test = diebold_mariano(loss_a, loss_b, lags)
+                test["beats"] = bool(test["mean_diff"] < 0 and test["p_value"] < PASS_LEVEL)
+                out[a][b] = test
+    return out
+
+
+def scorecard(
+    frame: pl.DataFrame,
+    quantiles: list[float],
+    alpha: float,
+    horizon: int,
+    methods: dict[str, str],
+) -> dict[str, Any]:
+    """Every method (name -> column prefix), calibrated (``<prefix>q_*``) and raw
+    (``<prefix>q_*_raw``), on the rows of ``frame`` with a known outcome: figures overall
+    and per group, per-level tests of the calibrated forecasts, pairwise Diebold-Mariano
+    and the Model Confidence Set on daily CRPS (calibrated; raw beside).
+
+    ``frame``: symbol, date, y, vol_tercile, [sector] and the methods' columns."""
+    frame = frame.filter(pl.col("y").is_not_null() & pl.col("y").is_not_nan()).sort(
+        "date", "symbol"
+    )
     if frame["date"].n_unique() < 2:
         raise InsufficientDataError(
             f"only {frame['date'].n_unique()} forecast date(s) have a known outcome yet: nothing to "
             "score; start the forecasts earlier"
         )
-    methods = {
-        name: evaluate(frame, cols, lo, hi, quantiles, alpha)
-        for name, (cols, lo, hi) in method_columns(quantiles).items()
-    }
-    base = {}
-    for name in baselines:
-        cols = qcols(quantiles, name)
-        base[name] = evaluate(frame, cols, cols[0], cols[-1], quantiles, alpha)
-    daily = {
-        name: daily_pinball(frame, cols, quantiles)
-        for name, (cols, _, _) in method_columns(quantiles).items()
-    }
-    daily |= {name: daily_pinball(frame, qcols(quantiles, name), quantiles) for name in baselines}
     lags = dm_lags(frame["date"].n_unique(), horizon)
-    dm: dict[str, Any] = {}
-    for method in ("raw", "cqr_aci"):  # cqr has the same quantiles as cqr_aci
-        dm[method] = {}
-        for name in baselines:
-            test = diebold_mariano(
-                daily[method]["loss"].to_numpy(), daily[name]["loss"].to_numpy(), lags
-            )
-            test["beats"] = bool(test["mean_diff"] < 0 and test["p_value"] < PASS_LEVEL)
-            dm[method][name] = test
-    tests: dict[str, Any] = {
-        "diebold_mariano": dm | {"lags": lags, "loss": "daily cross-sectional mean pinball"}
+    out: dict[str, Any] = {"methods": list(methods), "crps_rule": CRPS_RULE}
+    daily: dict[str, dict[str, np.ndarray]] = {"calibrated": {}, "raw": {}}
+    out["calibrated"], out["raw"], out["groups"], tests = {}, {}, {}, {}
+    for name, p in methods.items():
+        for kind, suffix in (("calibrated", ""), ("raw", "_raw")):
+            cols = [f"{c}{suffix}" for c in qcols(quantiles, p)]
+            scores = row_scores(frame, cols, quantiles, alpha)
+            out[kind][name] = summary(frame, scores, quantiles)
+            daily[kind][name] = daily_losses(frame, scores.crps)
+            if kind == "calibrated":
+                out["groups"][name] = by_group(frame, scores, quantiles)
+                tests[name] = level_tests(frame, scores, quantiles, horizon, lags)
+    mcs = (
+        model_confidence_set(daily["calibrated"], MCS_SIZE, max(2 * horizon, 2), seed=MCS_SEED)
+        if len(methods) > 1
+        else None
+    )
+    out["tests"] = {
+        "levels": tests,
+        "diebold_mariano": {
+            "calibrated": pairwise_dm(daily["calibrated"], lags),
+            "raw": pairwise_dm(daily["raw"], lags),
+            "lags": lags,
+            "loss": "daily cross-sectional mean CRPS",
+        },
+        "mcs": mcs,
     }
-    tests["coverage"] = {
-        name: coverage_tests(frame, lo, hi, quantiles, horizon)
-        for name, (_, lo, hi) in method_columns(quantiles).items()
-    } | {
-        name: coverage_tests(
-            frame, qcols(quantiles, name)[0], qcols(quantiles, name)[-1], quantiles, horizon
-        )
-        for name in baselines
-    }
-    return {"test": methods, "baselines": base, "tests": tests}
+    return out
 
 
-def monthly(frame: pl.DataFrame, quantiles: list[float], baselines: list[str]) -> pl.DataFrame:
-    """Per month: CQR+ACI coverage and mean width, its mean pinball and each baseline's."""
+def monthly(
+    frame: pl.DataFrame, quantiles: list[float], alpha: float, methods: dict[str, str], model: str
+) -> pl.DataFrame:
+    """Per month: the model's target-interval coverage and mean width, and every method's
+    mean CRPS (``crps`` the model's, ``crps_<name>`` the others'), all calibrated."""
     frame = frame.filter(pl.col("y").is_not_null() & pl.col("y").is_not_nan())
     y = pl.col("y")
-
-    def loss(cols: list[str]) -> pl.Expr:
-        return pinball_expr(cols, quantiles).mean()
-
+    lo, hi = interval_columns(quantiles, alpha, methods[model])
     return (
         frame.group_by(pl.col("date").dt.strftime("%Y-%m").alias("month"))
         .agg(
             pl.len().alias("rows"),
-            ((y >= pl.col("lo")) & (y <= pl.col("hi"))).mean().alias("coverage"),
-            (pl.col("hi") - pl.col("lo")).mean().alias("width"),
-            loss(qcols(quantiles)).alias("pinball"),
-            *[loss(qcols(quantiles, b)).alias(f"pinball_{b}") for b in baselines],
+            ((y >= pl.col(lo)) & (y <= pl.col(hi))).mean().alias("coverage"),
+            (pl.col(hi) - pl.col(lo)).mean().alias("width"),
+            *[
+                crps_expr(qcols(quantiles, p), quantiles)
+                .mean()
+                .alias("crps" if name == model else f"crps_{name}")
+                for name, p in methods.items()
+            ],
         )
         .sort("month")
     )
 
 
 def track_record(
-    months: pl.DataFrame, target: float, baselines: list[str], crash: tuple[str, str]
+    months: pl.DataFrame, target: float, others: list[str], crash: tuple[str, str]
 ) -> dict[str, Any]:
     """What a user asks of a backtest's months: how many kept coverage within 0.05 of the
-    target, how often the model beat each baseline, and the crash months apart."""
+    target, how often the model's CRPS beat each other method's, and the crash months apart."""
     out: dict[str, Any] = {
         "months": months.height,
         "months_within_0.05": float(
             np.mean(np.abs(months["coverage"].to_numpy() - target) <= 0.05)
         ),
         "months_beating": {
-            b: float(np.mean(months["pinball"].to_numpy() < months[f"pinball_{b}"].to_numpy()))
-            for b in baselines
+            b: float(np.mean(months["crps"].to_numpy() < months[f"crps_{b}"].to_numpy()))
+            for b in others
         },
     }
     apart = months.filter(pl.col("month").is_between(pl.lit(crash[0]), pl.lit(crash[1])))
-    out["crash_months"] = {
-        "months": list(crash),
-        "table": apart.to_dicts(),
-    }
+    out["crash_months"] = {"months": list(crash), "table": apart.to_dicts()}
     return out
 
 
-def risk_test_lines(metrics: dict[str, Any]) -> list[str]:
-    """Markdown lines of a scorecard's tests, for the model card and the backtest summary:
-    Diebold-Mariano against each baseline, Kupiec and Christoffersen on the outer quantiles
-    (runs written before these tests have none)."""
-    tests = metrics.get("tests")
-    if not tests:
-        return []
+SUMMARY_COLUMNS = (
+    "crps",
+    "pinball_mean",
+    "coverage",
+    "mean_width",
+    "interval_score",
+    "max_exceedance_error",
+)
+
+
+def method_table(metrics: dict[str, Any], reference: str = "ewma") -> list[str]:
+    """Markdown rows: every method calibrated, then raw, with its CRPS relative to the
+    reference baseline treated alike."""
+    lines = [
+        "| method | " + " | ".join(SUMMARY_COLUMNS) + f" | CRPS / {reference} |",
+        "|---|" + "---|" * (len(SUMMARY_COLUMNS) + 1),
+    ]
+    for kind in ("calibrated", "raw"):
+        ref = metrics[kind].get(reference, {}).get("crps")
+        for name, values in metrics[kind].items():
+            ratio = f"{values['crps'] / ref:.4f}" if ref else "-"
+            lines.append(
+                f"| {name} ({kind}) | "
+                + " | ".join(f"{values[k]:.5f}" for k in SUMMARY_COLUMNS)
+                + f" | {ratio} |"
+            )
+    return lines
+
+
+def tests_markdown(metrics: dict[str, Any], focus: str) -> list[str]:
+    """Markdown lines of a scorecard's tests for the method ``focus``: Diebold-Mariano
+    against every other method, the Model Confidence Set, and per level the exceedance,
+    its date-clustered test and the per-symbol Kupiec pass share beside a perfect
+    forecaster's."""
+    tests = metrics["tests"]
     dm = tests["diebold_mariano"]
     lines = [
         "",
-        f"Diebold-Mariano, calibrated quantiles against each baseline ({dm['loss']}, "
-        f"{dm['lags']} HAC lags; beats = lower pinball with p < 0.05): "
+        f"{metrics['crps_rule']}.",
+        "",
+        f"Diebold-Mariano of {focus} (calibrated) against each method calibrated alike ({dm['loss']}, "
+        f"{dm['lags']} HAC lags; beats = lower CRPS with p < 0.05): "
         + ", ".join(
-            f"{name} {'beaten' if t['beats'] else 'not beaten'} (p {t['p_value']:.3g})"
-            for name, t in dm["cqr_aci"].items()
+            f"{name} {'beaten' if t['beats'] else 'not beaten'} (p {t['p_value']:.3g}, "
+            f"{'lower' if t['mean_diff'] < 0 else 'higher'} CRPS)"
+            for name, t in dm["calibrated"].get(focus, {}).items()
         ),
     ]
-    coverage = tests["coverage"]["cqr_aci"]
-    for q, t in ((k, v) for k, v in coverage.items() if k.startswith("q_")):
+    mcs = tests.get("mcs")
+    if mcs:
         lines.append(
-            f"{q} of the CQR+ACI interval ({coverage['dates_used']}): exceedance "
-            f"{t['kupiec']['rate']:.3f} (nominal {t['nominal_exceedance']:.2f}), Kupiec p "
-            f"{t['kupiec']['p_value']:.3g}, Christoffersen p {t['christoffersen']['p_value']:.3g}, "
-            f"symbols passing Kupiec {t['kupiec_pass_share']:.0%}, Christoffersen "
-            f"{t['christoffersen_pass_share']:.0%}"
+            f"Model Confidence Set ({1 - mcs['size']:.0%}, {mcs['bootstrap']} bootstrap, block "
+            f"{mcs['block_size']}, seed {mcs['seed']}): holds {', '.join(mcs['included'])}; "
+            "p-values " + ", ".join(f"{k} {v:.3g}" for k, v in mcs["pvalues"].items())
+        )
+    levels = tests["levels"].get(focus, {})
+    lines += [
+        "",
+        f"Per level, {focus} calibrated ({levels.get('clustered', '')}; {levels.get('per_symbol', '')}):",
+        "",
+    ]
+    lines += [
+        "| level | exceedance | clustered p | Kupiec pass share | perfect forecaster's |",
+        "|---|---|---|---|---|",
+    ]
+    for key, t in ((k, v) for k, v in levels.items() if k.startswith("q_")):
+        lines.append(
+            f"| {key[2:]} | {t['exceedance']:.4f} | {t['clustered_test']['p_value']:.3g} | "
+            f"{t['kupiec_pass_share']:.1%} | {t['reference_pass_share']:.1%} |"
         )
     return lines
 
 
 def model_card(metrics: dict[str, Any], run_id: str) -> str:
-    """Markdown: the test metrics of each method against the baselines."""
-    names = ["pinball_mean", "coverage", "mean_width", "winkler", "rank_ic_mean"]
-    rows = [(m, metrics["test"][m]) for m in METHODS] + [
-        (f"baseline {b}", v) for b, v in metrics["baselines"].items()
-    ]
+    """Markdown: every candidate calibrated alike (raw beside), which one is deployed and why,
+    and the tests of the deployed one."""
+    deployed = metrics.get("deployed", metrics["model"])
     lines = [
         f"# Model card: `{run_id}`",
         "",
-        f"{metrics['model']}{' (volatility-scaled targets)' if metrics.get('volatility_scaled') else ''}, "
-        f"horizon {metrics['horizon']} trading days, target coverage {metrics['target_coverage']:.0%}, "
-        f"test {metrics['splits']['test'][0]} .. {metrics['splits']['test'][1]} ({metrics['rows']['test']} rows)",
+        f"Deployed: **{deployed}**. {metrics.get('deployed_because', '')}".rstrip(),
         "",
-        "| method | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+        f"{metrics['model']}{' (volatility-scaled targets)' if metrics.get('volatility_scaled') else ''} "
+        f"and every baseline, horizon {metrics['horizon']} trading days, levels {metrics['quantiles']}, "
+        f"target interval {metrics['interval'][0]}-{metrics['interval'][1]} "
+        f"(coverage {metrics['target_coverage']:.0%}), test {metrics['splits']['test'][0]} .. "
+        f"{metrics['splits']['test'][1]} ({metrics['rows']['test']} rows); every method calibrated "
+        "alike (per-level conformal shift on its own spread, then its own per-level tracker).",
+        "",
+        *method_table(metrics),
     ]
-    lines += [
-        f"| {name} | " + " | ".join(f"{values[k]:.5f}" for k in names) + " |"
-        for name, values in rows
-    ]
-    terciles = metrics["test"]["cqr_aci"]["coverage_by_vol_tercile"]
+    terciles = {g["vol_tercile"]: g["coverage"] for g in metrics["groups"][deployed]["vol_tercile"]}
     lines += [
         "",
-        "CQR + online calibration (cqr_aci) coverage by volatility tercile: "
+        f"{deployed} coverage by volatility tercile: "
         + ", ".join(f"{k}: {v:.3f}" for k, v in sorted(terciles.items())),
     ]
-    return "\n".join(lines + risk_test_lines(metrics))
+    fallbacks = metrics.get("fallbacks") or {}
+    if fallbacks:
+        lines.append(
+            "Fits that fell back: "
+            + "; ".join(
+                f"{m}: {len(s)} symbol(s) ({', '.join(sorted(s)[:5])})"
+                for m, s in fallbacks.items()
+            )
+        )
+    return "\n".join(lines + tests_markdown(metrics, deployed))

@@ -15,13 +15,13 @@ import numpy as np
 import polars as pl
 
 from core.config import ModelSettings, RefitSettings
-from core.modeling.conformal import CQR, ACIState
+from core.modeling.calibration import LevelCalibration, TrackerState
 from core.modeling.drift_reference import drift_reference
 from core.modeling.metrics import crossing_rate
 from core.modeling.models import baseline_names
 from core.modeling.models.base import QuantileRegressor
 from core.modeling.models.scaled import VolatilityScaled
-from core.modeling.scorecard import qcols, scorecard, volatility_terciles, with_sectors
+from core.modeling.scorecard import scorecard, volatility_terciles, with_sectors
 from core.modeling.timeline import (
     SEGMENTS,
     Window,
@@ -32,19 +32,22 @@ from core.modeling.timeline import (
     trading_dates,
 )
 from core.modeling.walkforward import (
+    AGGREGATE,
     Fitted,
     calibrate_in_order,
+    complete_methods,
     fit_window,
     forecast_block,
-    with_baselines,
+    prefix,
+    with_aggregation,
 )
 
 
 @dataclass
 class TrainResult:
     model: QuantileRegressor  # the held-out fit (metrics, test predictions)
-    cqr: CQR
-    aci: ACIState  # at the end of the test period: where the deployed fit's ACI starts
+    calibration: LevelCalibration  # the held-out fit's, of the deployed method
+    tracker: TrackerState  # at the end of the test period: where the deployed fit's starts
     splits: Window  # the held-out split: its fit segments and test period
     metrics: dict[str, Any]
     test_predictions: pl.DataFrame
@@ -63,9 +66,10 @@ def train_and_evaluate(
     windows: RefitSettings | None = None,
     sectors: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Split by date -> fit -> CQR on calibration -> ACI through the test period -> metrics
-    for the raw model, CQR, CQR+ACI and every baseline on the same test rows; then, with
-    ``windows``, the deployed refit on the newest data."""
+    """Split by date -> fit the model and every baseline -> each calibrated per level on the
+    calibration rows -> each method's tracker through the test period -> the scorecard of
+    every method, calibrated and raw, on the same test rows; then, with ``windows``, the
+    deployed refit on the newest data."""
     labelled = table.filter(pl.col("y").is_not_null())
     splits = model_holdout(labelled["date"], horizon, cfg)
     with_segment = labelled.with_columns(segment_expr(splits))
@@ -74,48 +78,54 @@ def train_and_evaluate(
     test = counts["test"].drop("segment").sort("date", "symbol")
     fitted = fit_window(table, prices, features, cfg, horizon, splits, baseline_names())
     seconds = {"fit": fitted.seconds}
-    model, cqr = fitted.model, fitted.cqr
+    model = fitted.model
 
     raw_unsorted = model.predict_raw(test)
-    block = forecast_block(test, np.sort(raw_unsorted, axis=1), splits.refit, cfg.quantiles)
-    # CQR and the online calibration as a backtest refit gets them, from a fresh state
-    calibrated, aci = calibrate_in_order([(block, cqr)], cfg, horizon)
-    cols = qcols(cfg.quantiles)
-    predictions = calibrated.select(
-        "symbol",
-        "date",
-        "y",
-        *cols,
-        *[f"{c}_raw" for c in cols],
-        pl.col(f"{cols[0]}_raw").alias("lo_raw"),
-        pl.col(f"{cols[-1]}_raw").alias("hi_raw"),
-        "lo_cqr",
-        "hi_cqr",
-        pl.col("lo").alias("lo_cqr_aci"),
-        pl.col("hi").alias("hi_cqr_aci"),
-        "aci_alpha",
-        "aci_q",
-    ).with_columns(pl.Series("vol_tercile", volatility_terciles(test, prices)))
-    scored = with_baselines(
-        with_sectors(predictions.rename({"lo_cqr_aci": "lo", "hi_cqr_aci": "hi"}), sectors),
-        test,
-        fitted.baselines,
-        cfg.quantiles,
+    raws = {prefix(n, cfg): m.predict(test) for n, m in fitted.baselines.items()}
+    raws[""] = np.sort(raw_unsorted, axis=1)
+    block = forecast_block(test, raws, splits.refit, cfg.quantiles)
+    # each method's per-level calibration and tracker as a backtest refit gets them
+    calibrated = calibrate_in_order([(block, fitted.calibrations)], cfg, horizon)
+    methods = complete_methods(calibrated.frame, cfg, list(fitted.methods))
+    frame, _ = with_aggregation(calibrated.frame, cfg, horizon, methods)
+    methods[AGGREGATE] = AGGREGATE
+    predictions = with_sectors(
+        frame.drop("refit").with_columns(
+            pl.Series("vol_tercile", volatility_terciles(test, prices))
+        ),
+        sectors,
     )
-    card = scorecard(scored, cfg.quantiles, cfg.alpha, horizon, list(fitted.baselines))
-    card["baselines_skipped"] = fitted.skipped
-    card["test"]["raw"]["crossing_rate_before_repair"] = crossing_rate(raw_unsorted)
+    card = scorecard(predictions, cfg.quantiles, cfg.alpha, horizon, methods)
+    deployed_name = cfg.name
     metrics = {
         "model": cfg.name,
+        "deployed": deployed_name,
         "horizon": horizon,
         "target_coverage": cfg.target_coverage,
         "quantiles": cfg.quantiles,
+        "interval": list(cfg.interval),
         "volatility_scaled": isinstance(model, VolatilityScaled),
         **card,
+        "baselines_skipped": fitted.skipped,
+        "fallbacks": fitted.fallbacks,
+        "clipped": calibrated.clipped,
+        "crossing_rate_before_repair": crossing_rate(raw_unsorted),
+        "calibration": {
+            name: {"rows": c.n_rows, "dates": c.n_dates, "effective_rows": c.n_effective}
+            for name, c in fitted.calibrations.items()
+        },
         "rows": fitted.rows | {"test": test.height},
         "splits": splits.splits_dict(),
     }
-    result = TrainResult(model, cqr, aci, splits, metrics, predictions, seconds)
+    result = TrainResult(
+        model,
+        fitted.calibrations[deployed_name],
+        calibrated.states[deployed_name],
+        splits,
+        metrics,
+        predictions,
+        seconds,
+    )
     if windows is not None:
         result.window = deployment_window(trading_dates(table), horizon, cfg, windows)
         result.deployed = fit_window(table, prices, features, cfg, horizon, result.window)

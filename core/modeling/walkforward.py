@@ -2,22 +2,31 @@
 
 Each fit learns on a ``core.modeling.timeline.Window``'s fit segments and forecasts its
 dates; features and price models use data up to each forecast's date only, so a refit sees
-nothing from after the forecasts it makes. CQR is fitted per window; the online
-calibration then runs once over every forecast in date order (``calibrate_in_order``).
+nothing from after the forecasts it makes. Every method, the configured model and each
+baseline alike, is calibrated per level on the window's calibration rows
+(``core.modeling.calibration``); the online trackers then run once over every forecast in
+date order, each method with its own state (``calibrate_in_order``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from core.config import ModelSettings
 from core.errors import InsufficientDataError
-from core.modeling.conformal import CQR, ACIState, aci_intervals, apply_cqr, fit_cqr, start_state
+from core.modeling.aggregation import AggregationState, aggregate, start_aggregation
+from core.modeling.calibration import (
+    LevelCalibration,
+    TrackerState,
+    fit_calibration,
+    start_tracker,
+    track,
+)
 from core.modeling.models import MODELS, make_model
 from core.modeling.models.base import QuantileRegressor
 from core.modeling.models.prices import uses_prices
@@ -34,14 +43,26 @@ from core.modeling.timeline import (
 
 @dataclass
 class Fitted:
-    """A window's fit: the model, its CQR calibration, rows per segment, baselines' fits."""
+    """A window's fit: the model, the baselines fitted beside it, and every method's
+    calibration (keyed by method name), rows per segment."""
 
     model: QuantileRegressor
-    cqr: CQR
+    calibrations: dict[str, LevelCalibration]
     rows: dict[str, int]
     baselines: dict[str, QuantileRegressor]
     seconds: float  # the model's fit (without the baselines')
     skipped: dict[str, str]  # baselines that could not be fitted on the window, with why
+    fallbacks: dict[str, dict[str, str]] = field(default_factory=dict)  # method -> symbol -> why
+
+    @property
+    def methods(self) -> dict[str, QuantileRegressor]:
+        """The model and the baselines, by name."""
+        return {self.model.name: self.model} | self.baselines
+
+
+def prefix(method: str, cfg: ModelSettings) -> str:
+    """A method's column prefix: none for the configured model, its name for the others."""
+    return "" if method == cfg.name else method
 
 
 def fit_model(
@@ -52,15 +73,17 @@ def fit_model(
     horizon: int,
     name: str,
 ) -> QuantileRegressor:
-    """Model ``name`` fitted on the training rows, stopping early on validation (the
-    configured parameters apply to the configured model only, not to the baselines)."""
+    """Model ``name`` fitted on the training rows, stopping early on validation; a baseline,
+    which has no early stopping, fits on training plus validation rows. The configured
+    parameters apply to the configured model only."""
     spec = MODELS[name]
     scaled = use_scaling(cfg.volatility_scaling, spec.inner_defaults, features)
     params = cfg.params if name == cfg.name else {}
     model = make_model(name, cfg.quantiles, features, horizon, params, scaled)
     if uses_prices(model):
         model.attach_prices(prices)  # type: ignore[attr-defined]
-    model.fit(seg["train"], seg["train"]["y"].to_numpy(), seg["val"], seg["val"]["y"].to_numpy())
+    train = pl.concat([seg["train"], seg["val"]]) if spec.baseline else seg["train"]
+    model.fit(train, train["y"].to_numpy(), seg["val"], seg["val"]["y"].to_numpy())
     return model
 
 
@@ -81,30 +104,29 @@ def fit_window(
     window: Window,
     baselines: tuple[str, ...] = (),
 ) -> Fitted:
-    """Fit the configured model on the window and calibrate CQR on its calibration rows;
-    also fit ``baselines`` on the same rows (``Fitted.baselines``)."""
+    """Fit the configured model and ``baselines`` on the window, and calibrate each of them
+    per level on its calibration rows."""
     seg = segments(table, window, horizon)
     seg["train"] = every_nth_date(seg["train"], train_step(cfg, horizon))
     check_segments(seg, cfg.min_segment_dates, cfg.min_segment_rows, window, FIT_SEGMENTS)
     started = time.perf_counter()
     model = fit_model(seg, prices, features, cfg, horizon, cfg.name)
     seconds = time.perf_counter() - started
-    cal = seg["cal"]
-    cqr = fit_cqr(
-        model.predict(cal),
-        cal["y"].to_numpy(),
-        cfg.quantiles,
-        cfg.alpha,
-        cfg.cqr_mode,
-        cfg.cqr_normalized,
-    )
     others, skipped = {}, {}
-    for name in baselines:
+    for name in (b for b in baselines if b != cfg.name):
         try:
             others[name] = fit_model(seg, prices, features, cfg, horizon, name)
         except ValueError as exc:  # too short a history for this baseline: scored without it
             skipped[name] = str(exc)
-    return Fitted(model, cqr, {k: v.height for k, v in seg.items()}, others, seconds, skipped)
+    fitted = Fitted(model, {}, {k: v.height for k, v in seg.items()}, others, seconds, skipped)
+    cal = seg["cal"]
+    y, dates = cal["y"].to_numpy(), cal["date"].cast(pl.String).to_numpy()
+    for name, method in fitted.methods.items():
+        raw = method.predict(cal)
+        fitted.calibrations[name] = fit_calibration(raw, y, dates, cfg.quantiles, cfg.interval)
+        if getattr(method, "fallbacks", None):
+            fitted.fallbacks[name] = dict(method.fallbacks)  # type: ignore[attr-defined]
+    return fitted
 
 
 def refit(
@@ -115,82 +137,117 @@ def refit(
     horizon: int,
     window: Window,
     baselines: list[str],
-) -> tuple[pl.DataFrame, CQR]:
-    """One backtest refit: the model's raw quantiles for every row forecast in the window
-    (symbol, date, y, refit, q_*_raw) and each baseline's (``<name>_q_*``, fitted on the
-    same window), plus the window's CQR calibration. Nothing dated after the window's last
-    forecast is even passed on."""
+) -> tuple[pl.DataFrame, dict[str, LevelCalibration], dict[str, dict[str, str]]]:
+    """One backtest refit: every method's raw quantiles for every row forecast in the
+    window (symbol, date, y, refit, ``<prefix>q_*_raw``), every method's calibration and the
+    fits that fell back. Nothing dated after the window's last forecast is even passed on."""
     table = table.filter(pl.col("date") <= window.until)
     prices = prices.filter(pl.col("date") <= window.until)
     fitted = fit_window(table, prices, features, cfg, horizon, window, tuple(baselines))
     rows = table.filter(pl.col("date") >= window.refit).sort("date", "symbol")
-    block = forecast_block(rows, fitted.model.predict(rows), window.refit, cfg.quantiles)
-    return with_baselines(block, rows, fitted.baselines, cfg.quantiles), fitted.cqr
-
-
-def forecast_block(
-    rows: pl.DataFrame, raw: np.ndarray, refit: dt.date, quantiles: list[float]
-) -> pl.DataFrame:
-    """A fit's forecasts of ``rows``: symbol, date, y, refit and the raw quantiles
-    (``q_*_raw``, from ``raw``), what ``calibrate_in_order`` calibrates."""
-    return rows.select("symbol", "date", "y").with_columns(
-        pl.lit(refit).alias("refit"),
-        *[pl.Series(f"{c}_raw", raw[:, j]) for j, c in enumerate(qcols(quantiles))],
+    raws = {prefix(n, cfg): m.predict(rows) for n, m in fitted.methods.items()}
+    return (
+        forecast_block(rows, raws, window.refit, cfg.quantiles),
+        fitted.calibrations,
+        fitted.fallbacks,
     )
 
 
-def with_baselines(
-    block: pl.DataFrame,
-    rows: pl.DataFrame,
-    baselines: dict[str, QuantileRegressor],
-    quantiles: list[float],
+def forecast_block(
+    rows: pl.DataFrame, raws: dict[str, np.ndarray], refit: dt.date, quantiles: list[float]
 ) -> pl.DataFrame:
-    """The block with each baseline's quantiles of the same rows (``<name>_q_*``)."""
-    for name, model in baselines.items():
-        preds = model.predict(rows)
-        block = block.with_columns(
-            *[pl.Series(c, preds[:, j]) for j, c in enumerate(qcols(quantiles, name))]
-        )
-    return block
+    """A fit's forecasts of ``rows``: symbol, date, y, refit and each method's raw quantiles
+    (``<prefix>q_*_raw``, keyed by prefix), what ``calibrate_in_order`` calibrates."""
+    return rows.select("symbol", "date", "y").with_columns(
+        pl.lit(refit).alias("refit"),
+        *[
+            pl.Series(f"{c}_raw", raw[:, j])
+            for p, raw in raws.items()
+            for j, c in enumerate(qcols(quantiles, p))
+        ],
+    )
+
+
+@dataclass
+class Calibrated:
+    """Forecasts calibrated in date order: the frame with each method's emitted quantiles
+    (``<prefix>q_*``) beside its raw ones, each method's tracker state at the end, and how
+    many values the sanity bound clipped per method."""
+
+    frame: pl.DataFrame
+    states: dict[str, TrackerState]
+    clipped: dict[str, int]
 
 
 def calibrate_in_order(
-    blocks: list[tuple[pl.DataFrame, CQR]],
+    blocks: list[tuple[pl.DataFrame, dict[str, LevelCalibration]]],
     cfg: ModelSettings,
     horizon: int,
-    state: ACIState | None = None,
-) -> tuple[pl.DataFrame, ACIState]:
-    """CQR per refit, then the online calibration once over every forecast in date order,
-    its state carried across refits (the rule ``predict`` follows too: a new model continues
-    the state of the one it replaces). Adds q_* (calibrated), lo_cqr, hi_cqr, lo, hi,
-    aci_alpha, aci_q. ``state`` (default: a fresh one at the first refit's calibration) is
-    continued in place and returned."""
-    raw_cols = [f"{c}_raw" for c in qcols(cfg.quantiles)]
+    states: dict[str, TrackerState] | None = None,
+) -> Calibrated:
+    """Each refit's per-level calibration, then each method's online tracker once over every
+    forecast in date order, its state carried across refits (the rule ``predict`` follows
+    too: a new fit continues the state of the one it replaces). ``states`` (default: fresh
+    ones) are continued in place."""
+    states = states if states is not None else {}
+    clipped: dict[str, int] = {}
     out = []
-    for frame, cqr in sorted(
+    for frame, calibrations in sorted(
         blocks, key=lambda b: b[0]["refit"][0] if b[0].height else dt.date.min
     ):
         if not frame.height:
             continue
-        state = state or start_state(cqr, cfg.online_method, cfg.online_step, horizon)
         frame = frame.sort("date", "symbol")
-        raw = frame.select(raw_cols).to_numpy()
-        calibrated, lo_cqr, hi_cqr = apply_cqr(cqr, raw)
         y = frame["y"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        lo, hi, used, offset = aci_intervals(
-            cqr, state, frame["date"].cast(pl.String).to_numpy(), raw, y
-        )
-        out.append(
-            frame.with_columns(
-                *[pl.Series(c, calibrated[:, j]) for j, c in enumerate(qcols(cfg.quantiles))],
-                pl.Series("lo_cqr", lo_cqr),
-                pl.Series("hi_cqr", hi_cqr),
-                pl.Series("lo", lo),
-                pl.Series("hi", hi),
-                pl.Series("aci_alpha", used, nan_to_null=True),
-                pl.Series("aci_q", offset),
+        dates = frame["date"].cast(pl.String).to_numpy()
+        added = []
+        for method, cal in calibrations.items():
+            cols = qcols(cfg.quantiles, prefix(method, cfg))
+            if f"{cols[0]}_raw" not in frame.columns:
+                continue
+            state = states.setdefault(
+                method, start_tracker(cfg.quantiles, horizon, cfg.tracker_step, method)
             )
-        )
-    if not out or state is None:
+            raw = frame.select(f"{c}_raw" for c in cols).to_numpy()
+            emitted, n = track(cal, state, dates, raw, y, cfg.quantile_bound)
+            clipped[method] = clipped.get(method, 0) + n
+            added += [pl.Series(c, emitted[:, j]) for j, c in enumerate(cols)]
+        out.append(frame.with_columns(added))
+    if not out:
         raise InsufficientDataError("the backtest forecast no row")
-    return pl.concat(out, how="diagonal_relaxed"), state
+    return Calibrated(pl.concat(out, how="diagonal_relaxed"), states, clipped)
+
+
+AGGREGATE = "boa"  # the online aggregation candidate: Bernstein online aggregation
+
+
+def complete_methods(frame: pl.DataFrame, cfg: ModelSettings, names: list[str]) -> dict[str, str]:
+    """name -> column prefix of the methods with calibrated quantiles on every row (a baseline
+    that could not be fitted on some window has none there)."""
+    first = {n: qcols(cfg.quantiles, prefix(n, cfg))[0] for n in names}
+    return {
+        n: prefix(n, cfg)
+        for n in names
+        if first[n] in frame.columns and not frame[first[n]].null_count()
+    }
+
+
+def with_aggregation(
+    frame: pl.DataFrame, cfg: ModelSettings, horizon: int, methods: dict[str, str]
+) -> tuple[pl.DataFrame, AggregationState]:
+    """The frame with the online aggregation of the methods' calibrated quantiles
+    (``boa_q_*``; its ``_raw`` columns are the same: it combines calibrated forecasts), per
+    level, weights from each date's pinball loss known h dates later (``core.modeling.
+    aggregation``); and the aggregation's state at the end."""
+    frame = frame.sort("date", "symbol")
+    experts = np.stack(
+        [frame.select(qcols(cfg.quantiles, p)).to_numpy() for p in methods.values()], axis=1
+    )
+    state = start_aggregation(AGGREGATE, list(methods), cfg.quantiles, horizon)
+    y = frame["y"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    combined, _ = aggregate(state, frame["date"].cast(pl.String).to_numpy(), experts, y)
+    cols = qcols(cfg.quantiles, AGGREGATE)
+    return frame.with_columns(
+        *[pl.Series(c, combined[:, j]) for j, c in enumerate(cols)],
+        *[pl.Series(f"{c}_raw", combined[:, j]) for j, c in enumerate(cols)],
+    ), state

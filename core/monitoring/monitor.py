@@ -18,6 +18,7 @@ from core.config import MonitorSettings
 from core.errors import DamagedArtifactError, InputError
 from core.features.registry import drift_exempt
 from core.features.table import FeatureBuild, MissingInputError, price_panel
+from core.modeling.scorecard import metrics_interval
 from core.monitoring import alerts, drift, health, scores
 from core.runs import MissingRunError, RunManifest, read_run
 from core.storage import DamagedFileError, Store
@@ -111,7 +112,12 @@ def check_prices(forecasts: pl.DataFrame, prices: pl.DataFrame, store: Store) ->
 
 
 def score_pass(
-    store: Store, as_of: dt.date, backfill: bool, horizon: int, quantiles: list[float]
+    store: Store,
+    as_of: dt.date,
+    backfill: bool,
+    horizon: int,
+    quantiles: list[float],
+    interval: tuple[float, float],
 ) -> tuple[pl.DataFrame, dict[str, Any], list[str]]:
     """(the merged score table, counts, notes): live forecasts (all with ``backfill``, else
     those since the newest live score minus LIVE_LOOKBACK_DAYS) and, with ``backfill``, the
@@ -160,7 +166,7 @@ def score_pass(
     counts = {"prediction_files": files, "scored": 0, "pending": 0}
     for source, frame in batches:
         check_prices(frame, prices, store)
-        scored = scores.score(frame, known, quantiles, source)
+        scored = scores.score(frame, known, quantiles, interval, source)
         counts["scored"] += scored.height
         counts["pending"] += frame.height - scored.height
         table = scores.merge(table, scored)
@@ -229,7 +235,8 @@ def monitor(
     run_id = run.run_id
     run_metrics = run.metrics(store)
     horizon, quantiles = run_metrics["horizon"], run_metrics["quantiles"]
-    table, counts, notes = score_pass(store, as_of, backfill, horizon, quantiles)
+    interval = metrics_interval(run_metrics)
+    table, counts, notes = score_pass(store, as_of, backfill, horizon, quantiles, interval)
     series = scores.monitored(table.filter(pl.col("date") <= as_of))
     rolled = scores.rolling(series, cfg.windows, quantiles)
     drift_table, drift_note = drift_pass(store, run, as_of, cfg)
@@ -244,6 +251,8 @@ def monitor(
         "run_id": run_id,
         "horizon": horizon,
         "quantiles": quantiles,
+        "interval": list(interval),
+        "method": run_metrics.get("deployed", run_metrics["model"]),
         "backfill": backfill,
         **counts,
         "scores_rows": table.height,

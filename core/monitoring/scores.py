@@ -15,7 +15,14 @@ import polars as pl
 
 from core.features.build import target_expr
 from core.modeling.models.baselines import ewma_quantiles
-from core.modeling.scorecard import pinball_expr, qcols, terciles, trailing_volatility
+from core.modeling.scorecard import (
+    crps_expr,
+    pinball_expr,
+    qcols,
+    terciles,
+    trailing_volatility,
+    with_interval,
+)
 
 KEY = ["source", "symbol", "date"]
 
@@ -35,12 +42,19 @@ def outcomes(prices: pl.DataFrame, horizon: int, quantiles: list[float]) -> pl.D
 
 
 def score(
-    forecasts: pl.DataFrame, known: pl.DataFrame, quantiles: list[float], source: str
+    forecasts: pl.DataFrame,
+    known: pl.DataFrame,
+    quantiles: list[float],
+    interval: tuple[float, float],
+    source: str,
 ) -> pl.DataFrame:
-    """The forecasts (symbol, date, run_id, q_*, lo, hi) whose outcome ``known`` holds, scored."""
+    """The forecasts (symbol, date, run_id, q_*) whose outcome ``known`` holds, scored; the
+    interval (``lo``, ``hi``) is the columns of its two levels (layout 1 files: their own)."""
     cols = qcols(quantiles)
-    rows = forecasts.select("symbol", "date", "run_id", *cols, "lo", "hi").join(
-        known.filter(pl.col("y").is_not_null()), on=["symbol", "date"], how="inner"
+    rows = (
+        with_interval(forecasts, interval)
+        .select("symbol", "date", "run_id", *cols, "lo", "hi")
+        .join(known.filter(pl.col("y").is_not_null()), on=["symbol", "date"], how="inner")
     )
     y = pl.col("y")
     return rows.select(
@@ -58,6 +72,7 @@ def score(
             for q, c in zip(quantiles, cols, strict=True)
         ],
         pinball_expr(cols, quantiles).alias("pinball"),
+        crps_expr(cols, quantiles).alias("crps"),
         pinball_expr(qcols(quantiles, "ewma"), quantiles).alias("ewma_pinball"),
         "vol20",
     ).sort("date", "symbol")

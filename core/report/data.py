@@ -18,7 +18,13 @@ from core.config import MonitorSettings
 from core.data.tickers import sectors_of
 from core.errors import InputError
 from core.features.table import price_panel
-from core.modeling.scorecard import model_card, qcols, volatility_terciles
+from core.modeling.scorecard import (
+    metrics_interval,
+    model_card,
+    qcols,
+    volatility_terciles,
+    with_interval,
+)
 from core.monitoring import scores as monitoring
 from core.monitoring.health import quality_reports
 from core.monitoring.monitor import newest_backtest, prediction_dates
@@ -42,15 +48,14 @@ def _columns(frame: pl.DataFrame) -> dict[str, list[Any]]:
     return {c: frame[c].to_list() for c in frame.columns}
 
 
-def latest_forecasts(store: Store, tickers: str) -> tuple[str, pl.DataFrame]:
-    """(as_of, today's forecasts with sector, width and volatility tercile)."""
+def latest_forecasts(
+    store: Store, tickers: str, interval: tuple[float, float]
+) -> tuple[str, pl.DataFrame]:
+    """(as_of, today's forecasts with their target interval ``lo``, ``hi``, its width,
+    sector and volatility tercile)."""
     dates = prediction_dates(store)
-    if not dates:
-        raise NoReportInputError(
-            f"no predictions in {store.uri(layout.PREDICTIONS.prefix)}: run `python -m flows.predict` first"
-        )
     as_of, key = next(reversed(dates.items()))
-    table = store.read_parquet(key)
+    table = with_interval(store.read_parquet(key), interval)
     sectors = sectors_of(tickers)
     cols = [c for c in table.columns if c.startswith("q_") and not c.endswith("_raw")]
     prices = price_panel(store)
@@ -61,7 +66,18 @@ def latest_forecasts(store: Store, tickers: str) -> tuple[str, pl.DataFrame]:
         (pl.col("hi") - pl.col("lo")).alias("width"),
         pl.Series("vol_tercile", volatility_terciles(table, prices)),
     )
-    keep = ["symbol", "sector", "date", *cols, "lo", "hi", "width", "vol_tercile", "run_id"]
+    keep = [
+        "symbol",
+        "sector",
+        "date",
+        "target_date",
+        *cols,
+        "lo",
+        "hi",
+        "width",
+        "vol_tercile",
+        "run_id",
+    ]
     return str(as_of), table.select([c for c in keep if c in table.columns])
 
 
@@ -82,12 +98,11 @@ def history(store: Store, run: RunManifest) -> tuple[pl.DataFrame, str]:
             f"run {run_id} has no {key}"
         )
     test = run.read_parquet(store, key).filter(pl.col("y").is_not_null())
-    test = test.with_columns(
+    test = test.rename({"lo_cqr_aci": "lo", "hi_cqr_aci": "hi"}, strict=False)  # layout 1
+    test = with_interval(test, metrics_interval(run.metrics(store))).with_columns(
         pl.lit("held-out test").alias("source"),
-        ((pl.col("y") >= pl.col("lo_cqr_aci")) & (pl.col("y") <= pl.col("hi_cqr_aci"))).alias(
-            "hit"
-        ),
-    ).rename({"lo_cqr_aci": "lo", "hi_cqr_aci": "hi"}, strict=False)
+        ((pl.col("y") >= pl.col("lo")) & (pl.col("y") <= pl.col("hi"))).alias("hit"),
+    )
     return (
         test,
         f"the held-out test period of run {run_id} (the monitor has not scored any forecast yet)",
@@ -137,11 +152,13 @@ def backtest_ratios(store: Store) -> dict[str, Any] | None:
         return None
     bid, _, metrics = found
     months = pl.DataFrame(metrics["monthly"])
-    bases = [c.removeprefix("pinball_") for c in months.columns if c.startswith("pinball_")]
+    loss = "crps" if "crps" in months.columns else "pinball"  # layout 1 backtests: pinball
+    bases = [c.removeprefix(f"{loss}_") for c in months.columns if c.startswith(f"{loss}_")]
     return {
         "backtest_id": bid,
+        "loss": loss,
         "month": months["month"].to_list(),
-        **{b: (months["pinball"] / months[f"pinball_{b}"]).round(4).to_list() for b in bases},
+        **{b: (months[loss] / months[f"{loss}_{b}"]).round(4).to_list() for b in bases},
     }
 
 
@@ -156,16 +173,23 @@ def quality(store: Store) -> dict[str, Any] | None:
 
 def report_data(store: Store, cfg: MonitorSettings, tickers: str) -> dict[str, Any]:
     """Everything the page shows, as plain JSON values."""
-    as_of, today = latest_forecasts(store, tickers)
-    run_id = today["run_id"][0] if "run_id" in today.columns else resolve(store, "latest")
+    dates = prediction_dates(store)
+    if not dates:
+        raise NoReportInputError(
+            f"no predictions in {store.uri(layout.PREDICTIONS.prefix)}: run `python -m flows.predict` first"
+        )
+    newest = store.read_parquet(next(reversed(dates.values())))
+    run_id = newest["run_id"][0] if "run_id" in newest.columns else resolve(store, "latest")
     try:
         run = read_run(store, run_id)
     except MissingRunError:
         raise NoReportInputError(
-            f"the predictions of {as_of} name run {run_id}, which is not in {store.uri('models')}"
+            f"the predictions of {next(reversed(dates))} name run {run_id}, which is not in "
+            f"{store.uri('models')}"
         ) from None
     metrics = run.metrics(store)
     quantiles = metrics["quantiles"]
+    as_of, today = latest_forecasts(store, tickers, metrics_interval(metrics))
     series, source = history(store, run)
     summary = (
         store.read_json(layout.MONITOR_SUMMARY())
@@ -177,7 +201,7 @@ def report_data(store: Store, cfg: MonitorSettings, tickers: str) -> dict[str, A
         "as_of": as_of,
         "run_id": run_id,
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": metrics["model"],
+        "model": metrics.get("deployed", metrics["model"]),
         "horizon": metrics["horizon"],
         "target": target,
         "band": list(cfg.coverage_band),
@@ -192,7 +216,8 @@ def report_data(store: Store, cfg: MonitorSettings, tickers: str) -> dict[str, A
         "monitor": summary,
         "quality": quality(store),
         "model_card": model_card(metrics, run_id)
-        if "test" in metrics
-        else f"run {run_id} has no held-out metrics to show",
+        if "calibrated" in metrics
+        else f"run {run_id} predates per-level calibration (layout 1): retrain "
+        "(python -m flows.train) for a model card of every method calibrated alike",
         "coverage_all": float(np.mean(series["hit"].to_numpy())) if series.height else None,
     }

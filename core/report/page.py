@@ -116,8 +116,8 @@ const esc = s => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(
     {margin: {t: 30, r: 10}, title: {text: 'Calibration: outcomes below each quantile', font: {size: 12}}, xaxis: {title: {text: 'nominal'}}, yaxis: {title: {text: 'observed'}}, legend: {orientation: 'h'}});
   const P = [];
   Object.keys(T).filter(k => k.startsWith('pinball_ratio_ewma')).forEach(k => P.push({x: T.date, y: T[k], mode: 'lines', name: 'vs ewma (' + k.split('_').pop() + '-day, scores)'}));
-  if (D.backtest) Object.keys(D.backtest).filter(k => k !== 'month' && k !== 'backtest_id').forEach(b => P.push({x: D.backtest.month, y: D.backtest[b], mode: 'lines', name: 'vs ' + b + ' (backtest, monthly)'}));
-  Plotly.newPlot('pinball', P, {margin: {t: 30, r: 10}, title: {text: 'Pinball loss ratio to the baselines (below 1: the model is better)', font: {size: 12}},
+  if (D.backtest) Object.keys(D.backtest).filter(k => !['month', 'backtest_id', 'loss'].includes(k)).forEach(b => P.push({x: D.backtest.month, y: D.backtest[b], mode: 'lines', name: 'vs ' + b + ' (backtest, monthly ' + D.backtest.loss + ')'}));
+  Plotly.newPlot('pinball', P, {margin: {t: 30, r: 10}, title: {text: 'Loss ratio to the baselines (pinball in the scores, CRPS in the backtest; below 1: the model is better)', font: {size: 12}},
     shapes: [{type: 'line', xref: 'paper', x0: 0, x1: 1, y0: 1, y1: 1, line: {dash: 'dot', color: '#999'}}], legend: {orientation: 'h'},
     annotations: P.length ? [] : [{text: 'no baseline losses yet: run the monitor (python -m flows.monitor --backfill) or a backtest', xref: 'paper', yref: 'paper', x: 0.5, y: 0.5, showarrow: false}]});
 })();

@@ -28,7 +28,7 @@ def test_backtest_writes_a_verified_folder_and_a_rerun_resumes(store_dir, tmp_pa
         assert sha256(store.read_bytes(key)) == digest
     assert {
         layout.BACKTEST_PLOT(backtest_id=bid, name=n)
-        for n in ("coverage_by_month", "pinball_ratio_by_month", "width_by_month")
+        for n in ("coverage_by_month", "crps_ratio_by_month", "width_by_month")
     } <= set(manifest["files"])
 
     preds = store.read_parquet(layout.BACKTEST_PREDICTIONS(backtest_id=bid))
@@ -47,30 +47,25 @@ def test_backtest_writes_a_verified_folder_and_a_rerun_resumes(store_dir, tmp_pa
         block = preds.filter(pl.col("refit") == dt.date.fromisoformat(w["refit"]))
         assert str(block["date"].min()) == w["refit"] and str(block["date"].max()) == w["until"]
         assert w["cal"][1] < w["refit"]
-    assert {
-        "aci_alpha",
-        "lo",
-        "hi",
-        "lo_cqr",
-        "q_0.5",
-        "q_0.5_raw",
-        "ewma_q_0.1",
-        "garch_q_0.9",
-        "har_q_0.5",
-        "historical_q_0.9",
-        "vol_tercile",
-    } <= set(preds.columns)
-    assert (preds["lo"] <= preds["hi"]).all()
+    methods = ["lightgbm", "historical", "ewma", "garch", "har", "boa"]
+    for p in ("", "ewma_", "garch_", "har_", "historical_", "boa_"):
+        for suffix in ("", "_raw"):
+            assert {f"{p}q_{q}{suffix}" for q in metrics["quantiles"]} <= set(preds.columns)
+    assert not {"lo", "hi", "aci_q", "aci_alpha"} & set(preds.columns)
+    values = preds.select(f"q_{q}" for q in metrics["quantiles"]).to_numpy()
+    assert (values[:, 1:] >= values[:, :-1]).all()
 
-    assert set(metrics["baselines"]) == {"historical", "ewma", "garch", "har"}
-    for name, test in metrics["tests"]["diebold_mariano"]["cqr_aci"].items():
+    assert metrics["methods"] == methods and set(metrics["online_state_end"]) == set(methods[:-1])
+    assert metrics["aggregated"] == methods[:-1]
+    for name, test in metrics["tests"]["diebold_mariano"]["calibrated"]["lightgbm"].items():
         assert 0 <= test["p_value"] <= 1 and test["beats"] == (
             test["mean_diff"] < 0 and test["p_value"] < 0.05
         ), name
-    assert set(metrics["test"]["cqr_aci"]["coverage_by_year"]) == {"2017", "2018"}
+    assert {g["year"] for g in metrics["groups"]["lightgbm"]["year"]} == {"2017", "2018"}
     assert len(metrics["monthly"]) == metrics["track_record"]["months"] == 7
-    assert 0.6 < metrics["test"]["cqr_aci"]["coverage"] < 0.95
-    assert "| cqr_aci |" in first["summary"] and "Diebold-Mariano" in first["summary"]
+    assert {f"crps_{m}" for m in methods[1:]} <= set(metrics["monthly"][0])
+    assert 0.6 < metrics["calibrated"]["lightgbm"]["coverage"] < 0.95
+    assert "| lightgbm (calibrated) |" in first["summary"] and "Diebold-Mariano" in first["summary"]
     assert list((tmp_path / "wandb").rglob("offline-run-*"))
 
     # interrupted: one refit's forecasts are gone; a rerun refits only that one
@@ -82,17 +77,16 @@ def test_backtest_writes_a_verified_folder_and_a_rerun_resumes(store_dir, tmp_pa
     assert second["manifest"]["refits_reused"] == 2 and store.exists(gone)
     again = store.read_parquet(layout.BACKTEST_PREDICTIONS(backtest_id=second["backtest_id"]))
     assert again.equals(preds)
-    assert preds["aci_alpha"].is_null().all() and preds["aci_q"].n_unique() > 10  # tracker
 
-    # another online calibration re-runs only the calibration: every refit is reused
-    monkeypatch.setenv("SMA_MODEL__ONLINE_METHOD", "aci")
+    # another tracker step re-runs only the calibration: every refit is reused
+    monkeypatch.setenv("SMA_MODEL__TRACKER_STEP", "0.2")
     third: dict[str, Any] = backtest(store=str(store_dir), **RUN)  # pyright: ignore[reportAssignmentType]
     assert third["manifest"]["refits_reused"] == 3
-    aci = store.read_parquet(layout.BACKTEST_PREDICTIONS(backtest_id=third["backtest_id"]))
-    assert aci.select("symbol", "date", "q_0.5_raw").equals(
+    faster = store.read_parquet(layout.BACKTEST_PREDICTIONS(backtest_id=third["backtest_id"]))
+    assert faster.select("symbol", "date", "q_0.5_raw").equals(
         preds.select("symbol", "date", "q_0.5_raw")
     )
-    assert aci["aci_alpha"].n_unique() > 10 and not aci["lo"].equals(preds["lo"])
+    assert not faster["q_0.1"].equals(preds["q_0.1"])
 
 
 def test_backtest_input_errors_exit_2_naming_the_problem(store_dir, tmp_path, capsys):
@@ -120,7 +114,7 @@ def test_readers_refuse_a_backtest_file_that_differs_from_its_manifest(store_dir
     frame = store.read_parquet(key)
     assert found is not None and found[0] == result["backtest_id"]
     assert found[1].drop("run_id").equals(frame)
-    store.write_parquet(key, frame.with_columns(pl.col("lo") - 1.0))  # still valid Parquet
+    store.write_parquet(key, frame.with_columns(pl.col("q_0.1") - 1.0))  # still valid Parquet
     with pytest.raises(
         DamagedArtifactError, match=r"predictions\.parquet: does not match the sha256"
     ):

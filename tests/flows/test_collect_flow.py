@@ -116,7 +116,7 @@ def test_sample_collection_layout_and_incremental_rerun(tmp_path, monkeypatch):
 
     # Same request inside the cache window: nothing is fetched again, even with settings
     # changed that collection does not use (a task's cache key covers only its inputs).
-    monkeypatch.setenv("SMA_MODEL__QUANTILES", "[0.05, 0.5, 0.95]")
+    monkeypatch.setenv("SMA_MODEL__QUANTILES", "[0.05, 0.1, 0.5, 0.9, 0.95]")
     monkeypatch.setenv("SMA_FEATURES__HORIZON", "5")
     again = run(tmp_path / "store", symbols_per_task=15)
     assert len(recorder.calls) == 3 and again["ok"] == 39

@@ -36,14 +36,22 @@ def test_predict_reads_the_old_run_and_features(old_store):
     assert summary["run_id"] == run_id and summary["symbols"] == len(SYMBOLS)
     assert summary["as_of"] == "2017-12-29"
     after = files(old_store)
-    # Every old file is byte for byte as it was, except the ACI state the run continues;
-    # the store is marked with its layout version on this first write.
+    # Every old file is byte for byte as it was, except the ACI state the run continues and
+    # the day's prediction file; the store is marked with this layout version on this first
+    # write (older code then refuses what this one writes)
     changed = {k for k in before if before[k] != after[k]}
     assert changed <= {f"predictions/aci/{run_id}.json", "predictions/2017-12-29.parquet"}
-    assert Store(str(old_store)).read_json("store.json")["layout_version"] == 1
+    assert Store(str(old_store)).read_json("store.json")["layout_version"] == layout.LAYOUT_VERSION
     # its ACI state (written before the tracker existed) is continued as ACI
     state = Store(str(old_store)).read_json(f"predictions/aci/{run_id}.json")
     assert state["method"] == "aci" and summary["online_state"].startswith("ACI alpha")
+    # and its forecast is one coherent set: its online interval is its outer levels
+    out = Store(str(old_store)).read_parquet("predictions/2017-12-29.parquet")
+    levels = [0.1, 0.25, 0.5, 0.75, 0.9]
+    assert out.columns == ["symbol", "date", "target_date", "horizon", "method",
+                           *[f"q_{q}" for q in levels], "run_id"]  # fmt: skip
+    values = out.select(f"q_{q}" for q in levels).to_numpy()
+    assert (values[:, 1:] >= values[:, :-1]).all()
 
 
 def test_monitor_and_report_read_the_old_store(old_store):

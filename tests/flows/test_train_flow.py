@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -33,31 +34,51 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
         metrics["run_id"] == run_id and metrics["model"] == "lightgbm" and metrics["horizon"] == 3
     )
     assert metrics["target_coverage"] == 0.8
-    for method in ("raw", "cqr", "cqr_aci"):
-        assert {"pinball_mean", "coverage", "mean_width", "winkler", "rank_ic_mean"} <= set(
-            metrics["test"][method]
-        )
-        assert set(metrics["test"][method]["coverage_by_vol_tercile"]) == {"1", "2", "3"}
-    assert set(metrics["baselines"]) == {"historical", "ewma", "garch", "har"}
+    # the model, every baseline, and the online aggregation of them all (boa)
+    methods = ["lightgbm", "historical", "ewma", "garch", "har", "boa"]
+    assert metrics["methods"] == methods and metrics["deployed"] == "lightgbm"
+    levels = metrics["quantiles"]
+    assert len(levels) == 11 and metrics["interval"] == [0.1, 0.9]  # the default grid
+    for kind in ("calibrated", "raw"):
+        for method in methods:
+            figures = metrics[kind][method]
+            assert {"crps", "pinball_mean", "coverage", "interval_score", "rank_ic_mean"} <= set(
+                figures
+            )
+            assert {f"exceedance_{q}" for q in levels} <= set(figures)
+            assert abs(sum(figures["pit_histogram"]) - 1) < 1e-9
+    for method in methods:  # every method calibrated alike: its levels close to their tau
+        assert metrics["calibrated"][method]["max_exceedance_error"] < 0.08, method
+        groups = metrics["groups"][method]
+        assert {g["vol_tercile"] for g in groups["vol_tercile"]} == {"1", "2", "3"}
+        assert {g["year"] for g in groups["year"]} == {"2017", "2018"}
+        assert len(groups["symbol"]) == 39 and len(groups["month"]) > 3
     dm = metrics["tests"]["diebold_mariano"]
-    assert set(dm["cqr_aci"]) == set(metrics["baselines"]) and dm["lags"] >= metrics["horizon"] - 1
-    coverage = metrics["tests"]["coverage"]["cqr_aci"]
-    assert 0 <= coverage["q_0.1"]["kupiec_pass_share"] <= 1 and coverage["q_0.9"]["kupiec"]["n"] > 0
-    assert set(metrics["test"]["cqr_aci"]["coverage_by_year"]) == {"2017", "2018"}
-    assert 0.65 < metrics["test"]["cqr_aci"]["coverage"] < 0.95
+    assert set(dm["calibrated"]["lightgbm"]) == set(methods) - {"lightgbm"}
+    assert set(dm["raw"]["har"]) == set(methods) - {"har"} and dm["lags"] >= 2 * metrics["horizon"]
+    mcs = metrics["tests"]["mcs"]
+    assert set(mcs["included"]) | set(mcs["excluded"]) == set(methods) and mcs["size"] == 0.1
+    per_level = metrics["tests"]["levels"]["lightgbm"]
+    for q in levels:
+        t = per_level[f"q_{q}"]
+        assert 0 <= t["kupiec_pass_share"] <= 1 and 0.8 < t["reference_pass_share"] <= 1
+        assert 0 <= t["clustered_test"]["p_value"] <= 1
+    assert 0.65 < metrics["calibrated"]["lightgbm"]["coverage"] < 0.95
+    effective = metrics["calibration"]["lightgbm"]
+    assert max(effective["effective_rows"]) < effective["rows"]  # correlated across symbols
 
     preds = store.read_parquet(f"{prefix}/test_predictions.parquet")
     assert {
         "symbol",
         "date",
         "y",
-        "q_0.1",
-        "q_0.9",
-        "lo_raw",
-        "hi_cqr",
-        "lo_cqr_aci",
-        "hi_cqr_aci",
+        "q_0.01",
+        "q_0.99",
+        "q_0.1_raw",
+        "har_q_0.5",
+        "har_q_0.5_raw",
     } <= set(preds.columns)
+    assert not {"lo", "hi", "lo_cqr", "aci_q"} & set(preds.columns)
     assert preds.height == metrics["rows"]["test"]
     manifest = store.read_json(f"{prefix}/manifest.json")
     names = feature_names(["seed", "risk"], 3)  # the default groups
@@ -91,29 +112,44 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
         "plots/feature_importance.png",
     } <= set(manifest["files"])
     assert sum(f.startswith("plots/fan_") for f in manifest["files"]) == 3
-    assert "| cqr_aci |" in result["model_card"] and "baseline ewma" in result["model_card"]
+    card = result["model_card"]
+    assert "Deployed: **lightgbm**" in card and "| har (calibrated) |" in card
+    assert "| ewma (raw) |" in card and "Model Confidence Set" in card and "CRPS ~ 2 sum_k" in card
     offline = list((tmp_path / "wandb").rglob("offline-run-*"))
     assert offline and any(p.suffix == ".wandb" for p in offline[0].rglob("*"))
 
     summary: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
     out = store.read_parquet(f"predictions/{summary['as_of']}.parquet")
     assert out.height == summary["symbols"] == 39  # not APTV: its collection marked it insufficient
-    assert (out["lo"] <= out["q_0.5"]).all() and (out["q_0.5"] <= out["hi"]).all()
-    assert (out["run_id"] == run_id).all()
-    state_key = f"predictions/aci/{run_id}.json"
+    # one forecast set: the levels, no separate interval; never crossing
+    assert out.columns == ["symbol", "date", "target_date", "horizon", "method",
+                           *[f"q_{q}" for q in levels], "run_id"]  # fmt: skip
+    values = out.select(f"q_{q}" for q in levels).to_numpy()
+    assert (values[:, 1:] >= values[:, :-1]).all() and (out["method"] == "lightgbm").all()
+    assert (out["run_id"] == run_id).all() and (out["horizon"] == 3).all()
+    assert (out["target_date"] > out["date"]).all()
+    state_key = f"predictions/tracker/{run_id}.json"
     state = store.read_json(state_key)
+    assert state["method"] == "lightgbm" and len(state["offsets"]) == 11
 
     # Ten dates later the outcomes of those dates are known: the next prediction folds them in.
     # (the state as it was 10 dates ago: only outcomes at least h dates older were folded in)
+    from core.modeling.calibration import LevelCalibration
+
+    cal = LevelCalibration.from_dict(store.read_json(f"{prefix}/calibration.json")["levels"])
     keep = len(state["history"]) - 10
     applied = keep - state["horizon"] + 1
     history = state["history"]
-    assert state["method"] == "tracker"  # the default online calibration
-    undone = sum(err - state["target_alpha"] for _, err in history[applied : state["applied"]])
+    step = state["step"] * np.asarray(cal.inverse_density)
+
+    def folded(entries: list[Any]) -> np.ndarray:
+        return sum((step * (np.asarray(levels) - np.asarray(h)) for _, h in entries), np.zeros(11))
+
+    undone = folded(history[applied : state["applied"]])
     rewound = state | {
         "history": history[:keep],
         "applied": applied,
-        "q_t": state["q_t"] - state["gamma"] * undone,
+        "offsets": list(np.asarray(state["offsets"]) - undone),
     }
     store.write_json(state_key, rewound)
     again: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
@@ -121,14 +157,12 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     refolded = store.read_json(state_key)
     assert refolded["history"][:keep] == history[:keep]
     assert refolded["history"][-1][0] == state["history"][-1][0]
-    # q_t took in exactly the outcomes that became known (scored by the deployed fit,
-    # which predict uses: the rewound dates were the held-out fit's)
-    folded = refolded["history"][applied : refolded["applied"]]
-    expected = rewound["q_t"] + state["gamma"] * sum(e - state["target_alpha"] for _, e in folded)
-    assert refolded["q_t"] == pytest.approx(expected)
-    latest = store.read_parquet(f"predictions/{again['as_of']}.parquet")
-    assert latest["aci_q"].to_list() == pytest.approx([expected] * latest.height)
-    assert latest["aci_alpha"].is_null().all()  # no alpha level under the tracker
+    # the offsets took in exactly the outcomes that became known (scored by the deployed
+    # fit, which predict uses: the rewound dates were the held-out fit's)
+    expected = np.asarray(rewound["offsets"]) + folded(
+        refolded["history"][applied : refolded["applied"]]
+    )
+    assert refolded["offsets"] == pytest.approx(list(expected))
 
     # the monitor compares the newest features with the deployed fit's training rows
     from core.config import MonitorSettings
@@ -151,7 +185,7 @@ def test_tampered_model_is_refused_and_missing_inputs_exit_2(
     run_id = store.read_json("models/latest.json")["run_id"]
     calibration = Path(store.path(f"models/{run_id}/calibration.json"))
     doc = json.loads(calibration.read_text())
-    doc["cqr"]["q_lo"] = -1.0  # a quietly narrowed interval
+    doc["levels"]["shifts"][0] = 0.0  # a quietly narrowed tail
     calibration.write_text(json.dumps(doc))
     assert PREDICT.main(["--store", str(store_dir)]) == 3
     assert "calibration.json does not match" in capsys.readouterr().err
@@ -175,7 +209,8 @@ def test_baseline_model_run_predicts(store_dir):
     train(store=str(store_dir), model="ewma")
     summary: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
     out = Store(str(store_dir)).read_parquet(f"predictions/{summary['as_of']}.parquet")
-    assert out.filter(pl.col("hi") > pl.col("lo")).height == out.height
+    assert out.filter(pl.col("q_0.9") > pl.col("q_0.1")).height == out.height
+    assert (out["method"] == "ewma").all()
 
 
 def test_tune_writes_best_params_resumes_and_train_uses_them(

@@ -41,13 +41,17 @@ def test_keys_format_and_match_back():
 
 def test_first_write_records_the_layout_version_and_reads_write_nothing(tmp_path):
     store = Store(str(tmp_path / "s"))
-    assert layout.check_layout(store) == layout.LAYOUT_VERSION
+    assert layout.check_layout(store) == 1  # unmarked, as a store older than store.json is
     assert not (tmp_path / "s").exists()  # checking an empty store writes nothing
     store.write_json("a/b.json", {"x": 1})
     meta = store.read_json(layout.STORE_META())
     assert meta["layout_version"] == layout.LAYOUT_VERSION and "created_at" in meta
+    assert layout.check_layout(store) == layout.LAYOUT_VERSION
     store.write_json(layout.STORE_META(), meta | {"layout_version": layout.LAYOUT_VERSION + 1})
-    with pytest.raises(InputError, match=r"layout version 2, newer than this code's 1"):
+    newer = layout.LAYOUT_VERSION + 1
+    with pytest.raises(
+        InputError, match=rf"layout version {newer}, newer than this code's {layout.LAYOUT_VERSION}"
+    ):
         layout.check_layout(Store(str(tmp_path / "s")))
 
 
@@ -59,3 +63,16 @@ def test_a_store_without_version_is_layout_1_and_keeps_its_marker(tmp_path):
     first = store.read_bytes(layout.STORE_META())
     Store(str(tmp_path / "old")).write_json("raw/y.json", {})  # a later writer keeps it as it is
     assert store.read_bytes(layout.STORE_META()) == first
+
+
+def test_a_store_marked_by_an_older_version_is_upgraded_on_the_first_write(tmp_path):
+    """Older code must refuse the files this code writes: the marker goes up, keeping when
+    the store was created."""
+    store = Store(str(tmp_path / "v1"))
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "store.json").write_text('{"layout_version": 1, "created_at": "then"}')
+    assert layout.check_layout(store) == 1
+    store.write_json("raw/x.json", {})
+    meta = store.read_json(layout.STORE_META())
+    assert meta["layout_version"] == layout.LAYOUT_VERSION and meta["created_at"] == "then"
+    assert "upgraded_at" in meta

@@ -13,7 +13,7 @@ from prefect.serializers import JSONSerializer
 from core import layout
 from core.backtests import RefitRecord, read_refit, write_refit
 from core.errors import DamagedArtifactError
-from core.modeling.conformal import CQR
+from core.modeling.calibration import LevelCalibration
 from core.modeling.timeline import Window
 from core.storage import Store, StoreError
 
@@ -25,27 +25,33 @@ WINDOW = Window(
     val=(D(2019, 7, 8), D(2019, 12, 31)),
     cal=(D(2020, 1, 7), D(2020, 2, 26)),
 )
-# what fit_cqr gives on a calibration set too small for its level: an infinite offset
-CQR_INF = CQR([0.1, 0.9], 0.01, "asymmetric", False, math.inf, 0.02, [], [], 50, 0.1, 0.0)
+# a calibration whose score density could not be estimated: an infinite value in the record
+CAL_INF = LevelCalibration(
+    [0.1, 0.9], (0.1, 0.9), [-0.5, 0.5], [math.inf, 2.0], 1e-4, 50, 10, [12.0, 9.0]
+)
 
 
 def refit(tmp_path) -> tuple[Store, RefitRecord, pl.DataFrame]:
     store = Store(str(tmp_path / "store"))
     frame = pl.DataFrame({"symbol": ["A", "B"], "date": [D(2020, 3, 2)] * 2, "y": [0.01, None]})
-    return store, write_refit(store, "k1", WINDOW, frame, CQR_INF), frame
+    record = write_refit(
+        store, "k1", WINDOW, frame, {"ewma": CAL_INF}, {"garch": {"A": "did not converge"}}
+    )
+    return store, record, frame
 
 
 def test_a_refit_record_reads_back_as_written_infinities_included(tmp_path):
     store, record, frame = refit(tmp_path)
     key = layout.BACKTEST_REFIT_CALIBRATION(fit_key="k1", refit="2020-03-02", until="2020-03-31")
-    assert b'"q_lo": Infinity' in store.read_bytes(key)  # as Store.write_json writes it
+    assert b"Infinity" in store.read_bytes(key)  # as Store.write_json writes it
     again = RefitRecord.read(store, key)
     assert again == record and again.window == WINDOW
-    forecasts, cqr = read_refit(store, again)
-    assert forecasts.equals(frame) and cqr.q_lo == math.inf
+    assert again.fallbacks == {"garch": {"A": "did not converge"}}
+    forecasts, calibrations = read_refit(store, again)
+    assert forecasts.equals(frame) and calibrations == {"ewma": CAL_INF}
     # the refit task's result, persisted by Prefect's JSON serializer, comes back the same
     cached = JSONSerializer().loads(JSONSerializer().dumps(record))
-    assert cached == record and cached.calibration.q_lo == math.inf
+    assert cached == record and cached.levels["ewma"].inverse_density[0] == math.inf
 
 
 def test_a_reader_refuses_a_changed_or_missing_file(tmp_path):

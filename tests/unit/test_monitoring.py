@@ -135,7 +135,7 @@ def test_scoring_again_gives_the_same_table(tmp_path):
     forecasts, files = live_forecasts(store, dates[-1], None)
     assert forecasts is not None and files == 20
     known = scores.outcomes(price_panel(store), 3, FROZEN_QUANTILES)
-    first = scores.score(forecasts, known, FROZEN_QUANTILES, "live")
+    first = scores.score(forecasts, known, FROZEN_QUANTILES, (0.1, 0.9), "live")
     assert first.height == 5 * 17  # the last 3 days' outcomes are not known yet
     assert (first["run_id"] == FROZEN_RUN).all()
     row = first.row(0, named=True)

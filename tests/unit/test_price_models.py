@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from core.modeling.distribution_scores import kupiec_pass_share_reference
 from core.modeling.metrics import christoffersen
 from core.modeling.models import load_model, make_model
 from core.modeling.models.garch import conditional_variance, fit_gjr, horizon_quantiles
-from core.modeling.scorecard import coverage_tests, every_hth_date
+from core.modeling.scorecard import every_hth_date, level_tests, row_scores
 
 TRUE = {"mu": 0.02, "omega": 0.05, "alpha": 0.04, "gamma": 0.10, "beta": 0.85, "nu": 6.0}
 Q = [0.1, 0.5, 0.9]
@@ -144,20 +145,24 @@ def test_christoffersen_counts_transitions_within_each_symbol_only():
     assert abs(pooled["lr"] - expected) < 1e-9
 
 
-def test_coverage_tests_use_non_overlapping_dates():
+def test_per_symbol_tests_use_non_overlapping_dates():
     days = [dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(30)]
     frame = pl.DataFrame(
         {
             "symbol": ["A"] * 30 + ["B"] * 30,
             "date": days * 2,
             "y": np.tile(np.linspace(-1, 1, 30), 2),
-            "lo": -0.8,
-            "hi": 0.8,
+            "q_0.1": -0.8,
+            "q_0.5": 0.0,
+            "q_0.9": 0.8,
         }
     )
     assert every_hth_date(frame, 3)["date"].n_unique() == 10
-    out = coverage_tests(frame, "lo", "hi", [0.1, 0.9], 3)
-    kept = every_hth_date(frame, 3)
-    assert out["q_0.1"]["kupiec"]["n"] == kept.height == 20
-    assert out["q_0.1"]["kupiec"]["rate"] == float((kept["y"] < -0.8).mean())  # pyright: ignore[reportArgumentType]
-    assert out["q_0.9"]["symbols"] == 2 and "non-overlapping" in out["dates_used"]
+    levels = [0.1, 0.5, 0.9]
+    out = level_tests(
+        frame, row_scores(frame, ["q_0.1", "q_0.5", "q_0.9"], levels, 0.2), levels, 3, 6
+    )
+    assert out["q_0.9"]["symbols"] == 2 and "non-overlapping" in out["per_symbol"]
+    # each symbol is tested on its 10 non-overlapping dates: the reference is at n = 10
+    assert out["q_0.1"]["reference_pass_share"] == kupiec_pass_share_reference(10, 0.1)
+    assert out["q_0.1"]["exceedance"] == float((frame["y"] <= -0.8).mean())  # pyright: ignore[reportArgumentType]

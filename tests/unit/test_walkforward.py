@@ -1,5 +1,6 @@
 """Walk-forward refits on small synthetic panels with known volatility regimes: windows and
-embargo, no information from after a forecast's date, ACI carried across refits."""
+embargo, no information from after a forecast's date, every method calibrated per level with
+its tracker carried across refits."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from core.config import BacktestSettings, ModelSettings, RefitSettings
 from core.errors import InsufficientDataError
-from core.modeling.conformal import aci_intervals, start_state
+from core.modeling.calibration import start_tracker, track
 from core.modeling.timeline import deployment_window, plan_refits, segments, trading_dates
 from core.modeling.walkforward import calibrate_in_order, refit
 
@@ -77,8 +78,8 @@ def backtest(
 ) -> pl.DataFrame:
     t = table(bars)
     windows = plan_refits(trading_dates(t), H, MODEL, REFIT, cfg)
-    blocks = [refit(t, bars, FEATURES, MODEL, H, w, baselines) for w in windows]
-    return calibrate_in_order(blocks, MODEL, H)[0]
+    blocks = [refit(t, bars, FEATURES, MODEL, H, w, baselines)[:2] for w in windows]
+    return calibrate_in_order(blocks, MODEL, H).frame
 
 
 def test_windows_are_ordered_embargoed_and_cover_the_forecast_dates():
@@ -144,40 +145,47 @@ def test_a_shock_after_a_date_changes_nothing_forecast_at_or_before_it():
     )
 
 
-@pytest.mark.parametrize("method", ["tracker", "aci"])
-def test_aci_carried_across_refits_equals_one_continuous_run(method):
-    cfg = MODEL.model_copy(update={"online_method": method})
+def test_trackers_carried_across_refits_equal_one_continuous_run():
+    cfg = MODEL
     bars = prices(days=1200)
     t = table(bars)
     windows = plan_refits(trading_dates(t), H, cfg, REFIT, WINDOWS)
-    blocks = [refit(t, bars, FEATURES, cfg, H, w, []) for w in windows]
-    whole, end_state = calibrate_in_order(blocks, cfg, H)
-    head, state = calibrate_in_order(blocks[:2], cfg, H)
-    tail, state = calibrate_in_order(blocks[2:], cfg, H, copy.deepcopy(state))
-    assert pl.concat([head, tail]).equals(whole) and state == end_state
-    assert whole["aci_q"].n_unique() > 10  # it moved
+    blocks = [refit(t, bars, FEATURES, cfg, H, w, ["ewma"])[:2] for w in windows]
+    whole = calibrate_in_order(blocks, cfg, H)
+    head = calibrate_in_order(blocks[:2], cfg, H)
+    tail = calibrate_in_order(blocks[2:], cfg, H, copy.deepcopy(head.states))
+    assert pl.concat([head.frame, tail.frame]).equals(whole.frame)
+    assert tail.states == whole.states and set(whole.states) == {"lightgbm", "ewma"}
+    # each method has its own state, and it moved
+    assert whole.states["lightgbm"].offsets != whole.states["ewma"].offsets
+    assert all(abs(v) > 0 for v in whole.states["ewma"].offsets)
 
     # with one calibration for every block, it is exactly one online run over all the dates
     same = [(frame, blocks[0][1]) for frame, _ in blocks]
-    joined, _ = calibrate_in_order(same, cfg, H)
+    joined = calibrate_in_order(same, cfg, H).frame
     rows = pl.concat([f for f, _ in blocks]).sort("date", "symbol")
     raw = rows.select("q_0.1_raw", "q_0.5_raw", "q_0.9_raw").to_numpy()
-    state0 = start_state(blocks[0][1], method, cfg.online_step, H)
+    state0 = start_tracker(cfg.quantiles, H, cfg.tracker_step, "lightgbm")
     y = rows["y"].fill_null(np.nan).to_numpy()
-    lo, _hi, _, offset = aci_intervals(
-        blocks[0][1], state0, rows["date"].cast(pl.String).to_numpy(), raw, y
-    )
-    assert np.allclose(joined["lo"].to_numpy(), lo)
-    assert np.allclose(joined["aci_q"].to_numpy(), offset)
+    emitted, _ = track(
+        blocks[0][1]["lightgbm"], state0, rows["date"].cast(pl.String).to_numpy(), raw, y,
+        cfg.quantile_bound,
+    )  # fmt: skip
+    assert np.allclose(joined.select("q_0.1", "q_0.5", "q_0.9").to_numpy(), emitted)
 
 
-def test_the_backtest_tracks_the_regimes():
-    """Coverage near the target in both regimes: calm and volatile."""
-    out = backtest(prices(days=1500), baselines=[]).filter(pl.col("y").is_not_null())
+def test_the_backtest_tracks_the_regimes_at_every_level_for_every_method():
+    """Each level's exceedance near its level in both regimes, calm and volatile, for the
+    model and a baseline calibrated alike; the quantiles never cross."""
+    out = backtest(prices(days=1500), baselines=["ewma"]).filter(pl.col("y").is_not_null())
     regime = (pl.col("date").rank("dense") // 250) % 2
     for _, part in out.with_columns(regime.alias("regime")).group_by("regime"):
-        hit = ((part["y"] >= part["lo"]) & (part["y"] <= part["hi"])).mean()
-        assert 0.65 < float(hit) < 0.92  # pyright: ignore[reportArgumentType]
+        for p in ("", "ewma_"):
+            for q in MODEL.quantiles:
+                below = float((part["y"] <= part[f"{p}q_{q}"]).mean())  # pyright: ignore[reportArgumentType]
+                assert abs(below - q) < 0.1, (p, q, below)
+            values = part.select(f"{p}q_{q}" for q in MODEL.quantiles).to_numpy()
+            assert (np.diff(values, axis=1) >= 0).all()
 
 
 def test_the_embargo_holds_for_a_symbol_with_missing_days():
