@@ -85,12 +85,14 @@ def foresight(store: Path, metrics: dict[str, Any], horizon: int) -> dict[str, f
     }
 
 
-SWEEP = (0.02, 0.05, 0.1, 0.2)  # model.tracker_step
+SWEEP = tuple(
+    (step, decay) for step in (0.02, 0.05, 0.1) for decay in (0.0, 0.01, 0.02, 0.05)
+)  # (model.tracker_step, model.tracker_decay)
 TUNED_UNTIL = 2018  # every choice is made on forecasts up to this year
 
 
 def online_sweep(store: Path, metrics: dict[str, Any]) -> str:
-    """Replay the per-level calibration with each tracker step over a finished backtest's
+    """Replay the per-level calibration with each tracker step and decay over a finished backtest's
     stored refits, split into the years it is chosen on (<= TUNED_UNTIL) and the years after:
     the worst level's exceedance error, the target interval's coverage and months within
     0.05, and the model's CRPS against ewma's, both calibrated alike."""
@@ -113,15 +115,15 @@ def online_sweep(store: Path, metrics: dict[str, Any]) -> str:
     blocks = [read_refit(opened, r) for r in records]
     q = metrics["quantiles"]
     lines = [
-        f"per-level tracker step replayed over the same refits (chosen on <= {TUNED_UNTIL})",
+        f"per-level tracker step and decay replayed over the same refits (chosen on <= {TUNED_UNTIL})",
         "",
-        "| step | years | worst level error | coverage | months within 0.05 | CRPS / ewma |",
-        "|---|---|---|---|---|---|",
+        "| step | decay | years | worst level error | coverage | months within 0.05 | CRPS / ewma |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for step in SWEEP:
+    for step, decay in SWEEP:
         cfg = ModelSettings(
             name=metrics["model"], quantiles=q, target_coverage=metrics["target_coverage"],
-            tracker_step=step,
+            tracker_step=step, tracker_decay=decay,
         )  # fmt: skip
         out = calibrate_in_order([(f.clone(), c) for f, c in blocks], cfg, metrics["horizon"])
         lo, hi = interval_columns(q, cfg.alpha)
@@ -139,7 +141,7 @@ def online_sweep(store: Path, metrics: dict[str, Any]) -> str:
                 crps_expr(qcols(q, "ewma"), q).mean().alias("e"),
             )
             lines.append(
-                f"| {step} | {label} | {worst:.4f} | {part['hit'].mean():.4f} "
+                f"| {step} | {decay} | {label} | {worst:.4f} | {part['hit'].mean():.4f} "
                 f"| {np.mean(np.abs(months['hit'].to_numpy() - metrics['target_coverage']) <= 0.05):.0%} "
                 f"| {loss['m'][0] / loss['e'][0]:.4f} |"
             )

@@ -216,13 +216,26 @@ class FeatureSettings(BaseModel):
         return list(dict.fromkeys(value))
 
 
+AUTO = "auto"  # model.name: the deployed method chosen by evidence (core.modeling.selection)
+AGGREGATE = "boa"  # model.name: the online aggregation of every method (core.modeling.aggregation)
+
+
 class ModelSettings(BaseModel):
     """Training: the regressor, its quantiles, splits and conformal calibration."""
 
     # applied after the fits, over their forecasts: changing them reuses a backtest's refits
-    ONLINE: ClassVar[set[str]] = {"tracker_step", "quantile_bound"}
+    ONLINE: ClassVar[set[str]] = {"tracker_step", "tracker_decay", "quantile_bound"}
 
-    name: str = Field(default="catboost", description="Regressor (core.modeling.models.MODELS).")
+    name: str = Field(
+        default="catboost",
+        description="The deployed method: a regressor of core.modeling.models.MODELS, 'boa' (the online "
+        "aggregation of the learner and every baseline), or 'auto': the candidate with the lowest CRPS "
+        "on train's held-out period among all of those, each calibrated alike.",
+    )
+    learner: str = Field(
+        default="catboost",
+        description="The learned regressor 'auto' and 'boa' enter (unused otherwise).",
+    )
     quantiles: Numbers = Field(
         default=[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99],
         min_length=2,
@@ -253,6 +266,14 @@ class ModelSettings(BaseModel):
         description="The per-level online tracker's step, in coverage units: the share of a date's "
         "coverage error it corrects (core.modeling.calibration).",
     )
+    tracker_decay: float = Field(
+        default=0.02,
+        ge=0,
+        lt=1,
+        description="The share by which the per-level tracker's offsets decay toward 0 each date "
+        "(core.modeling.calibration): a crash's offset fades in weeks; the refitted conformal shifts "
+        "keep what lasts.",
+    )
     quantile_bound: float = Field(
         default=1.0,
         gt=0,
@@ -278,7 +299,18 @@ class ModelSettings(BaseModel):
     @field_validator("name")
     @classmethod
     def _known_model(cls, value: str) -> str:
+        return value if value in (AUTO, AGGREGATE) else _known("model", value, "models")
+
+    @field_validator("learner")
+    @classmethod
+    def _known_learner(cls, value: str) -> str:
         return _known("model", value, "models")
+
+    def resolved(self) -> ModelSettings:
+        """The settings the fits see: under ``auto`` or ``boa``, the learner's name (then the
+        tournament, or the aggregation, is what is deployed)."""
+        named = self.name in (AUTO, AGGREGATE)
+        return self.model_copy(update={"name": self.learner}) if named else self
 
     @field_validator("quantiles")
     @classmethod

@@ -65,6 +65,7 @@ class Key:
 # Files of a training run folder (written locally, then uploaded with a hashed manifest).
 MODEL_DIR = "model"
 HOLDOUT_DIR = "holdout"
+MEMBERS_DIR = "members"
 CALIBRATION_FILE = "calibration.json"
 METRICS_FILE = "metrics.json"
 TEST_PREDICTIONS_FILE = "test_predictions.parquet"
@@ -114,6 +115,11 @@ RUN_MODEL = Key(
     "the model predict uses, refitted on the newest data, in its native format (`.cbm`, LightGBM text, `garch.json`, `har.json`) plus `params.json` (and `scale.json` when volatility-scaled)",
     rebuild="python -m flows.train (a new run)",
 )
+RUN_MEMBER = Key(
+    f"models/{{run_id}}/{MEMBERS_DIR}/{{method}}/{{file}}",
+    "when the deployed method is the online aggregation: each aggregated method other than the one in `model/`, refitted on the newest data, as `model/` holds its files",
+    rebuild="python -m flows.train (a new run)",
+)
 RUN_HOLDOUT_MODEL = Key(
     f"models/{{run_id}}/{HOLDOUT_DIR}/{MODEL_DIR}/{{file}}",
     "the held-out fit behind the run's metrics and test predictions (runs before the deployed refit have only `model/`, which is this fit)",
@@ -121,7 +127,7 @@ RUN_HOLDOUT_MODEL = Key(
 )
 RUN_CALIBRATION = Key(
     f"models/{{run_id}}/{CALIBRATION_FILE}",
-    "the deployed method (`method`), its fit's per-level calibration (`levels`; `holdout`: the held-out fit's) and its tracker's state at the end of the test period (`tracker`), where predict's starts (layout 1: `cqr` and `aci`)",
+    "the deployed method (`method`) and, per method predict runs (`members`: the deployed one, or every one the aggregation combines), its folder, its deployed fit's per-level calibration (`levels`; `holdout_levels`: the held-out fit's) and its tracker's state at the end of the test period (`tracker`), where predict's starts; the aggregation's state (`aggregation`) when it is deployed (layout 1: `cqr` and `aci`)",
     rebuild="python -m flows.train (a new run)",
 )
 RUN_METRICS = Key(
@@ -155,7 +161,7 @@ PREDICTIONS = Key(
 )
 TRACKER_STATE = Key(
     "predictions/tracker/{run_id}.json",
-    "the per-level online tracker's state the predict flow continues (its offsets and the daily hit rates behind them)",
+    "the online state the predict flow continues: the per-level tracker's (its offsets and the daily hit rates behind them), or with the aggregation deployed each member's tracker (`members`) and the aggregation's weights (`aggregation`)",
     rebuild="delete it: predict restarts from the run's calibration",
 )
 ACI_STATE = Key(
@@ -194,7 +200,7 @@ BACKTEST_METRICS = Key(
 )
 BACKTEST_PLOT = Key(
     "backtests/{backtest_id}/plots/{name}.png",
-    "coverage by month with the target band, pinball ratio to each baseline by month, width by month",
+    "coverage by month with the target band, CRPS ratio to each other candidate by month, width by month",
 )
 BACKTEST_MANIFEST = Key(
     "backtests/{backtest_id}/manifest.json",
@@ -246,6 +252,7 @@ KEYS: tuple[Key, ...] = (
     FEATURE_PART,
     MARKET,
     RUN_MODEL,
+    RUN_MEMBER,
     RUN_HOLDOUT_MODEL,
     RUN_CALIBRATION,
     RUN_METRICS,

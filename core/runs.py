@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, Field
 
 from core import layout
-from core.errors import DamagedArtifactError, InputError
+from core.errors import DamagedArtifactError, InputError, InsufficientDataError
 from core.features.manifest import DataFingerprint, FeaturesManifest
 from core.storage import DamagedFileError, Manifest, Store
 
@@ -54,23 +54,39 @@ def git_commit() -> str:
         return "unknown"
 
 
+def member_folder(result: TrainResult, name: str) -> str:
+    """Where a member predict runs is saved in the run folder: ``model/`` for the first (the
+    deployed method itself, or the aggregation's first member), ``members/<name>/`` else."""
+    return layout.MODEL_DIR if name == result.members[0] else f"{layout.MEMBERS_DIR}/{name}"
+
+
 def run_folder(result: TrainResult, folder: Path) -> list[Path]:
-    """Write a run's files into a local folder: the deployed model (``model/``, what predict
-    loads) and the held-out one (``holdout/model/``), calibration, metrics, test
-    predictions, plots; returns the plots' paths."""
+    """Write a run's files into a local folder: the deployed fit of every method predict runs
+    (``model/``, and ``members/<name>/`` under the aggregation), the held-out fit
+    (``holdout/model/``), calibration, metrics, test predictions, plots; returns the plots'
+    paths."""
     from core.plots import run_plots
 
-    deployed = result.deployed
-    (deployed.model if deployed else result.model).save(folder / layout.MODEL_DIR)
-    method = result.metrics["deployed"]
-    calibration: dict[str, Any] = {
-        "method": method,
-        "levels": (deployed.calibrations[method] if deployed else result.calibration).to_dict(),
-        "tracker": result.tracker.to_dict(),
-    }
-    if deployed:
-        result.model.save(folder / layout.HOLDOUT_DIR / layout.MODEL_DIR)
-        calibration["holdout"] = {"levels": result.calibration.to_dict()}
+    deployed = result.deployed.methods
+    missing = [m for m in result.members if m not in deployed]
+    if missing:
+        raise InsufficientDataError(
+            f"the deployed refit could not fit {', '.join(missing)} on the newest data "
+            f"({result.deployed.skipped}): retrain with another model.name"
+        )
+    members: dict[str, Any] = {}
+    for name in result.members:
+        deployed[name].save(folder / member_folder(result, name))
+        members[name] = {
+            "folder": member_folder(result, name),
+            "levels": result.deployed.calibrations[name].to_dict(),
+            "holdout_levels": result.calibrations[name].to_dict(),
+            "tracker": result.trackers[name].to_dict(),
+        }
+    calibration: dict[str, Any] = {"method": result.method, "members": members}
+    if result.aggregation is not None:
+        calibration["aggregation"] = result.aggregation.to_dict()
+    result.model.save(folder / layout.HOLDOUT_DIR / layout.MODEL_DIR)
     (folder / layout.CALIBRATION_FILE).write_text(json.dumps(calibration, indent=2))
     (folder / layout.METRICS_FILE).write_text(json.dumps(result.metrics, indent=2, default=str))
     result.test_predictions.write_parquet(folder / layout.TEST_PREDICTIONS_FILE)
@@ -146,20 +162,15 @@ class RunManifest(Manifest):
 def fits(result: TrainResult) -> dict[str, FitRecord]:
     """The manifest's account of which saved fit is which, with their windows."""
     purpose = "held-out evaluation: metrics.json, the model card, test_predictions.parquet"
-    holdout = FitRecord(purpose=purpose, windows=result.splits.splits_dict())
-    if result.deployed is None or result.window is None:
-        return {
-            layout.MODEL_DIR: FitRecord(
-                purpose=purpose + "; predict uses it", windows=holdout.windows
-            )
-        }
-    return {
-        layout.MODEL_DIR: FitRecord(
-            purpose="deployed: refitted on the newest data (as a backtest refit at the newest date); predict uses it",
-            windows=result.window.as_dict(),
-        ),
-        f"{layout.HOLDOUT_DIR}/{layout.MODEL_DIR}": holdout,
+    deployed = "deployed: refitted on the newest data (as a backtest refit at the newest date); predict uses it"
+    records = {
+        member_folder(result, name): FitRecord(
+            purpose=f"{deployed} ({name})", windows=result.window.as_dict()
+        )
+        for name in result.members
     }
+    held = FitRecord(purpose=purpose, windows=result.splits.splits_dict())
+    return records | {f"{layout.HOLDOUT_DIR}/{layout.MODEL_DIR}": held}
 
 
 def run_manifest(

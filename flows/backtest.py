@@ -74,7 +74,7 @@ def backtest(
         COMMAND.start(store=store, model=model, start=start, end=end, refit_every=refit_every),
         params,
     )
-    cfg, ref = settings.model, settings.store_ref
+    cfg, ref = settings.model.resolved(), settings.store_ref
     data = load_training_data(ref)
     plan = plan_backtest(data, cfg, settings.refit, settings.backtest)
     backtest_id = new_run_id(flow_run.get_id())

@@ -89,10 +89,12 @@ PARAMS = Arg(
 
 
 def models() -> list[str]:
-    """``--model`` choices: the regressor registry."""
+    """``--model`` choices: the regressor registry, ``boa`` (their online aggregation) and
+    ``auto`` (the method chosen by evidence)."""
+    from core.config import AGGREGATE, AUTO
     from core.modeling.models import MODELS
 
-    return list(MODELS)
+    return [*MODELS, AGGREGATE, AUTO]
 
 
 MODEL = Arg("--model", "regressor", setting="model.name", choices=models)

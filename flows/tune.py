@@ -21,7 +21,7 @@ def tunable_model(settings: Settings) -> None:
     """Only a model with parameters to tune, refused before anything starts."""
     from core.modeling.models import require_search_space
 
-    require_search_space(settings.model.name)
+    require_search_space(settings.model.resolved().name)
 
 
 COMMAND = Command(
@@ -79,7 +79,7 @@ def tune(
         study=study,
         concurrency=concurrency,
     )
-    cfg, tuning = settings.model, settings.tuning
+    cfg, tuning = settings.model.resolved(), settings.tuning
     data = load_training_data(settings.store_ref, cfg.lookback_days)
     rows = tuning_rows(data.table, data.horizon, cfg)  # train's split: never its test period
     folds = time_folds(rows["date"], tuning.folds, data.horizon)

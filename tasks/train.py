@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from core.config import ModelSettings, RefitSettings, StoreRef, TrackingSettings
+from core.config import AUTO, ModelSettings, RefitSettings, StoreRef, TrackingSettings
 from core.features.manifest import FeaturesManifest
 from core.features.table import FeatureBuild
 from core.modeling.inputs import TrainingData, training_inputs
@@ -41,12 +41,17 @@ def fit_task(
     windows: RefitSettings,
     sectors: dict[str, str],
 ) -> TrainResult:
-    result = train_and_evaluate(table, prices, features, cfg, horizon, windows, sectors)
+    """``core.modeling.training`` on the settings the fits see; under ``model.name = auto`` the
+    tournament chooses what is deployed."""
+    fit_cfg = cfg.resolved()
+    deploy = None if cfg.name == AUTO else cfg.name
+    result = train_and_evaluate(table, prices, features, fit_cfg, horizon, windows, sectors, deploy)
     get_run_logger().info(
-        "fitted %s in %.1fs (held out) and %.1fs (deployed, on the newest data)",
-        cfg.name,
+        "fitted %s in %.1fs (held out); deployed %s, refitted on the newest data in %.1fs",
+        fit_cfg.name,
         result.seconds["fit"],
-        result.seconds.get("deployed_fit", 0.0),
+        result.method,
+        result.seconds["deployed_fit"],
     )
     return result
 

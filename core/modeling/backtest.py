@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from core.config import BacktestSettings, ModelSettings, RefitSettings
+from core.config import AGGREGATE, BacktestSettings, ModelSettings, RefitSettings
 from core.features.manifest import DataFingerprint, digest
 from core.features.registry import code_version
 from core.modeling import walkforward
@@ -26,7 +26,6 @@ from core.modeling.scorecard import (
 )
 from core.modeling.timeline import Window, plan_refits, trading_dates
 from core.modeling.walkforward import (
-    AGGREGATE,
     Calibrated,
     calibrate_in_order,
     complete_methods,

@@ -13,7 +13,12 @@ trading dates later): theta_k += step_k (tau_k - hit_k), hit_k the date's cross-
 share of outcomes at or below the emitted q_k. ``step_k`` = the tracker step x the inverse
 density of the level's calibration scores at tau_k (their quantiles at tau_k +- d over 2d):
 in probability units, one step corrects a coverage error at 0.01 as fast as at 0.1, where a
-step in score units would be far too slow in the tails. theta carries across refits.
+step in score units would be far too slow in the tails. theta carries across refits and
+decays toward 0 by the share ``decay`` per date: a tail offset built on a crash's dates
+(hit rates of 0.4 at the 1 % level) would otherwise linger for a year, undone only by that
+level's rare hits, while the conformal shifts, refitted every refit, take in what lasts. The
+update stays linear in the hit rate, as the tracker's coverage guarantee needs (a transform
+of a noisy daily rate would bias the level it settles at).
 
 Emitted: q_k + (c_k + theta_k) spread, clipped into the sanity bound, then sorted along the
 levels: the monotone rearrangement of Chernozhukov, Fernandez-Val & Galichon (2010), which
@@ -118,6 +123,7 @@ class TrackerState:
     levels: list[float]
     horizon: int
     step: float  # in coverage units (``model.tracker_step``)
+    decay: float  # the offsets' decay toward 0 per date (``model.tracker_decay``)
     offsets: list[float]  # theta_k, in spread units
     history: list[list[Any]] = field(default_factory=list)  # [date, [hit rate per level]]
     applied: int = 0  # how many history entries the offsets already include
@@ -131,9 +137,11 @@ class TrackerState:
         return cls(**data)
 
 
-def start_tracker(levels: Sequence[float], horizon: int, step: float, method: str) -> TrackerState:
+def start_tracker(
+    levels: Sequence[float], horizon: int, step: float, decay: float, method: str
+) -> TrackerState:
     """A fresh tracker: no offset beyond the conformal shifts."""
-    return TrackerState(list(levels), horizon, step, [0.0] * len(levels), method=method)
+    return TrackerState(list(levels), horizon, step, decay, [0.0] * len(levels), method=method)
 
 
 def fold_known(cal: LevelCalibration, state: TrackerState, known_until: int) -> None:
@@ -141,7 +149,7 @@ def fold_known(cal: LevelCalibration, state: TrackerState, known_until: int) -> 
     taus, steps = np.asarray(state.levels), state.step * np.asarray(cal.inverse_density)
     offsets = np.asarray(state.offsets)
     for _, hits in state.history[state.applied : known_until]:
-        offsets = offsets + steps * (taus - np.asarray(hits, dtype=float))
+        offsets = (1 - state.decay) * offsets + steps * (taus - np.asarray(hits, dtype=float))
     state.offsets = [float(v) for v in offsets]
     state.applied = max(state.applied, known_until)
 

@@ -19,38 +19,9 @@ def pinball(y: np.ndarray, preds: np.ndarray, quantiles: Sequence[float]) -> dic
     return out
 
 
-def coverage(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
-    return float(np.mean((y >= lo) & (y <= hi)))
-
-
-def mean_width(lo: np.ndarray, hi: np.ndarray) -> float:
-    return float(np.mean(hi - lo))
-
-
-def winkler(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, alpha: float) -> float:
-    """Winkler interval score: width plus 2/alpha times the miss distance."""
-    score = (hi - lo) + (2 / alpha) * (np.maximum(lo - y, 0) + np.maximum(y - hi, 0))
-    return float(np.mean(score))
-
-
-def quantile_coverage(
-    y: np.ndarray, preds: np.ndarray, quantiles: Sequence[float]
-) -> dict[str, float]:
-    """Share of outcomes at or below each predicted quantile (calibrated: equal to q)."""
-    return {f"coverage_{q}": float(np.mean(y <= preds[:, j])) for j, q in enumerate(quantiles)}
-
-
 def crossing_rate(preds: np.ndarray) -> float:
     """Share of rows whose quantiles are not non-decreasing."""
     return float(np.mean(np.any(np.diff(preds, axis=1) < 0, axis=1)))
-
-
-def coverage_by(
-    y: np.ndarray, lo: np.ndarray, hi: np.ndarray, groups: np.ndarray
-) -> dict[str, float]:
-    """Interval coverage within each group (volatility tercile, month, ...)."""
-    hit = (y >= lo) & (y <= hi)
-    return {str(g): float(np.mean(hit[groups == g])) for g in np.unique(groups)}
 
 
 def rank_ic(dates: np.ndarray, y: np.ndarray, score: np.ndarray) -> dict[str, float]:
@@ -72,17 +43,6 @@ def rank_ic(dates: np.ndarray, y: np.ndarray, score: np.ndarray) -> dict[str, fl
     }
 
 
-def interval_metrics(
-    y: np.ndarray, lo: np.ndarray, hi: np.ndarray, alpha: float
-) -> dict[str, float]:
-    return {
-        "coverage": coverage(y, lo, hi),
-        "mean_width": mean_width(lo, hi),
-        "winkler": winkler(y, lo, hi, alpha),
-    }
-
-
-# -- the risk field's tests ----------------------------------------------------------------
 def _chi2_1_sf(x: float) -> float:
     """P(X > x) for a chi-square variable with one degree of freedom."""
     return math.erfc(math.sqrt(max(x, 0.0) / 2))

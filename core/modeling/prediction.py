@@ -19,6 +19,13 @@ from core import layout
 from core.errors import InputError
 from core.features.manifest import FeaturesManifest
 from core.features.table import FeatureBuild
+from core.modeling.aggregation import (
+    AggregationState,
+    aggregate,
+    apply_pending,
+    combine,
+    describe_aggregation,
+)
 from core.modeling.calibration import LevelCalibration, TrackerState, emit, fold_known, track
 from core.modeling.conformal import (
     CQR,
@@ -84,11 +91,30 @@ def check_inputs(
 
 
 @dataclass
+class EnsembleState:
+    """The online state of a deployed aggregation: each member's tracker and the weights."""
+
+    members: dict[str, TrackerState]
+    aggregation: AggregationState
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "members": {n: s.to_dict() for n, s in self.members.items()},
+            "aggregation": self.aggregation.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnsembleState:
+        members = {n: TrackerState.from_dict(s) for n, s in data["members"].items()}
+        return cls(members, AggregationState.from_dict(data["aggregation"]))
+
+
+@dataclass
 class Forecast:
     """The latest forecasts, the continued online state and how many outcomes it took in."""
 
     table: pl.DataFrame  # symbol, date, target_date, horizon, method, q_*, run_id
-    state: TrackerState | ACIState
+    state: TrackerState | EnsembleState | ACIState
     outcomes_added: int
     clipped: int = 0  # emitted values the sanity bound clipped
 
@@ -149,6 +175,41 @@ def forecast(
     return Forecast(table, state, known.height, clipped)
 
 
+def forecast_ensemble(
+    models: dict[str, QuantileRegressor],
+    cals: dict[str, LevelCalibration],
+    state: EnsembleState,
+    features: pl.DataFrame,
+    run_id: str,
+    method: str,
+    bound: float,
+) -> Forecast:
+    """The deployed aggregation: each member's tracker continued as ``forecast`` does, the
+    aggregation's weights continued by the same outcomes (their members' emitted quantiles),
+    then today's rows combined (pure: no I/O)."""
+    names = state.aggregation.experts
+    lead = state.members[names[0]]
+    known = unseen_outcomes(features, last_outcome(lead))
+    dates = known["date"].cast(pl.String).to_numpy()
+    y = known["y"].cast(pl.Float64).to_numpy()
+    latest = latest_rows(features)
+    past, today, clipped = [], [], 0
+    for name in names:
+        tracker, cal = state.members[name], cals[name]
+        if known.height:
+            past.append(track(cal, tracker, dates, models[name].predict(known), y, bound)[0])
+        fold_known(cal, tracker, len(tracker.history))
+        values, n = emit(cal, tracker, models[name].predict(latest), bound)
+        today.append(values)
+        clipped += n
+    if known.height:
+        aggregate(state.aggregation, dates, np.stack(past, axis=1), y)
+    apply_pending(state.aggregation)  # every outcome of those dates is known by now
+    values = combine(state.aggregation, np.stack(today, axis=1))
+    table = emitted_table(latest, lead.levels, values, lead.horizon, method, run_id)
+    return Forecast(table, state, known.height, clipped)
+
+
 def forecast_legacy(
     model: QuantileRegressor,
     cqr: CQR,
@@ -197,7 +258,7 @@ def starting_state(store: Store, own: TrackerState) -> TrackerState:
         same = (other.levels, other.horizon, other.method) == (own.levels, own.horizon, own.method)
         if same and last_outcome(other) > last_outcome(best):
             best = other
-    return TrackerState.from_dict(best.to_dict() | {"step": own.step})
+    return TrackerState.from_dict(best.to_dict() | {"step": own.step, "decay": own.decay})
 
 
 def predict_run(store: Store, run: str, bound: float) -> dict[str, Any]:
@@ -207,41 +268,54 @@ def predict_run(store: Store, run: str, bound: float) -> dict[str, Any]:
     every emitted value (``model.quantile_bound``)."""
     with tempfile.TemporaryDirectory(prefix="sma-predict-") as tmp:
         manifest = fetch_run(store, run, Path(tmp))
-        model = load_model(Path(tmp) / layout.MODEL_DIR)
         calibration = json.loads((Path(tmp) / layout.CALIBRATION_FILE).read_text())
         test_end = json.loads((Path(tmp) / layout.METRICS_FILE).read_text())["splits"]["test"][1]
+        members: dict[str, dict[str, Any]] = calibration.get("members") or {
+            manifest.model: {"folder": layout.MODEL_DIR}  # layout 1: one model
+        }
+        models = {name: load_model(Path(tmp) / m["folder"]) for name, m in members.items()}
     run_id = manifest.run_id
     build = FeatureBuild.open(store)
-    uses_features = not uses_prices(model)
+    uses_features = not all(uses_prices(m) for m in models.values())
     warnings = check_inputs(
         manifest, test_end, build.manifest, build.newest_prices(), uses_features
     )
-    if uses_prices(model):
-        model.attach_prices(build.prices())  # type: ignore[attr-defined]
+    for model in models.values():
+        if uses_prices(model):
+            model.attach_prices(build.prices())  # type: ignore[attr-defined]
     features = build.scan().collect()
     method = calibration.get("method", manifest.model)
-    if "tracker" in calibration:
-        state_key = layout.TRACKER_STATE(run_id=run_id)
-        own = TrackerState.from_dict(calibration["tracker"])
-        state = (
-            TrackerState.from_dict(store.read_json(state_key))
-            if store.exists(state_key)
-            else starting_state(store, own)
-        )
-        cal = LevelCalibration.from_dict(calibration["levels"])
-        result = forecast(model, cal, state, features, run_id, method, bound)
-        online = f"tracker offsets {', '.join(f'{v:+.3f}' for v in state.offsets)} (spread units)"
-    else:  # a run trained before layout 2
+    state_key = layout.TRACKER_STATE(run_id=run_id)
+    saved = store.read_json(state_key) if store.exists(state_key) else None
+    if "members" not in calibration:  # a run trained before layout 2
         state_key = layout.ACI_STATE(run_id=run_id)
-        aci = (
-            ACIState.from_dict(store.read_json(state_key))
-            if store.exists(state_key)
-            else ACIState.from_dict(calibration["aci"])
+        aci = ACIState.from_dict(
+            store.read_json(state_key) if store.exists(state_key) else calibration["aci"]
         )
-        result = forecast_legacy(
-            model, CQR.from_dict(calibration["cqr"]), aci, features, run_id, method
-        )
+        (model,) = models.values()
+        cqr = CQR.from_dict(calibration["cqr"])
+        result = forecast_legacy(model, cqr, aci, features, run_id, method)
         online = describe_state(aci)
+    else:
+        cals = {n: LevelCalibration.from_dict(m["levels"]) for n, m in members.items()}
+        own = {n: TrackerState.from_dict(m["tracker"]) for n, m in members.items()}
+        if "aggregation" in calibration:
+            state = (
+                EnsembleState.from_dict(saved)
+                if saved
+                else EnsembleState(own, AggregationState.from_dict(calibration["aggregation"]))
+            )
+            result = forecast_ensemble(models, cals, state, features, run_id, method, bound)
+            online = describe_aggregation(state.aggregation)
+        else:
+            ((name, model),) = models.items()
+            tracker = TrackerState.from_dict(saved) if saved else starting_state(store, own[name])
+            result = forecast(model, cals[name], tracker, features, run_id, method, bound)
+            online = (
+                "tracker offsets "
+                + ", ".join(f"{v:+.3f}" for v in tracker.offsets)
+                + " (spread units)"
+            )
     out = result.table
     as_of = out["date"].max()
     key = layout.PREDICTIONS(as_of=as_of)

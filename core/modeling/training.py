@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from core.config import ModelSettings, RefitSettings
+from core.config import AGGREGATE, ModelSettings, RefitSettings
+from core.modeling.aggregation import AggregationState
 from core.modeling.calibration import LevelCalibration, TrackerState
 from core.modeling.drift_reference import drift_reference
 from core.modeling.metrics import crossing_rate
@@ -22,6 +23,7 @@ from core.modeling.models import baseline_names
 from core.modeling.models.base import QuantileRegressor
 from core.modeling.models.scaled import VolatilityScaled
 from core.modeling.scorecard import scorecard, volatility_terciles, with_sectors
+from core.modeling.selection import choose, reasons
 from core.modeling.timeline import (
     SEGMENTS,
     Window,
@@ -32,29 +34,36 @@ from core.modeling.timeline import (
     trading_dates,
 )
 from core.modeling.walkforward import (
-    AGGREGATE,
     Fitted,
     calibrate_in_order,
     complete_methods,
     fit_window,
     forecast_block,
     prefix,
+    train_step,
     with_aggregation,
 )
 
 
 @dataclass
 class TrainResult:
-    model: QuantileRegressor  # the held-out fit (metrics, test predictions)
-    calibration: LevelCalibration  # the held-out fit's, of the deployed method
-    tracker: TrackerState  # at the end of the test period: where the deployed fit's starts
+    model: QuantileRegressor  # the learner's held-out fit (metrics, test predictions)
+    method: str  # the deployed method: a model's name, or the aggregation's
+    calibrations: dict[str, LevelCalibration]  # held-out, of the deployed method(s)
+    trackers: dict[str, TrackerState]  # at the end of the test period: where predict starts
+    aggregation: AggregationState | None  # the aggregation's, when it is deployed
     splits: Window  # the held-out split: its fit segments and test period
     metrics: dict[str, Any]
     test_predictions: pl.DataFrame
     seconds: dict[str, float]
-    deployed: Fitted | None = None  # the fit predict uses (None: the held-out one)
-    window: Window | None = None
-    drift: dict[str, Any] | None = None  # the features over the used fit's training rows
+    deployed: Fitted  # the fit predict uses, refitted on the newest data
+    window: Window
+    drift: dict[str, Any] | None = None  # the features over the deployed fit's training rows
+
+    @property
+    def members(self) -> list[str]:
+        """The methods predict runs: the deployed one, or every aggregated one."""
+        return list(self.trackers)
 
 
 def train_and_evaluate(
@@ -63,13 +72,15 @@ def train_and_evaluate(
     features: list[str],
     cfg: ModelSettings,
     horizon: int,
-    windows: RefitSettings | None = None,
+    windows: RefitSettings,
     sectors: dict[str, str] | None = None,
+    deploy: str | None = None,
 ) -> TrainResult:
     """Split by date -> fit the model and every baseline -> each calibrated per level on the
-    calibration rows -> each method's tracker through the test period -> the scorecard of
-    every method, calibrated and raw, on the same test rows; then, with ``windows``, the
-    deployed refit on the newest data."""
+    calibration rows -> each method's tracker through the test period, and their online
+    aggregation -> the scorecard of every candidate, calibrated and raw, on the same test
+    rows -> the deployed method (``deploy``, a candidate's name; None: chosen by evidence,
+    ``core.modeling.selection``) -> its refit on the newest data."""
     labelled = table.filter(pl.col("y").is_not_null())
     splits = model_holdout(labelled["date"], horizon, cfg)
     with_segment = labelled.with_columns(segment_expr(splits))
@@ -87,7 +98,7 @@ def train_and_evaluate(
     # each method's per-level calibration and tracker as a backtest refit gets them
     calibrated = calibrate_in_order([(block, fitted.calibrations)], cfg, horizon)
     methods = complete_methods(calibrated.frame, cfg, list(fitted.methods))
-    frame, _ = with_aggregation(calibrated.frame, cfg, horizon, methods)
+    frame, aggregation = with_aggregation(calibrated.frame, cfg, horizon, methods)
     methods[AGGREGATE] = AGGREGATE
     predictions = with_sectors(
         frame.drop("refit").with_columns(
@@ -96,10 +107,12 @@ def train_and_evaluate(
         sectors,
     )
     card = scorecard(predictions, cfg.quantiles, cfg.alpha, horizon, methods)
-    deployed_name = cfg.name
+    method = choose(card) if deploy is None else deploy
+    members = list(aggregation.experts) if method == AGGREGATE else [method]
     metrics = {
         "model": cfg.name,
-        "deployed": deployed_name,
+        "deployed": method,
+        "deployed_because": reasons(card, method, deploy is None),
         "horizon": horizon,
         "target_coverage": cfg.target_coverage,
         "quantiles": cfg.quantiles,
@@ -117,29 +130,31 @@ def train_and_evaluate(
         "rows": fitted.rows | {"test": test.height},
         "splits": splits.splits_dict(),
     }
+    window = deployment_window(trading_dates(table), horizon, cfg, windows)
+    # the deployed method refitted on the newest data, as a backtest refit at the newest date
+    # (a baseline deployed alone learns from the rows it was evaluated on, the learner's)
+    alone = {"name": members[0], "params": {}, "train_every": train_step(cfg, horizon)}
+    lead = cfg if members[0] == cfg.name else cfg.model_copy(update=alone)
+    deployed = fit_window(table, prices, features, lead, horizon, window, tuple(members[1:]))
+    seconds["deployed_fit"] = deployed.seconds
+    metrics["deployed_fit"] = window.as_dict() | {"rows": deployed.rows, "members": members}
     result = TrainResult(
         model,
-        fitted.calibrations[deployed_name],
-        calibrated.states[deployed_name],
+        method,
+        {m: fitted.calibrations[m] for m in members},
+        {m: calibrated.states[m] for m in members},
+        aggregation if method == AGGREGATE else None,
         splits,
         metrics,
         predictions,
         seconds,
-    )
-    if windows is not None:
-        result.window = deployment_window(trading_dates(table), horizon, cfg, windows)
-        result.deployed = fit_window(table, prices, features, cfg, horizon, result.window)
-        seconds["deployed_fit"] = result.deployed.seconds
-        metrics["deployed_fit"] = result.window.as_dict() | {"rows": result.deployed.rows}
-    used, train = (
-        (result.deployed.model, result.window.train)
-        if result.deployed and result.window
-        else (model, splits.train)
+        deployed,
+        window,
     )
     result.drift = drift_reference(
-        table.filter(pl.col("date").is_between(*train)),
+        table.filter(pl.col("date").is_between(*window.train)),
         features,
-        used.feature_importance(),
-        [str(d) for d in train],
+        deployed.model.feature_importance(),
+        [str(d) for d in window.train],
     )
     return result

@@ -47,7 +47,7 @@ def storage_url(settings: Settings) -> str:
 
 
 def study_name(settings: Settings) -> str:
-    return settings.tuning.study or settings.model.name
+    return settings.tuning.study or settings.model.resolved().name
 
 
 def best_params(settings: Settings) -> tuple[str, dict[str, Any]]:
@@ -56,7 +56,7 @@ def best_params(settings: Settings) -> tuple[str, dict[str, Any]]:
     key = layout.BEST_PARAMS(study=study_name(settings))
     if not store.exists(key):
         raise TuningConfigError(
-            f"no tuned parameters at {store.uri(key)}: run `python -m flows.tune --model {settings.model.name}` first"
+            f"no tuned parameters at {store.uri(key)}: run `python -m flows.tune --model {settings.model.resolved().name}` first"
         )
     return store.uri(key), store.read_json(key)["params"]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from core.config import ModelSettings
+from core.config import AGGREGATE, ModelSettings
 from core.errors import InsufficientDataError
 from core.modeling.aggregation import AggregationState, aggregate, start_aggregation
 from core.modeling.calibration import (
@@ -206,7 +206,8 @@ def calibrate_in_order(
             if f"{cols[0]}_raw" not in frame.columns:
                 continue
             state = states.setdefault(
-                method, start_tracker(cfg.quantiles, horizon, cfg.tracker_step, method)
+                method,
+                start_tracker(cfg.quantiles, horizon, cfg.tracker_step, cfg.tracker_decay, method),
             )
             raw = frame.select(f"{c}_raw" for c in cols).to_numpy()
             emitted, n = track(cal, state, dates, raw, y, cfg.quantile_bound)
@@ -216,9 +217,6 @@ def calibrate_in_order(
     if not out:
         raise InsufficientDataError("the backtest forecast no row")
     return Calibrated(pl.concat(out, how="diagonal_relaxed"), states, clipped)
-
-
-AGGREGATE = "boa"  # the online aggregation candidate: Bernstein online aggregation
 
 
 def complete_methods(frame: pl.DataFrame, cfg: ModelSettings, names: list[str]) -> dict[str, str]:

@@ -136,7 +136,9 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     # (the state as it was 10 dates ago: only outcomes at least h dates older were folded in)
     from core.modeling.calibration import LevelCalibration
 
-    cal = LevelCalibration.from_dict(store.read_json(f"{prefix}/calibration.json")["levels"])
+    doc = store.read_json(f"{prefix}/calibration.json")
+    assert doc["method"] == "lightgbm" and list(doc["members"]) == ["lightgbm"]
+    cal = LevelCalibration.from_dict(doc["members"]["lightgbm"]["levels"])
     keep = len(state["history"]) - 10
     applied = keep - state["horizon"] + 1
     history = state["history"]
@@ -185,7 +187,7 @@ def test_tampered_model_is_refused_and_missing_inputs_exit_2(
     run_id = store.read_json("models/latest.json")["run_id"]
     calibration = Path(store.path(f"models/{run_id}/calibration.json"))
     doc = json.loads(calibration.read_text())
-    doc["levels"]["shifts"][0] = 0.0  # a quietly narrowed tail
+    doc["members"]["historical"]["levels"]["shifts"][0] = 0.0  # a quietly narrowed tail
     calibration.write_text(json.dumps(doc))
     assert PREDICT.main(["--store", str(store_dir)]) == 3
     assert "calibration.json does not match" in capsys.readouterr().err
@@ -336,3 +338,64 @@ def test_train_predict_and_backtest_open_the_feature_build_once(store_dir, monke
         run()
         assert reads.count(layout.FEATURES_MANIFEST()) == 1
         assert sorted(k for k in hashed if k.startswith("features/")) == files
+
+
+def test_auto_deploys_the_best_candidate_and_a_deployed_aggregation_predicts(
+    store_dir, monkeypatch
+):
+    """``auto`` deploys the candidate with the lowest calibrated CRPS on the held-out period
+    and says why; ``boa`` deploys the online aggregation: predict runs every member with its
+    own tracker and combines them with the aggregation's weights, continued day by day."""
+    import tempfile
+
+    from core.features.table import FeatureBuild
+    from core.modeling.calibration import LevelCalibration, TrackerState, emit
+    from core.modeling.models import load_model
+    from core.modeling.prediction import latest_rows
+    from core.runs import fetch_run
+
+    monkeypatch.setenv("SMA_MODEL__LEARNER", "lightgbm")
+    store = Store(str(store_dir))
+    auto: dict[str, Any] = train(store=str(store_dir), model="auto", params=FAST)  # pyright: ignore[reportAssignmentType]
+    metrics = auto["metrics"]
+    crps = {m: metrics["calibrated"][m]["crps"] for m in metrics["methods"]}
+    assert metrics["model"] == "lightgbm" and metrics["deployed"] == min(crps, key=crps.__getitem__)
+    card = auto["model_card"]
+    assert "Chosen by `auto`" in card and "Model Confidence Set holds" in card
+    assert f"Deployed: **{metrics['deployed']}**" in card
+
+    boa: dict[str, Any] = train(store=str(store_dir), model="boa", params=FAST)  # pyright: ignore[reportAssignmentType]
+    run_id = boa["run_id"]
+    calibration = store.read_json(f"models/{run_id}/calibration.json")
+    members = ["lightgbm", "historical", "ewma", "garch", "har"]
+    assert calibration["method"] == "boa" and set(calibration["members"]) == set(members)
+    assert calibration["aggregation"]["experts"] == members
+    files = boa["manifest"]["files"]
+    assert "model/params.json" in files and "members/har/har.json" in files
+    assert "deployed" in boa["manifest"]["fits"]["members/garch"]["purpose"]
+
+    summary: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
+    out = store.read_parquet(f"predictions/{summary['as_of']}.parquet")
+    assert (out["method"] == "boa").all() and summary["method"] == "boa"
+    state = store.read_json(f"predictions/tracker/{run_id}.json")
+    assert set(state["members"]) == set(members) and state["aggregation"]["experts"] == members
+    # the combination is a convex one of the members' forecasts: inside their range
+    levels = calibration["members"]["har"]["levels"]["levels"]
+    with tempfile.TemporaryDirectory() as tmp:
+        fetch_run(store, run_id, Path(tmp))
+        build = FeatureBuild.open(store)
+        latest = latest_rows(build.scan().collect())
+        each = []
+        for name in members:
+            model = load_model(Path(tmp) / calibration["members"][name]["folder"])
+            if hasattr(model, "attach_prices"):
+                model.attach_prices(build.prices())  # type: ignore[attr-defined]
+            cal = LevelCalibration.from_dict(calibration["members"][name]["levels"])
+            tracker = TrackerState.from_dict(state["members"][name])
+            each.append(emit(cal, tracker, model.predict(latest), 1.0)[0])
+    lo, hi = np.min(each, axis=0), np.max(each, axis=0)
+    values = out.select(f"q_{q}" for q in levels).to_numpy()
+    assert (values >= lo - 1e-12).all() and (values <= hi + 1e-12).all()
+    again: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
+    assert again["outcomes_added"] == 0
+    assert store.read_parquet(f"predictions/{summary['as_of']}.parquet").equals(out)

@@ -16,6 +16,7 @@ from core.modeling.calibration import (
     conformal_rank,
     emit,
     fit_calibration,
+    fold_known,
     start_tracker,
     track,
 )
@@ -62,7 +63,7 @@ def test_every_level_reaches_its_tau_on_exchangeable_data():
     assert all(200 <= n < 0.5 * cal.n_rows for n in cal.n_effective[3:8])
     raw_rates = below(y[200 * SYMBOLS :], raw[200 * SYMBOLS :])
     assert np.max(np.abs(raw_rates - LEVELS)) > 0.1  # the raw model is badly off
-    out, clipped = emit(cal, start_tracker(LEVELS, 3, 0.05, "m"), raw[200 * SYMBOLS :], 1.0)
+    out, clipped = emit(cal, start_tracker(LEVELS, 3, 0.05, 0.02, "m"), raw[200 * SYMBOLS :], 1.0)
     assert clipped == 0
     # sampling error of a level's rate over 200 correlated dates: a few points at most
     assert np.max(np.abs(below(y[200 * SYMBOLS :], out) - LEVELS)) < 0.035
@@ -79,8 +80,8 @@ def test_the_trackers_hold_every_level_through_a_volatility_regime_shift():
     raw = raw / vol[np.repeat(np.arange(len(vol)), SYMBOLS)][:, None] * 0.01
     n = 200 * SYMBOLS
     cal = fit_calibration(raw[:n], y[:n], dates[:n], LEVELS, INTERVAL)
-    static, _ = emit(cal, start_tracker(LEVELS, 3, 0.05, "m"), raw[n:], 1.0)
-    state = start_tracker(LEVELS, 3, 0.05, "m")
+    static, _ = emit(cal, start_tracker(LEVELS, 3, 0.05, 0.0, "m"), raw[n:], 1.0)
+    state = start_tracker(LEVELS, 3, 0.05, 0.0, "m")  # no decay: nothing refits here
     tracked, _ = track(cal, state, dates[n:], raw[n:], y[n:], 1.0)
     for part in (slice(0, 600 * SYMBOLS), slice(600 * SYMBOLS, None)):
         # judged after 100 dates of adaptation into each regime
@@ -98,10 +99,10 @@ def test_quantiles_never_cross_and_the_sanity_bound_clips_and_counts():
     cal = fit_calibration(raw, y, dates, LEVELS, INTERVAL)
     crossed = raw[:5].copy()
     crossed[:, [2, 8]] = crossed[:, [8, 2]]  # a model's crossing quantiles
-    out, _ = emit(cal, start_tracker(LEVELS, 3, 0.05, "m"), crossed, 1.0)
+    out, _ = emit(cal, start_tracker(LEVELS, 3, 0.05, 0.02, "m"), crossed, 1.0)
     assert (np.diff(out, axis=1) >= 0).all()
     wild = raw[:4] * 1e4  # an exploding method
-    out, clipped = emit(cal, start_tracker(LEVELS, 3, 0.05, "m"), wild, 0.5)
+    out, clipped = emit(cal, start_tracker(LEVELS, 3, 0.05, 0.02, "m"), wild, 0.5)
     assert np.abs(out).max() <= 0.5 and clipped > 0
 
 
@@ -111,10 +112,10 @@ def test_the_tracker_feedback_is_delayed_by_the_horizon():
     dates, raw, y = panel(rng, 40, np.full(40, 0.02))
     cal = fit_calibration(raw, y, dates, LEVELS, INTERVAL)
     h, day = 3, 20
-    base, _ = track(cal, start_tracker(LEVELS, h, 0.05, "m"), dates, raw, y, 1.0)
+    base, _ = track(cal, start_tracker(LEVELS, h, 0.05, 0.02, "m"), dates, raw, y, 1.0)
     moved = y.copy()
     moved[day * SYMBOLS : (day + 1) * SYMBOLS] += 1.0  # date 20's outcomes all far above
-    again, _ = track(cal, start_tracker(LEVELS, h, 0.05, "m"), dates, raw, moved, 1.0)
+    again, _ = track(cal, start_tracker(LEVELS, h, 0.05, 0.02, "m"), dates, raw, moved, 1.0)
     until = (day + h) * SYMBOLS
     assert np.array_equal(base[:until], again[:until])
     assert not np.array_equal(base[until : until + SYMBOLS], again[until : until + SYMBOLS])
@@ -129,11 +130,15 @@ def test_a_state_round_trips_and_a_new_run_continues_the_newest(tmp_path):
     from core.storage import Store
 
     store = Store(str(tmp_path / "store"))
-    own = TrackerState(LEVELS, 3, 0.05, [0.1] * 11, [["2020-03-02", [0.1] * 11]], 1, "lightgbm")
+    own = TrackerState(
+        LEVELS, 3, 0.05, 0.02, [0.1] * 11, [["2020-03-02", [0.1] * 11]], 1, "lightgbm"
+    )
     assert TrackerState.from_dict(own.to_dict()) == own
     assert starting_state(store, own) == own  # nothing else yet
-    live = TrackerState(LEVELS, 3, 0.2, [0.3] * 11, [["2020-03-09", [0.2] * 11]], 1, "lightgbm")
-    other = TrackerState(LEVELS, 3, 0.05, [0.9] * 11, [["2020-04-01", [0.2] * 11]], 1, "har")
+    live = TrackerState(
+        LEVELS, 3, 0.2, 0.02, [0.3] * 11, [["2020-03-09", [0.2] * 11]], 1, "lightgbm"
+    )
+    other = TrackerState(LEVELS, 3, 0.05, 0.02, [0.9] * 11, [["2020-04-01", [0.2] * 11]], 1, "har")
     store.write_json(layout.TRACKER_STATE(run_id="A"), live.to_dict())
     store.write_json(layout.TRACKER_STATE(run_id="B"), other.to_dict())
     store.write_bytes(layout.TRACKER_STATE(run_id="C"), b"{broken")
@@ -152,7 +157,31 @@ def test_a_wider_step_adapts_faster(step):
     raw = raw / vol[np.repeat(np.arange(200), SYMBOLS)][:, None] * 0.01
     n = 100 * SYMBOLS
     cal = fit_calibration(raw[:n], y[:n], dates[:n], LEVELS, INTERVAL)
-    state = start_tracker(LEVELS, 1, step, "m")
+    state = start_tracker(LEVELS, 1, step, 0.0, "m")
     track(cal, state, dates[n:], raw[n:], y[n:], 1.0)
     moved = float(np.mean(np.abs(state.offsets)))
     assert moved > (1.0 if step == 0.1 else 0.3)
+
+
+def test_decay_fades_a_crash_offset_that_the_tails_alone_would_keep_for_a_year():
+    """A few crash dates put 40 % of outcomes below the 1 % quantile: the offset jumps. Without
+    decay only that level's rare hits undo it (1 % a date); with decay it fades in weeks."""
+    rng = np.random.default_rng(5)
+    dates, raw, y = panel(rng, 300, np.full(300, 0.02))
+    cal = fit_calibration(raw, y, dates, LEVELS, INTERVAL)
+    crash = [
+        [f"2021-{d:05d}", [0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97]]
+        for d in range(3)
+    ]
+    calm = [[f"2021-{d:05d}", LEVELS] for d in range(3, 63)]  # then exactly calibrated dates
+    kept = {}
+    for decay in (0.0, 0.05):
+        state = start_tracker(LEVELS, 1, 0.05, decay, "m")
+        state.history = crash + calm
+        fold_known(cal, state, 3)
+        after_crash = state.offsets[0]
+        fold_known(cal, state, len(state.history))
+        kept[decay] = state.offsets[0] / after_crash
+    assert after_crash < -0.1  # the crash moved the 1 % level's offset down
+    assert kept[0.0] == pytest.approx(1.0)  # calibrated dates alone never undo it
+    assert kept[0.05] < 0.05  # 60 dates at 5 %: 0.95^60 = 0.046

@@ -5,16 +5,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from core.modeling.metrics import (
-    coverage,
-    coverage_by,
-    crossing_rate,
-    mean_width,
-    pinball,
-    quantile_coverage,
-    rank_ic,
-    winkler,
-)
+from core.modeling.distribution_scores import interval_score
+from core.modeling.metrics import crossing_rate, pinball, rank_ic
 from core.modeling.timeline import holdout_window, segment_expr
 
 
@@ -28,13 +20,9 @@ def test_metrics_against_hand_computed_values():
     # q=0.5: diffs 0, 0.5, -1, 1 -> 0, 0.25, 0.5, 0.5 -> 0.3125
     assert loss["pinball_0.5"] == pytest.approx(0.3125)
     lo, hi = preds[:, 0], preds[:, 2]
-    assert coverage(y, lo, hi) == 0.5  # rows 0 and 1 inside
-    assert mean_width(lo, hi) == pytest.approx((2 + 1.5 + 1 + 1) / 4)
     # misses: row 2 by 0.5 below, row 3 by 1 above; alpha 0.2 -> penalty 10 x miss
-    assert winkler(y, lo, hi, 0.2) == pytest.approx((5.5 + 10 * 0.5 + 10 * 1.0) / 4)
-    assert quantile_coverage(y, preds, q)["coverage_0.5"] == 0.5
+    assert interval_score(y, lo, hi, 0.2).mean() == pytest.approx((5.5 + 10 * 0.5 + 10 * 1.0) / 4)
     assert crossing_rate(np.array([[0, 1, 2], [0, 2, 1], [1, 1, 1]])) == pytest.approx(1 / 3)
-    assert coverage_by(y, lo, hi, np.array([1, 1, 2, 2])) == {"1": 1.0, "2": 0.0}
 
 
 def test_rank_ic():

@@ -165,7 +165,7 @@ def test_trackers_carried_across_refits_equal_one_continuous_run():
     joined = calibrate_in_order(same, cfg, H).frame
     rows = pl.concat([f for f, _ in blocks]).sort("date", "symbol")
     raw = rows.select("q_0.1_raw", "q_0.5_raw", "q_0.9_raw").to_numpy()
-    state0 = start_tracker(cfg.quantiles, H, cfg.tracker_step, "lightgbm")
+    state0 = start_tracker(cfg.quantiles, H, cfg.tracker_step, cfg.tracker_decay, "lightgbm")
     y = rows["y"].fill_null(np.nan).to_numpy()
     emitted, _ = track(
         blocks[0][1]["lightgbm"], state0, rows["date"].cast(pl.String).to_numpy(), raw, y,
@@ -235,3 +235,23 @@ def test_fits_learn_from_every_hth_training_date_unless_set_otherwise():
     assert every.rows["train"] == seg["train"].height
     # the baseline learnt from the thinned rows too: its fit differs from one on every date
     assert by_default.baselines["har"].coef != every.baselines["har"].coef  # type: ignore[attr-defined]
+
+
+def test_a_baseline_is_calibrated_alike_in_train_in_the_backtest_and_when_deployed():
+    """The same window gives a baseline the same calibration whichever role it has: scored
+    beside the model (train's held-out fit, a backtest refit) or deployed itself on the same
+    training rows."""
+    from core.modeling.walkforward import fit_window
+
+    bars = prices(days=1100)
+    t = table(bars)
+    w = plan_refits(trading_dates(t), H, MODEL, REFIT, WINDOWS)[0]
+    beside = fit_window(t, bars, FEATURES, MODEL, H, w, ("har", "ewma"))
+    _, in_backtest, _ = refit(t, bars, FEATURES, MODEL, H, w, ["har", "ewma"])
+    alone = MODEL.model_copy(update={"name": "har", "train_every": H})  # the model's rows
+    deployed = fit_window(t, bars, FEATURES, alone, H, w)
+    assert beside.calibrations["har"] == in_backtest["har"]
+    assert beside.calibrations["har"] == deployed.calibrations["har"]
+    assert beside.calibrations["ewma"] == in_backtest["ewma"]
+    # and each method's calibration is its own: scores divided by its own spread
+    assert beside.calibrations["har"].floor != beside.calibrations["ewma"].floor
