@@ -285,8 +285,6 @@ def predict_run(store: Store, run: str, bound: float) -> dict[str, Any]:
             model.attach_prices(build.prices())  # type: ignore[attr-defined]
     features = build.scan().collect()
     method = calibration.get("method", manifest.model)
-    state_key = layout.TRACKER_STATE(run_id=run_id)
-    saved = store.read_json(state_key) if store.exists(state_key) else None
     if "members" not in calibration:  # a run trained before layout 2
         state_key = layout.ACI_STATE(run_id=run_id)
         aci = ACIState.from_dict(
@@ -297,6 +295,8 @@ def predict_run(store: Store, run: str, bound: float) -> dict[str, Any]:
         result = forecast_legacy(model, cqr, aci, features, run_id, method)
         online = describe_state(aci)
     else:
+        state_key = layout.TRACKER_STATE(run_id=run_id)
+        saved = store.read_json(state_key) if store.exists(state_key) else None
         cals = {n: LevelCalibration.from_dict(m["levels"]) for n, m in members.items()}
         own = {n: TrackerState.from_dict(m["tracker"]) for n, m in members.items()}
         if "aggregation" in calibration:
