@@ -260,7 +260,7 @@ class ModelSettings(BaseModel):
         tuple[float, float, float, float], NoDecode, BeforeValidator(csv_or_json)
     ] = (0.6, 0.1, 0.2, 0.1)
     tracker_step: float = Field(
-        default=0.05,
+        default=0.02,
         gt=0,
         lt=1,
         description="The per-level online tracker's step, in coverage units: the share of a date's "

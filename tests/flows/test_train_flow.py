@@ -144,15 +144,17 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     history = state["history"]
     step = state["step"] * np.asarray(cal.inverse_density)
 
-    def folded(entries: list[Any]) -> np.ndarray:
-        return sum((step * (np.asarray(levels) - np.asarray(h)) for _, h in entries), np.zeros(11))
+    def folded(start: np.ndarray, entries: list[Any]) -> np.ndarray:
+        """The tracker's rule: each date, decay toward 0, then step toward the levels."""
+        offsets = start
+        for _, hits in entries:
+            offsets = (1 - state["decay"]) * offsets + step * (
+                np.asarray(levels) - np.asarray(hits)
+            )
+        return offsets
 
-    undone = folded(history[applied : state["applied"]])
-    rewound = state | {
-        "history": history[:keep],
-        "applied": applied,
-        "offsets": list(np.asarray(state["offsets"]) - undone),
-    }
+    # as it was 10 dates ago, from a known starting offset
+    rewound = state | {"history": history[:keep], "applied": applied, "offsets": [0.1] * 11}
     store.write_json(state_key, rewound)
     again: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
     assert again["outcomes_added"] > 0
@@ -161,9 +163,7 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     assert refolded["history"][-1][0] == state["history"][-1][0]
     # the offsets took in exactly the outcomes that became known (scored by the deployed
     # fit, which predict uses: the rewound dates were the held-out fit's)
-    expected = np.asarray(rewound["offsets"]) + folded(
-        refolded["history"][applied : refolded["applied"]]
-    )
+    expected = folded(np.full(11, 0.1), refolded["history"][applied : refolded["applied"]])
     assert refolded["offsets"] == pytest.approx(list(expected))
 
     # the monitor compares the newest features with the deployed fit's training rows

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from core.config import ConfigError
+from core.config import AGGREGATE, AUTO, ConfigError
 from core.data.collectors import COLLECTORS, CollectorSpec, FetchResult, make_collector
 from core.data.prices import empty_prices
 from core.features.registry import GROUPS
@@ -25,8 +25,9 @@ def choices(command, flag: str) -> list[str]:
 
 
 def test_cli_choices_and_settings_come_from_the_registries():
-    assert choices(train.COMMAND, "--model") == list(MODELS)
-    assert choices(tune.COMMAND, "--model") == list(MODELS)  # untunable ones exit 2 at start
+    # every regressor, the aggregation and auto (config's names)
+    assert choices(train.COMMAND, "--model") == [*MODELS, AGGREGATE, AUTO]
+    assert choices(tune.COMMAND, "--model") == [*MODELS, AGGREGATE, AUTO]  # the learner's
     assert "catboost" in tunable() and "ewma" not in tunable()  # baselines have nothing to tune
     assert choices(collect.COMMAND, "--source") == list(COLLECTORS)
     with pytest.raises(ConfigError, match=r"unknown model 'xgb'; known: catboost, lightgbm"):
