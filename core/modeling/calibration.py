@@ -109,10 +109,11 @@ def fit_calibration(
         n_effective=[],
     )
     scores = (y[:, None] - raw) / spreads(raw, levels, cal)[:, None]
+    day = np.unique(dates, return_inverse=True)[1]  # dates as integers: sorted once, not per level
     for k, tau in enumerate(levels):
         cal.shifts.append(conformal_rank(scores[:, k], tau))
         cal.inverse_density.append(inverse_density(scores[:, k], tau))
-        cal.n_effective.append(effective_sample_size(dates, scores[:, k] <= cal.shifts[k]))
+        cal.n_effective.append(effective_sample_size(day, scores[:, k] <= cal.shifts[k]))
     return cal
 
 
