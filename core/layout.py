@@ -162,7 +162,7 @@ PREDICTIONS = Key(
 TRACKER_STATE = Key(
     "predictions/tracker/{run_id}.json",
     "the online state the predict flow continues: the per-level tracker's (its offsets and the daily hit rates behind them), or with the aggregation deployed each member's tracker (`members`) and the aggregation's weights (`aggregation`)",
-    rebuild="delete it: predict restarts from the run's calibration",
+    rebuild="delete it: predict starts again from the newest state of the same method there is, or the run's own",
 )
 ACI_STATE = Key(
     "predictions/aci/{run_id}.json",

@@ -38,8 +38,8 @@ CRASH = ("2020-02", "2020-04")  # reported apart: the COVID crash months
 @dataclass(frozen=True)
 class BacktestPlan:
     """What a backtest fits: its refit windows, the baselines fitted beside the model, the
-    model settings the fits see (without the online calibration's: another step or method
-    reuses every refit) and ``fit_key``, a digest of all that and the data."""
+    model settings the fits see (without the online calibration's: another tracker step,
+    decay or bound reuses every refit) and ``fit_key``, a digest of all that and the data."""
 
     windows: list[Window]
     baselines: list[str]

@@ -16,13 +16,16 @@ in probability units, one step corrects a coverage error at 0.01 as fast as at 0
 step in score units would be far too slow in the tails. theta carries across refits and
 decays toward 0 by the share ``decay`` per date: a tail offset built on a crash's dates
 (hit rates of 0.4 at the 1 % level) would otherwise linger for a year, undone only by that
-level's rare hits, while the conformal shifts, refitted every refit, take in what lasts. The
-update stays linear in the hit rate, as the tracker's coverage guarantee needs (a transform
-of a noisy daily rate would bias the level it settles at).
+level's rare hits. The price: the decay gives up the tracker's long-run coverage guarantee.
+A lasting miscalibration e is corrected only to e x decay / (step + decay), half of it at the
+defaults, the rest left to the conformal shifts, which a backtest refits every 21 dates but a
+deployed run keeps until it is retrained. The update stays linear in the hit rate (a
+transform of a noisy daily rate biases the level it settles at).
 
 Emitted: q_k + (c_k + theta_k) spread, clipped into the sanity bound, then sorted along the
 levels: the monotone rearrangement of Chernozhukov, Fernandez-Val & Galichon (2010), which
-on a grid is sorting each row, and which never increases pinball or CRPS.
+on a grid is sorting each row, and which never increases the row's pinball loss summed over
+the levels (a weighted sum such as the grid's CRPS can rise a little on a crossed row).
 
 n is the number of calibration rows; ``n_effective`` states how much of it is independent:
 outcomes of one date move together across symbols, so the calibration hits of a level have a

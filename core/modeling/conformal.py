@@ -14,7 +14,7 @@ New runs are calibrated per level (``core.modeling.calibration``). All state is 
   - ``tracker``, the quantile tracker of conformal PID control (Angelopoulos, Candes &
     Tibshirani 2023): q_{t+1} = q_t + eta (err_t - alpha), the interval widened by q_t times
     sqrt(width x the calibration's mean width) (narrowed at most to its midpoint; it uses the
-    CQR's raw interval, whatever ``cqr_mode`` and ``cqr_normalized``). Linear in q, it has none of ACI's blow-ups
+    CQR's raw interval, whatever the run's CQR mode and normalization). Linear in q, it has none of ACI's blow-ups
     when alpha_t runs into the tails of the score distribution; the square root sits between
     additive offsets (too narrow in turbulent markets) and offsets proportional to the width
     (too wide there, costing pinball loss). Chosen on the 2010-2018 backtest (README).

@@ -231,7 +231,8 @@ def forecast_legacy(
     raw = model.predict(latest)
     calibrated, _, _ = apply_cqr(cqr, raw)
     lo, hi, _ = online_interval(cqr, aci, raw)
-    calibrated[:, 0], calibrated[:, -1] = lo, hi
+    calibrated[:, 1:-1] = np.clip(calibrated[:, 1:-1], lo[:, None], hi[:, None])
+    calibrated[:, 0], calibrated[:, -1] = lo, hi  # inside them: sorted, the ends are the interval
     values = np.sort(calibrated, axis=1)
     table = emitted_table(latest, cqr.quantiles, values, aci.horizon, method, run_id)
     return Forecast(table, aci, known.height)

@@ -119,12 +119,28 @@ def interval_columns(quantiles: list[float], alpha: float, prefix: str = "") -> 
 def with_interval(frame: pl.DataFrame, interval: tuple[float, float]) -> pl.DataFrame:
     """``lo`` and ``hi``: the emitted target interval, the columns of its two levels. Files
     written before layout 2 carry their own (the online-calibrated interval, which differs
-    from their quantiles)."""
+    from their quantiles; in a frame of both kinds, the new rows' are null and taken from
+    their levels)."""
+    lo, hi = pl.col(f"q_{interval[0]}"), pl.col(f"q_{interval[1]}")
     if {"lo", "hi"} <= set(frame.columns):
+        return frame.with_columns(
+            pl.coalesce("lo", lo).alias("lo"), pl.coalesce("hi", hi).alias("hi")
+        )
+    return frame.with_columns(lo.alias("lo"), hi.alias("hi"))
+
+
+def as_method(
+    frame: pl.DataFrame, method: str, model: str, quantiles: list[float]
+) -> pl.DataFrame | None:
+    """A scored frame (held-out or backtest predictions, where ``q_*`` are ``model``'s) with
+    ``method``'s calibrated quantiles as ``q_*``: what the deployed method forecast. None when
+    the frame has none of that method."""
+    if method == model:
         return frame
-    return frame.with_columns(
-        pl.col(f"q_{interval[0]}").alias("lo"), pl.col(f"q_{interval[1]}").alias("hi")
-    )
+    cols = qcols(quantiles, method)
+    if not set(cols) <= set(frame.columns):
+        return None
+    return frame.drop(qcols(quantiles)).rename(dict(zip(cols, qcols(quantiles), strict=True)))
 
 
 def metrics_interval(metrics: dict[str, Any]) -> tuple[float, float]:

@@ -18,7 +18,7 @@ from core.config import MonitorSettings
 from core.errors import DamagedArtifactError, InputError
 from core.features.registry import drift_exempt
 from core.features.table import FeatureBuild, MissingInputError, price_panel
-from core.modeling.scorecard import metrics_interval
+from core.modeling.scorecard import as_method, metrics_interval
 from core.monitoring import alerts, drift, health, scores
 from core.runs import MissingRunError, RunManifest, read_run
 from core.storage import DamagedFileError, Store
@@ -118,10 +118,12 @@ def score_pass(
     horizon: int,
     quantiles: list[float],
     interval: tuple[float, float],
+    method: str,
 ) -> tuple[pl.DataFrame, dict[str, Any], list[str]]:
     """(the merged score table, counts, notes): live forecasts (all with ``backfill``, else
     those since the newest live score minus LIVE_LOOKBACK_DAYS) and, with ``backfill``, the
-    newest backtest's, scored against the prices known on ``as_of``."""
+    newest backtest's forecasts of the deployed ``method``, scored against the prices known
+    on ``as_of``."""
     notes: list[str] = []
     existing = None
     if store.exists(layout.MONITOR_SCORES()):
@@ -152,8 +154,12 @@ def score_pass(
                 f"backtest {found[0]} forecasts another horizon or quantiles than the latest "
                 "run: not scored"
             )
+        elif (deployed := as_method(found[1], method, found[2]["model"], quantiles)) is None:
+            notes.append(
+                f"backtest {found[0]} has no forecasts of the deployed method {method}: not scored"
+            )
         else:
-            batches.append(("backtest", found[1].filter(pl.col("date") <= as_of)))
+            batches.append(("backtest", deployed.filter(pl.col("date") <= as_of)))
             notes.append(f"backtest {found[0]}: {found[1].height} forecasts considered")
     if not batches:
         raise NoPredictionsError(
@@ -236,7 +242,8 @@ def monitor(
     run_metrics = run.metrics(store)
     horizon, quantiles = run_metrics["horizon"], run_metrics["quantiles"]
     interval = metrics_interval(run_metrics)
-    table, counts, notes = score_pass(store, as_of, backfill, horizon, quantiles, interval)
+    method = run_metrics.get("deployed", run_metrics["model"])
+    table, counts, notes = score_pass(store, as_of, backfill, horizon, quantiles, interval, method)
     series = scores.monitored(table.filter(pl.col("date") <= as_of))
     rolled = scores.rolling(series, cfg.windows, quantiles)
     drift_table, drift_note = drift_pass(store, run, as_of, cfg)
@@ -252,7 +259,7 @@ def monitor(
         "horizon": horizon,
         "quantiles": quantiles,
         "interval": list(interval),
-        "method": run_metrics.get("deployed", run_metrics["model"]),
+        "method": method,
         "backfill": backfill,
         **counts,
         "scores_rows": table.height,

@@ -16,7 +16,6 @@ import polars as pl
 from core.features.build import target_expr
 from core.modeling.models.baselines import ewma_quantiles
 from core.modeling.scorecard import (
-    crps_expr,
     pinball_expr,
     qcols,
     terciles,
@@ -72,7 +71,6 @@ def score(
             for q, c in zip(quantiles, cols, strict=True)
         ],
         pinball_expr(cols, quantiles).alias("pinball"),
-        crps_expr(cols, quantiles).alias("crps"),
         pinball_expr(qcols(quantiles, "ewma"), quantiles).alias("ewma_pinball"),
         "vol20",
     ).sort("date", "symbol")

@@ -19,6 +19,7 @@ from core.data.tickers import sectors_of
 from core.errors import InputError
 from core.features.table import price_panel
 from core.modeling.scorecard import (
+    as_method,
     metrics_interval,
     model_card,
     qcols,
@@ -99,7 +100,11 @@ def history(store: Store, run: RunManifest) -> tuple[pl.DataFrame, str]:
         )
     test = run.read_parquet(store, key).filter(pl.col("y").is_not_null())
     test = test.rename({"lo_cqr_aci": "lo", "hi_cqr_aci": "hi"}, strict=False)  # layout 1
-    test = with_interval(test, metrics_interval(run.metrics(store))).with_columns(
+    metrics = run.metrics(store)
+    deployed = metrics.get("deployed", metrics["model"])
+    shown = as_method(test, deployed, metrics["model"], metrics["quantiles"])
+    test = test if shown is None else shown
+    test = with_interval(test, metrics_interval(metrics)).with_columns(
         pl.lit("held-out test").alias("source"),
         ((pl.col("y") >= pl.col("lo")) & (pl.col("y") <= pl.col("hi"))).alias("hit"),
     )
@@ -146,7 +151,8 @@ def calibration(series: pl.DataFrame, quantiles: list[float]) -> dict[str, Any]:
 
 
 def backtest_ratios(store: Store) -> dict[str, Any] | None:
-    """The newest backtest's monthly pinball ratio of the model to each baseline."""
+    """The newest backtest's monthly loss ratio of the model to each other method (CRPS; a
+    layout 1 backtest's: pinball)."""
     found = newest_backtest(store)
     if found is None:
         return None

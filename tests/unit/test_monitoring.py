@@ -205,3 +205,19 @@ def test_retention_plan_keeps_latest_and_report_runs(tmp_path):
         layout.RUN_MANIFEST(run_id=runs[1])
     )
     assert [p.name for p in (wandb / "wandb").iterdir()] == ["offline-run-20240103_000000-c"]
+
+
+def test_the_deployed_method_and_its_interval_are_read_from_any_layout():
+    """Held-out and backtest predictions hold the learner in ``q_*`` and the others under
+    their prefix: the report and monitor show the deployed one. Old files carry their own
+    ``lo``/``hi``; in a frame of both layouts the new rows' interval comes from its levels."""
+    from core.modeling.scorecard import as_method, with_interval
+
+    frame = pl.DataFrame({"q_0.1": [-1.0], "q_0.9": [1.0], "har_q_0.1": [-2.0], "har_q_0.9": [2.0]})
+    assert as_method(frame, "har", "lightgbm", [0.1, 0.9])["q_0.1"].to_list() == [-2.0]  # pyright: ignore[reportOptionalSubscript]
+    assert as_method(frame, "lightgbm", "lightgbm", [0.1, 0.9]) is frame
+    assert as_method(frame, "boa", "lightgbm", [0.1, 0.9]) is None  # no such forecasts
+    old = pl.DataFrame({"q_0.1": [-1.0], "q_0.9": [1.0], "lo": [-1.5], "hi": [1.5]})
+    mixed = pl.concat([old, frame.select("q_0.1", "q_0.9")], how="diagonal_relaxed")
+    out = with_interval(mixed, (0.1, 0.9))
+    assert out["lo"].to_list() == [-1.5, -1.0] and out["hi"].to_list() == [1.5, 1.0]

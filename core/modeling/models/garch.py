@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from core.errors import InsufficientDataError
 from core.modeling.models.base import ModelSpec
 from core.modeling.models.baselines import ewma_quantiles
 from core.modeling.models.prices import PriceModel, daily_log_returns
@@ -232,7 +233,9 @@ class Garch(PriceModel):
         }
         long = {symbol: r for symbol, r in series.items() if len(r) >= MIN_RETURNS}
         if not long:
-            raise ValueError(f"garch: no symbol has {MIN_RETURNS} daily returns to fit on")
+            raise InsufficientDataError(
+                f"garch: no symbol has {MIN_RETURNS} daily returns to fit on"
+            )
         fitted = dict(zip(long, fit_many(list(long.values())), strict=True))
         self.params = {symbol: f for symbol, f in fitted.items() if isinstance(f, dict)}
         self.fallbacks = {

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from core.errors import InsufficientDataError
 from core.modeling.models.base import ModelSpec
 from core.modeling.models.prices import PriceModel
 
@@ -68,7 +69,9 @@ class Har(PriceModel):
         rows = self._rows(X).with_columns(pl.Series("y", y))
         rows = rows.drop_nulls().filter(pl.all_horizontal(pl.col("^lv_.*$", "target").is_finite()))
         if rows.height < 50:
-            raise ValueError(f"har: {rows.height} training rows with a known range history")
+            raise InsufficientDataError(
+                f"har: {rows.height} training rows with a known range history"
+            )
         design = np.column_stack(
             [np.ones(rows.height), *[rows[f"lv_{w}"].to_numpy() for w in WINDOWS]]
         )
