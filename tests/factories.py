@@ -21,6 +21,7 @@ DATA = Path(__file__).resolve().parent / "data"
 KAGGLE = DATA / "kaggle"  # slices of the Kaggle set around its real defects (tests/data/README.md)
 STORE_V1 = DATA / "store_v1"  # a small store written by the main of 2026-11-29 (layout version 1)
 STORE_1B5BF9E = DATA / "store_1b5bf9e"  # written by the main of 2026-12-06 (tests/data/README.md)
+STORE_0ACB4E8 = DATA / "store_0acb4e8"  # the last main of layout 1 (tests/data/README.md)
 SECRET = "T000/B000/XXsecretXXtoken"
 # The collect flow's parameters for the whole bundled sample through the local source.
 SAMPLE_COLLECT = {
