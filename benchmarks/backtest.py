@@ -50,7 +50,7 @@ def foresight(store: Path, metrics: dict[str, Any], horizon: int) -> dict[str, f
     import polars as pl
 
     from benchmarks.model_quality import realized_scale
-    from core.modeling.metrics import pinball
+    from core.modeling.distribution_scores import pinball_rows
 
     q = metrics["quantiles"]
     start = metrics["forecasts"][0]
@@ -68,8 +68,8 @@ def foresight(store: Path, metrics: dict[str, Any], horizon: int) -> dict[str, f
     shape = np.quantile((before["y"] / before["scale"]).to_numpy(), q)
     oracle = test["scale"].to_numpy()[:, None] * shape[None, :]
     y = test["y"].to_numpy()
-    loss = pinball(y, oracle, q)["pinball_mean"]
-    ewma = pinball(y, test.select([f"ewma_q_{v}" for v in q]).to_numpy(), q)["pinball_mean"]
+    loss = float(pinball_rows(y, oracle, q).mean())
+    ewma = float(pinball_rows(y, test.select([f"ewma_q_{v}" for v in q]).to_numpy(), q).mean())
     hit = (y >= oracle[:, 0]) & (y <= oracle[:, -1])
     months = (
         test.with_columns(pl.Series("hit", hit))

@@ -89,7 +89,7 @@ def foresight_bound(store: str, metrics: dict[str, Any], horizon: int) -> dict[s
     import numpy as np
     import polars as pl
 
-    from core.modeling.metrics import pinball
+    from core.modeling.distribution_scores import pinball_rows
 
     rows = realized_scale(store, horizon)
     splits = {k: [dt.date.fromisoformat(d) for d in v] for k, v in metrics["splits"].items()}
@@ -97,7 +97,7 @@ def foresight_bound(store: str, metrics: dict[str, Any], horizon: int) -> dict[s
     test = rows.filter(pl.col("date").is_between(splits["test"][0], splits["test"][1]))
     shape = np.quantile((before["y"] / before["scale"]).to_numpy(), QUANTILES)
     preds = test["scale"].to_numpy()[:, None] * shape[None, :]
-    loss = pinball(test["y"].to_numpy(), preds, QUANTILES)["pinball_mean"]
+    loss = float(pinball_rows(test["y"].to_numpy(), preds, QUANTILES).mean())
     b = metrics["calibrated"]
     return {
         "pinball": loss,

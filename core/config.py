@@ -216,6 +216,11 @@ class FeatureSettings(BaseModel):
         return list(dict.fromkeys(value))
 
 
+def interval_levels(alpha: float) -> tuple[float, float]:
+    """The two levels of the central interval that misses a share ``alpha``."""
+    return round(alpha / 2, 10), round(1 - alpha / 2, 10)
+
+
 AUTO = "auto"  # model.name: the deployed method chosen by evidence (core.modeling.selection)
 AGGREGATE = "boa"  # model.name: the online aggregation of every method (core.modeling.aggregation)
 
@@ -326,7 +331,7 @@ class ModelSettings(BaseModel):
     @property
     def interval(self) -> tuple[float, float]:
         """The target interval's two levels."""
-        return round(self.alpha / 2, 10), round(1 - self.alpha / 2, 10)
+        return interval_levels(self.alpha)
 
     @model_validator(mode="after")
     def _interval_in_grid(self) -> ModelSettings:

@@ -182,3 +182,21 @@ def value_at(settings: Any, path: str) -> Any:
     for part in path.split("."):
         node = getattr(node, part)
     return node
+
+
+# A GJR-GARCH(1,1)-t in percent units (``core.modeling.models.garch``'s parameters).
+GJR_TRUE = {"mu": 0.02, "omega": 0.05, "alpha": 0.04, "gamma": 0.10, "beta": 0.85, "nu": 6.0}
+
+
+def simulate_gjr(n: int, params: dict[str, float] = GJR_TRUE, seed: int = 11) -> np.ndarray:
+    """Daily log returns (fractions) of a GJR-GARCH(1,1) with unit-variance t innovations."""
+    rng = np.random.default_rng(seed)
+    p = params
+    z = rng.standard_t(p["nu"], n) * np.sqrt((p["nu"] - 2) / p["nu"])
+    var = p["omega"] / (1 - p["alpha"] - p["gamma"] / 2 - p["beta"])
+    out = np.empty(n)
+    for t in range(n):
+        e = np.sqrt(var) * z[t]
+        out[t] = p["mu"] + e
+        var = p["omega"] + (p["alpha"] + p["gamma"] * (e < 0)) * e**2 + p["beta"] * var
+    return out / 100  # percent to fractions

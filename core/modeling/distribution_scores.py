@@ -104,17 +104,6 @@ def pit_histogram(pit: np.ndarray, bins: int = 10) -> list[float]:
     return [float(c) for c in counts / len(values)]
 
 
-def exceedance(y: np.ndarray, preds: np.ndarray, levels: Levels) -> np.ndarray:
-    """Share of (finite) outcomes at or below each level's quantile; calibrated: equal to tau."""
-    tau = _levels(levels)
-    q = _check_preds(preds, tau)
-    yv = np.asarray(y, dtype=float)
-    keep = ~np.isnan(yv)
-    if not np.any(keep):
-        return np.full(len(tau), np.nan)
-    return np.mean(yv[keep, None] <= q[keep], axis=0)
-
-
 def interval_score(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, alpha: float) -> np.ndarray:
     """Per-row interval score of Gneiting & Raftery for a central (1 - alpha) interval:
     width plus 2 / alpha times the miss distance, to rank intervals row by row."""

@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
-
-
-def pinball(y: np.ndarray, preds: np.ndarray, quantiles: Sequence[float]) -> dict[str, float]:
-    """Mean pinball loss per quantile (keys ``pinball_<q>``) and their mean (``pinball_mean``)."""
-    out = {}
-    for j, q in enumerate(quantiles):
-        diff = y - preds[:, j]
-        out[f"pinball_{q}"] = float(np.mean(np.maximum(q * diff, (q - 1) * diff)))
-    out["pinball_mean"] = float(np.mean([out[f"pinball_{q}"] for q in quantiles]))
-    return out
 
 
 def crossing_rate(preds: np.ndarray) -> float:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from core.config import interval_levels
 from core.errors import InsufficientDataError
 from core.modeling.distribution_scores import (
     clustered_exceedance_test,
@@ -112,7 +113,7 @@ def every_hth_date(frame: pl.DataFrame, horizon: int) -> pl.DataFrame:
 def interval_columns(quantiles: list[float], alpha: float, prefix: str = "") -> tuple[str, str]:
     """The target interval's two columns, named by their levels (``q_0.1``, ``q_0.9``)."""
     cols = qcols(quantiles, prefix)
-    lo, hi = round(alpha / 2, 10), round(1 - alpha / 2, 10)
+    lo, hi = interval_levels(alpha)
     return cols[quantiles.index(lo)], cols[quantiles.index(hi)]
 
 
@@ -181,7 +182,7 @@ def row_scores(
 ) -> RowScores:
     """Every per-row score of the method whose quantile columns are ``cols``."""
     y, preds = frame["y"].to_numpy(), frame.select(cols).to_numpy()
-    lo_i, hi_i = (quantiles.index(t) for t in (round(alpha / 2, 10), round(1 - alpha / 2, 10)))
+    lo_i, hi_i = (quantiles.index(t) for t in interval_levels(alpha))
     lo, hi = preds[:, lo_i], preds[:, hi_i]
     return RowScores(
         crps=crps_rows(y, preds, quantiles),

@@ -21,7 +21,7 @@ import polars as pl
 from core import layout
 from core.config import ModelSettings, Settings
 from core.errors import InputError, InsufficientDataError
-from core.modeling.metrics import pinball
+from core.modeling.distribution_scores import pinball_rows
 from core.modeling.models import make_model
 from core.modeling.timeline import every_nth_date, model_holdout
 from core.storage import Store
@@ -126,7 +126,7 @@ def fold_score(
     train, valid = every_nth_date(_rows(table, fold.train), step), _rows(table, fold.valid)
     model = make_model(model_name, quantiles, list(features), horizon, params, scaled)
     model.fit(train, train["y"].to_numpy(), valid, valid["y"].to_numpy())
-    return pinball(valid["y"].to_numpy(), model.predict(valid), quantiles)["pinball_mean"]
+    return float(pinball_rows(valid["y"].to_numpy(), model.predict(valid), quantiles).mean())
 
 
 def run_trial(

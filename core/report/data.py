@@ -50,13 +50,11 @@ def _columns(frame: pl.DataFrame) -> dict[str, list[Any]]:
 
 
 def latest_forecasts(
-    store: Store, tickers: str, interval: tuple[float, float]
-) -> tuple[str, pl.DataFrame]:
-    """(as_of, today's forecasts with their target interval ``lo``, ``hi``, its width,
-    sector and volatility tercile)."""
-    dates = prediction_dates(store)
-    as_of, key = next(reversed(dates.items()))
-    table = with_interval(store.read_parquet(key), interval)
+    store: Store, newest: pl.DataFrame, tickers: str, interval: tuple[float, float]
+) -> pl.DataFrame:
+    """The newest prediction file's forecasts with their target interval ``lo``, ``hi``, its
+    width, sector and volatility tercile."""
+    table = with_interval(newest, interval)
     sectors = sectors_of(tickers)
     cols = [c for c in table.columns if c.startswith("q_") and not c.endswith("_raw")]
     prices = price_panel(store)
@@ -79,7 +77,7 @@ def latest_forecasts(
         "vol_tercile",
         "run_id",
     ]
-    return str(as_of), table.select([c for c in keep if c in table.columns])
+    return table.select([c for c in keep if c in table.columns])
 
 
 def history(store: Store, run: RunManifest) -> tuple[pl.DataFrame, str]:
@@ -184,18 +182,18 @@ def report_data(store: Store, cfg: MonitorSettings, tickers: str) -> dict[str, A
         raise NoReportInputError(
             f"no predictions in {store.uri(layout.PREDICTIONS.prefix)}: run `python -m flows.predict` first"
         )
-    newest = store.read_parquet(next(reversed(dates.values())))
+    day, key = next(reversed(dates.items()))
+    as_of, newest = str(day), store.read_parquet(key)
     run_id = newest["run_id"][0] if "run_id" in newest.columns else resolve(store, "latest")
     try:
         run = read_run(store, run_id)
     except MissingRunError:
         raise NoReportInputError(
-            f"the predictions of {next(reversed(dates))} name run {run_id}, which is not in "
-            f"{store.uri('models')}"
+            f"the predictions of {as_of} name run {run_id}, which is not in {store.uri('models')}"
         ) from None
     metrics = run.metrics(store)
     quantiles = metrics["quantiles"]
-    as_of, today = latest_forecasts(store, tickers, metrics_interval(metrics))
+    today = latest_forecasts(store, newest, tickers, metrics_interval(metrics))
     series, source = history(store, run)
     summary = (
         store.read_json(layout.MONITOR_SUMMARY())

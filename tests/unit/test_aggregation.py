@@ -11,6 +11,7 @@ from core.modeling.aggregation import (
     combine,
     start_aggregation,
 )
+from core.modeling.distribution_scores import pinball_rows
 
 LEVELS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99]
 Z = np.array([NormalDist().inv_cdf(q) for q in LEVELS])
@@ -37,9 +38,7 @@ def panel(
 
 
 def pinball(y: np.ndarray, q: np.ndarray) -> float:
-    diff = y[:, None] - q
-    levels = np.asarray(LEVELS)
-    return float(np.maximum(levels * diff, (levels - 1) * diff).mean())
+    return float(pinball_rows(y, q, LEVELS).mean())
 
 
 @pytest.fixture(scope="module")

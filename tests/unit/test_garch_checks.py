@@ -22,31 +22,18 @@ from core.modeling.models.garch import (
     clip_level,
     fit_checked,
     fit_many,
-    horizon_quantiles,
+    horizon_variance,
+    t_quantiles,
 )
+from tests.factories import GJR_TRUE, simulate_gjr
 
 Q = [0.05, 0.5, 0.95]
 H = 3
 DAYS = 700
-TRUE = {"mu": 0.02, "omega": 0.05, "alpha": 0.04, "gamma": 0.10, "beta": 0.85, "nu": 6.0}
 REASON = re.compile(
     r"did not converge|non-finite parameters|nu .+ <= 2|persistence .+ >= 0\.999"
     r"|variance \d+x the sample's|returns without variance|fit failed \(\w+\)"
 )
-
-
-def simulate_gjr(n: int, params: dict[str, float] = TRUE, seed: int = 11) -> np.ndarray:
-    """Daily log returns (fractions) of a GJR-GARCH(1,1) with unit-variance t innovations."""
-    rng = np.random.default_rng(seed)
-    p = params
-    z = rng.standard_t(p["nu"], n) * np.sqrt((p["nu"] - 2) / p["nu"])
-    var = p["omega"] / (1 - p["alpha"] - p["gamma"] / 2 - p["beta"])
-    out = np.empty(n)
-    for t in range(n):
-        e = np.sqrt(var) * z[t]
-        out[t] = p["mu"] + e
-        var = p["omega"] + (p["alpha"] + p["gamma"] * (e < 0)) * e**2 + p["beta"] * var
-    return out / SCALE
 
 
 def flat_then_bursts(n: int, seed: int = 3) -> np.ndarray:
@@ -143,7 +130,9 @@ def test_a_well_behaved_symbol_passes_and_forecasts_with_garch():
     good = prices.filter(pl.col("symbol") == "GOOD").sort("date")
     returns = good.select((pl.col("close") / pl.col("close").shift(1)).log().fill_null(0.0))
     var = garch_module.conditional_variance(returns.to_series().to_numpy(), params)
-    expected = pl.DataFrame(horizon_quantiles(var, params, Q, H), schema=[f"q_{q}" for q in Q])
+    expected = pl.DataFrame(
+        t_quantiles(horizon_variance(var, params, H), params, Q, H), schema=[f"q_{q}" for q in Q]
+    )
     expected = pl.concat([good.select("symbol", "date"), expected], how="horizontal")
     rows = later.filter(pl.col("symbol") == "GOOD")
     got = model.predict(rows)
@@ -165,11 +154,11 @@ def test_rows_whose_variance_runs_away_take_the_ewma_quantiles_and_are_counted()
 
 
 def handwritten(persistence: float, returns: np.ndarray) -> dict[str, float]:
-    """TRUE's parameters with beta set for ``persistence``, as ``fit_gjr`` returns them."""
+    """GJR_TRUE's parameters with beta set for ``persistence``, as ``fit_gjr`` returns them."""
     clip = clip_level(returns)
-    beta = persistence - TRUE["alpha"] - TRUE["gamma"] / 2
+    beta = persistence - GJR_TRUE["alpha"] - GJR_TRUE["gamma"] / 2
     sample = float(np.var(np.clip(returns * SCALE, -clip, clip)))
-    return TRUE | {"beta": beta, "clip": clip, "var": sample, "flag": 0.0}
+    return GJR_TRUE | {"beta": beta, "clip": clip, "var": sample, "flag": 0.0}
 
 
 def test_check_fit_rejects_integrated_unconverged_and_fat_fits():

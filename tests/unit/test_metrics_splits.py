@@ -5,8 +5,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from core.modeling.distribution_scores import interval_score
-from core.modeling.metrics import crossing_rate, pinball, rank_ic
+from core.modeling.distribution_scores import interval_score, pinball_rows
+from core.modeling.metrics import crossing_rate, rank_ic
 from core.modeling.timeline import holdout_window, segment_expr
 
 
@@ -14,11 +14,11 @@ def test_metrics_against_hand_computed_values():
     y = np.array([0.0, 1.0, -1.0, 2.0])
     preds = np.array([[-1.0, 0.0, 1.0], [0.0, 0.5, 1.5], [-0.5, 0.0, 0.5], [0.0, 1.0, 1.0]])
     q = [0.1, 0.5, 0.9]
-    loss = pinball(y, preds, q)
+    loss = pinball_rows(y, preds, q).mean(axis=0)
     # q=0.1: diffs 1, 1, -0.5, 2 -> 0.1, 0.1, 0.45, 0.2 -> mean 0.2125
-    assert loss["pinball_0.1"] == pytest.approx(0.2125)
+    assert loss[0] == pytest.approx(0.2125)
     # q=0.5: diffs 0, 0.5, -1, 1 -> 0, 0.25, 0.5, 0.5 -> 0.3125
-    assert loss["pinball_0.5"] == pytest.approx(0.3125)
+    assert loss[1] == pytest.approx(0.3125)
     lo, hi = preds[:, 0], preds[:, 2]
     # misses: row 2 by 0.5 below, row 3 by 1 above; alpha 0.2 -> penalty 10 x miss
     assert interval_score(y, lo, hi, 0.2).mean() == pytest.approx((5.5 + 10 * 0.5 + 10 * 1.0) / 4)

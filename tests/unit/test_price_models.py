@@ -12,40 +12,31 @@ import polars as pl
 from core.modeling.distribution_scores import kupiec_pass_share_reference
 from core.modeling.metrics import christoffersen
 from core.modeling.models import load_model, make_model
-from core.modeling.models.garch import conditional_variance, fit_gjr, horizon_quantiles
+from core.modeling.models.garch import (
+    conditional_variance,
+    fit_gjr,
+    horizon_variance,
+    t_quantiles,
+)
 from core.modeling.scorecard import every_hth_date, level_tests, row_scores
+from tests.factories import GJR_TRUE, simulate_gjr
 
-TRUE = {"mu": 0.02, "omega": 0.05, "alpha": 0.04, "gamma": 0.10, "beta": 0.85, "nu": 6.0}
 Q = [0.1, 0.5, 0.9]
-
-
-def simulate_gjr(n: int, seed: int = 11) -> np.ndarray:
-    """Daily log returns (fractions) of a GJR-GARCH(1,1) with unit-variance t innovations."""
-    rng = np.random.default_rng(seed)
-    p = TRUE
-    z = rng.standard_t(p["nu"], n) * np.sqrt((p["nu"] - 2) / p["nu"])
-    var = p["omega"] / (1 - p["alpha"] - p["gamma"] / 2 - p["beta"])
-    out = np.empty(n)
-    for t in range(n):
-        e = np.sqrt(var) * z[t]
-        out[t] = p["mu"] + e
-        var = p["omega"] + (p["alpha"] + p["gamma"] * (e < 0)) * e**2 + p["beta"] * var
-    return out / 100
 
 
 def test_garch_recovers_known_gjr_parameters():
     fitted = fit_gjr(simulate_gjr(6000))
-    assert abs(fitted["alpha"] - TRUE["alpha"]) < 0.03
-    assert abs(fitted["gamma"] - TRUE["gamma"]) < 0.05
-    assert abs(fitted["beta"] - TRUE["beta"]) < 0.05
-    assert abs(fitted["nu"] - TRUE["nu"]) < 2.0
+    assert abs(fitted["alpha"] - GJR_TRUE["alpha"]) < 0.03
+    assert abs(fitted["gamma"] - GJR_TRUE["gamma"]) < 0.05
+    assert abs(fitted["beta"] - GJR_TRUE["beta"]) < 0.05
+    assert abs(fitted["nu"] - GJR_TRUE["nu"]) < 2.0
     persistence = fitted["alpha"] + fitted["gamma"] / 2 + fitted["beta"]
     assert abs(persistence - 0.94) < 0.03
 
 
 def test_the_variance_filter_is_the_gjr_recursion():
     r = simulate_gjr(300)
-    params = TRUE | {"clip": 1e9}
+    params = GJR_TRUE | {"clip": 1e9}
     var = conditional_variance(r, params)
     e = r * 100 - params["mu"]
     s2 = params["omega"] / (1 - params["alpha"] - params["gamma"] / 2 - params["beta"])
@@ -59,11 +50,11 @@ def test_the_variance_filter_is_the_gjr_recursion():
         expected.append(s2)
     assert np.allclose(var, expected)
     # one day ahead the quantiles are sigma times unit-variance t quantiles, plus mu
-    q = horizon_quantiles(var[-1:], params, Q, 1)[0]
+    q = t_quantiles(horizon_variance(var[-1:], params, 1), params, Q, 1)[0]
     assert abs(q[1] - params["mu"] / 100) < 1e-12 and q[0] < q[1] < q[2]
     # h days: wider, by close to sqrt(h) when the variance sits at its long-run level
-    q3 = horizon_quantiles(np.array([s2]), params, Q, 3)[0]
-    q1 = horizon_quantiles(np.array([s2]), params, Q, 1)[0]
+    q3 = t_quantiles(horizon_variance(np.array([s2]), params, 3), params, Q, 3)[0]
+    q1 = t_quantiles(horizon_variance(np.array([s2]), params, 1), params, Q, 1)[0]
     assert 1.6 < (q3[2] - q3[0]) / (q1[2] - q1[0]) < 1.8
 
 

@@ -182,13 +182,6 @@ def t_quantiles(
     return (horizon * params["mu"] + np.sqrt(total)[:, None] * z[None, :]) / SCALE
 
 
-def horizon_quantiles(
-    next_var: np.ndarray, params: dict[str, float], quantiles: list[float], horizon: int
-) -> np.ndarray:
-    """(n, k) h-day return quantiles from next-day variances (see the module docstring)."""
-    return t_quantiles(horizon_variance(next_var, params, horizon), params, quantiles, horizon)
-
-
 def exploded(total: np.ndarray, params: dict[str, float], horizon: int) -> np.ndarray:
     """Rows whose h-day variance is beyond ``MAX_VARIANCE_RATIO`` x h x the fit window's daily
     variance (or not finite); parameters saved before ``var`` was kept are never bounded."""
