@@ -22,7 +22,9 @@ DEFAULTS: dict[str, Any] = {
     "seed": 7,
     "verbosity": -1,
 }
-ROUNDS, EARLY_STOP = 1000, 80
+# Patience 40 (was 80): on four 2012-2020 backtest windows the held-out CRPS moved by
+# -0.08 % .. +0.002 % while a refit's fit took 0.9-2.8 s less (benchmarks/backtest.py, issue 22).
+ROUNDS, EARLY_STOP = 1000, 40
 
 
 class LightGBMQuantile:
