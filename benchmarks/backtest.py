@@ -91,18 +91,12 @@ SWEEP = tuple(
 TUNED_UNTIL = 2018  # every choice is made on forecasts up to this year
 
 
-def online_sweep(store: Path, metrics: dict[str, Any]) -> str:
-    """Replay the per-level calibration with each tracker step and decay over a finished backtest's
-    stored refits, split into the years it is chosen on (<= TUNED_UNTIL) and the years after:
-    the worst level's exceedance error, the target interval's coverage and months within
-    0.05, and the model's CRPS against ewma's, both calibrated alike."""
-    import numpy as np
-    import polars as pl
-
+def replay(store: Path, metrics: dict[str, Any]) -> Any:
+    """A function of online settings (``ModelSettings`` fields such as ``tracker_step``) that
+    replays a finished backtest's calibration over its stored refits: the calibrated frame."""
     from core import layout
     from core.backtests import RefitRecord, read_backtest, read_refit
     from core.config import ModelSettings
-    from core.modeling.scorecard import crps_expr, interval_columns, qcols
     from core.modeling.walkforward import calibrate_in_order
     from core.storage import Store
 
@@ -113,21 +107,43 @@ def online_sweep(store: Path, metrics: dict[str, Any]) -> str:
         for w in ({"refit": r["refit"], "until": r["until"]} for r in metrics["refits"])
     ]
     blocks = [read_refit(opened, r) for r in records]
+
+    def calibrated(**online: Any) -> Any:
+        cfg = ModelSettings(
+            name=metrics["model"], quantiles=metrics["quantiles"],
+            target_coverage=metrics["target_coverage"], **online,
+        )  # fmt: skip
+        return calibrate_in_order(
+            [(f.clone(), c) for f, c in blocks], cfg, metrics["horizon"]
+        ).frame
+
+    return calibrated
+
+
+def online_sweep(
+    store: Path, metrics: dict[str, Any], sweep: tuple[tuple[float, float], ...] = SWEEP
+) -> str:
+    """Replay the per-level calibration with each tracker step and decay over a finished backtest's
+    stored refits, split into the years it is chosen on (<= TUNED_UNTIL) and the years after:
+    the worst level's exceedance error, the target interval's coverage and months within
+    0.05, and the model's CRPS, alone and against ewma's, both calibrated alike."""
+    import numpy as np
+    import polars as pl
+
+    from core.modeling.scorecard import crps_expr, interval_columns, qcols
+
+    calibrated = replay(store, metrics)
     q = metrics["quantiles"]
     lines = [
         f"per-level tracker step and decay replayed over the same refits (chosen on <= {TUNED_UNTIL})",
         "",
-        "| step | decay | years | worst level error | coverage | months within 0.05 | CRPS / ewma |",
-        "|---|---|---|---|---|---|---|",
+        "| step | decay | years | worst level error | coverage | months within 0.05 | CRPS | CRPS / ewma |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for step, decay in SWEEP:
-        cfg = ModelSettings(
-            name=metrics["model"], quantiles=q, target_coverage=metrics["target_coverage"],
-            tracker_step=step, tracker_decay=decay,
-        )  # fmt: skip
-        out = calibrate_in_order([(f.clone(), c) for f, c in blocks], cfg, metrics["horizon"])
-        lo, hi = interval_columns(q, cfg.alpha)
-        rows = out.frame.filter(pl.col("y").is_not_null()).with_columns(
+    lo, hi = interval_columns(q, 1 - metrics["target_coverage"])
+    for step, decay in sweep:
+        frame = calibrated(tracker_step=step, tracker_decay=decay)
+        rows = frame.filter(pl.col("y").is_not_null()).with_columns(
             hit=(pl.col("y") >= pl.col(lo)) & (pl.col("y") <= pl.col(hi))
         )
         for label, part in (
@@ -143,7 +159,7 @@ def online_sweep(store: Path, metrics: dict[str, Any]) -> str:
             lines.append(
                 f"| {step} | {decay} | {label} | {worst:.4f} | {part['hit'].mean():.4f} "
                 f"| {np.mean(np.abs(months['hit'].to_numpy() - metrics['target_coverage']) <= 0.05):.0%} "
-                f"| {loss['m'][0] / loss['e'][0]:.4f} |"
+                f"| {loss['m'][0]:.6f} | {loss['m'][0] / loss['e'][0]:.4f} |"
             )
     return "\n".join(lines)
 

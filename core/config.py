@@ -229,7 +229,10 @@ class ModelSettings(BaseModel):
     """Training: the regressor, its quantiles, splits and conformal calibration."""
 
     # applied after the fits, over their forecasts: changing them reuses a backtest's refits
-    ONLINE: ClassVar[set[str]] = {"tracker_step", "tracker_decay", "quantile_bound"}
+    ONLINE: ClassVar[set[str]] = {
+        "tracker_step", "tracker_decay", "symbol_tracker_step", "symbol_tracker_decay",
+        "quantile_bound",
+    }  # fmt: skip
 
     name: str = Field(
         default="catboost",
@@ -278,6 +281,21 @@ class ModelSettings(BaseModel):
         description="The share by which the per-level tracker's offsets decay toward 0 each date "
         "(core.modeling.calibration): a crash's offset fades in weeks; the refitted conformal shifts "
         "keep what lasts.",
+    )
+    symbol_tracker_step: float = Field(
+        default=0.00025,
+        ge=0,
+        lt=1,
+        description="The per-symbol tracker's step, in coverage units (0: none): each symbol's own "
+        "offset per level, moved by its own hits, for a stock persistently off the pooled "
+        "calibration (core.modeling.calibration). Chosen on 2010-2018 (README, issue 22).",
+    )
+    symbol_tracker_decay: float = Field(
+        default=0.001,
+        ge=0,
+        lt=1,
+        description="The share by which each symbol's offsets decay toward 0 per date it has an "
+        "outcome (0.001: a memory of about four years).",
     )
     quantile_bound: float = Field(
         default=1.0,

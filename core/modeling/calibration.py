@@ -22,7 +22,13 @@ defaults, the rest left to the conformal shifts, which a backtest refits every 2
 deployed run keeps until it is retrained. The update stays linear in the hit rate (a
 transform of a noisy daily rate biases the level it settles at).
 
-Emitted: q_k + (c_k + theta_k) spread, clipped into the sanity bound, then sorted along the
+Per symbol, a second tracker (``symbol_step``, ``symbol_decay``, far smaller and slower) runs
+the same rule on each symbol's own hits: theta_ik. The pooled rule calibrates every level
+across the panel; a stock whose returns sit persistently off the pooled calibration (a
+drift, a skew of its own) stays off it without one. Its offsets start at 0 for a symbol
+first seen, and a symbol's hits wait in ``symbol_hits`` only until they are folded in.
+
+Emitted: q_k + (c_k + theta_k + theta_ik) spread, clipped into the sanity bound, then sorted along the
 levels: the monotone rearrangement of Chernozhukov, Fernandez-Val & Galichon (2010), which
 on a grid is sorting each row, and which never increases the row's pinball loss summed over
 the levels (a weighted sum such as the grid's CRPS can rise a little on a crossed row).
@@ -132,6 +138,12 @@ class TrackerState:
     history: list[list[Any]] = field(default_factory=list)  # [date, [hit rate per level]]
     applied: int = 0  # how many history entries the offsets already include
     method: str = ""  # the method it calibrates
+    symbol_step: float = 0.0  # the per-symbol tracker (``model.symbol_tracker_step``; 0: none)
+    symbol_decay: float = 0.0  # (``model.symbol_tracker_decay``)
+    symbol_offsets: dict[str, list[float]] = field(default_factory=dict)  # theta_ik
+    symbol_hits: dict[str, dict[str, list[float]]] = field(
+        default_factory=dict
+    )  # date -> symbol -> hits, not yet folded
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,28 +154,53 @@ class TrackerState:
 
 
 def start_tracker(
-    levels: Sequence[float], horizon: int, step: float, decay: float, method: str
+    levels: Sequence[float],
+    horizon: int,
+    step: float,
+    decay: float,
+    method: str,
+    symbol_step: float = 0.0,
+    symbol_decay: float = 0.0,
 ) -> TrackerState:
     """A fresh tracker: no offset beyond the conformal shifts."""
-    return TrackerState(list(levels), horizon, step, decay, [0.0] * len(levels), method=method)
+    return TrackerState(
+        list(levels), horizon, step, decay, [0.0] * len(levels), method=method,
+        symbol_step=symbol_step, symbol_decay=symbol_decay,
+    )  # fmt: skip
 
 
 def fold_known(cal: LevelCalibration, state: TrackerState, known_until: int) -> None:
-    """Fold into the offsets the hit rates of history entries [applied, known_until)."""
-    taus, steps = np.asarray(state.levels), state.step * np.asarray(cal.inverse_density)
+    """Fold into the offsets the hit rates of history entries [applied, known_until), and
+    into each symbol's offsets its own hits of those dates."""
+    taus, density = np.asarray(state.levels), np.asarray(cal.inverse_density)
     offsets = np.asarray(state.offsets)
-    for _, hits in state.history[state.applied : known_until]:
-        offsets = (1 - state.decay) * offsets + steps * (taus - np.asarray(hits, dtype=float))
+    zero = [0.0] * len(taus)
+    for day, hits in state.history[state.applied : known_until]:
+        offsets = (1 - state.decay) * offsets + state.step * density * (taus - np.asarray(hits))
+        for symbol, own in state.symbol_hits.pop(str(day), {}).items():
+            theta = np.asarray(state.symbol_offsets.get(symbol, zero))
+            moved = (1 - state.symbol_decay) * theta + state.symbol_step * density * (
+                taus - np.asarray(own)
+            )
+            state.symbol_offsets[symbol] = [float(v) for v in moved]
     state.offsets = [float(v) for v in offsets]
     state.applied = max(state.applied, known_until)
 
 
 def emit(
-    cal: LevelCalibration, state: TrackerState, raw: np.ndarray, bound: float
+    cal: LevelCalibration,
+    state: TrackerState,
+    raw: np.ndarray,
+    bound: float,
+    symbols: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, int]:
-    """(the emitted quantiles of these rows, how many values the sanity bound clipped)."""
-    shift = np.asarray(cal.shifts) + np.asarray(state.offsets)
-    out = raw + shift[None, :] * spreads(raw, cal.levels, cal)[:, None]
+    """(the emitted quantiles of these rows, how many values the sanity bound clipped);
+    ``symbols`` (one per row) adds each row's symbol offsets."""
+    shift = np.broadcast_to(np.asarray(cal.shifts) + np.asarray(state.offsets), raw.shape)
+    if symbols is not None and state.symbol_offsets:
+        zero = [0.0] * len(state.levels)
+        shift = shift + np.asarray([state.symbol_offsets.get(s, zero) for s in symbols])
+    out = raw + shift * spreads(raw, cal.levels, cal)[:, None]
     clipped = int(np.sum(np.abs(out) > bound))
     return np.sort(np.clip(out, -bound, bound), axis=1), clipped
 
@@ -175,10 +212,12 @@ def track(
     raw: np.ndarray,
     y: np.ndarray | None,
     bound: float,
+    symbols: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Walk the dates in order: each date's rows are emitted with the offsets built from the
     outcomes known by then (dates at least h trading dates earlier), then that date's hit
-    rates join the history. ``y`` may hold NaN where the outcome is unknown. Returns the
+    rates join the history (and, with ``symbols`` and a per-symbol step, each symbol's hits
+    wait to be folded). ``y`` may hold NaN where the outcome is unknown. Returns the
     emitted quantiles (rows in the order given) and the count of clipped values."""
     out = np.empty_like(raw, dtype=float)
     clipped = 0
@@ -188,11 +227,17 @@ def track(
     for i, day in enumerate(unique_dates):
         rows = order[bounds[i] : bounds[i + 1]]
         fold_known(cal, state, max(len(state.history) - state.horizon + 1, 0))
-        out[rows], n = emit(cal, state, raw[rows], bound)
+        names = None if symbols is None else symbols[rows].tolist()
+        out[rows], n = emit(cal, state, raw[rows], bound, names)
         clipped += n
         if y is not None:
             known = ~np.isnan(y[rows])
             if known.any():
-                hits = (y[rows][known][:, None] <= out[rows][known]).mean(axis=0)
-                state.history.append([str(day), [float(v) for v in hits]])
+                below = y[rows][known][:, None] <= out[rows][known]
+                state.history.append([str(day), [float(v) for v in below.mean(axis=0)]])
+                if names is not None and state.symbol_step > 0:
+                    state.symbol_hits[str(day)] = {
+                        name: [float(v) for v in hit]
+                        for name, hit in zip(np.asarray(names)[known].tolist(), below, strict=True)
+                    }
     return out, clipped

@@ -167,10 +167,10 @@ def forecast(
     known = unseen_outcomes(features, last_outcome(state))
     if known.height:
         track(cal, state, known["date"].cast(pl.String).to_numpy(), model.predict(known),
-              known["y"].cast(pl.Float64).to_numpy(), bound)  # fmt: skip
+              known["y"].cast(pl.Float64).to_numpy(), bound, known["symbol"].to_numpy())  # fmt: skip
     fold_known(cal, state, len(state.history))
     latest = latest_rows(features)
-    values, clipped = emit(cal, state, model.predict(latest), bound)
+    values, clipped = emit(cal, state, model.predict(latest), bound, latest["symbol"].to_list())
     table = emitted_table(latest, cal.levels, values, state.horizon, method, run_id)
     return Forecast(table, state, known.height, clipped)
 
@@ -192,14 +192,18 @@ def forecast_ensemble(
     known = unseen_outcomes(features, last_outcome(lead))
     dates = known["date"].cast(pl.String).to_numpy()
     y = known["y"].cast(pl.Float64).to_numpy()
+    symbols = known["symbol"].to_numpy()
     latest = latest_rows(features)
     past, today, clipped = [], [], 0
     for name in names:
         tracker, cal = state.members[name], cals[name]
         if known.height:
-            past.append(track(cal, tracker, dates, models[name].predict(known), y, bound)[0])
+            raw = models[name].predict(known)
+            past.append(track(cal, tracker, dates, raw, y, bound, symbols)[0])
         fold_known(cal, tracker, len(tracker.history))
-        values, n = emit(cal, tracker, models[name].predict(latest), bound)
+        values, n = emit(
+            cal, tracker, models[name].predict(latest), bound, latest["symbol"].to_list()
+        )
         today.append(values)
         clipped += n
     if known.height:
@@ -259,7 +263,8 @@ def starting_state(store: Store, own: TrackerState) -> TrackerState:
         same = (other.levels, other.horizon, other.method) == (own.levels, own.horizon, own.method)
         if same and last_outcome(other) > last_outcome(best):
             best = other
-    return TrackerState.from_dict(best.to_dict() | {"step": own.step, "decay": own.decay})
+    steps = ("step", "decay", "symbol_step", "symbol_decay")  # the new run's own settings
+    return TrackerState.from_dict(best.to_dict() | {k: getattr(own, k) for k in steps})
 
 
 def predict_run(store: Store, run: str, bound: float) -> dict[str, Any]:

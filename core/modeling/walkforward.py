@@ -168,6 +168,14 @@ def forecast_block(
     )
 
 
+def new_tracker(cfg: ModelSettings, horizon: int, method: str) -> TrackerState:
+    """A method's fresh tracker with the configured steps and decays."""
+    return start_tracker(
+        cfg.quantiles, horizon, cfg.tracker_step, cfg.tracker_decay, method,
+        cfg.symbol_tracker_step, cfg.symbol_tracker_decay,
+    )  # fmt: skip
+
+
 @dataclass
 class Calibrated:
     """Forecasts calibrated in date order: the frame with each method's emitted quantiles
@@ -200,17 +208,15 @@ def calibrate_in_order(
         frame = frame.sort("date", "symbol")
         y = frame["y"].cast(pl.Float64).fill_null(np.nan).to_numpy()
         dates = frame["date"].cast(pl.String).to_numpy()
+        symbols = frame["symbol"].to_numpy()
         added = []
         for method, cal in calibrations.items():
             cols = qcols(cfg.quantiles, prefix(method, cfg))
             if f"{cols[0]}_raw" not in frame.columns:
                 continue
-            state = states.setdefault(
-                method,
-                start_tracker(cfg.quantiles, horizon, cfg.tracker_step, cfg.tracker_decay, method),
-            )
+            state = states.setdefault(method, new_tracker(cfg, horizon, method))
             raw = frame.select(f"{c}_raw" for c in cols).to_numpy()
-            emitted, n = track(cal, state, dates, raw, y, cfg.quantile_bound)
+            emitted, n = track(cal, state, dates, raw, y, cfg.quantile_bound, symbols)
             clipped[method] = clipped.get(method, 0) + n
             added += [pl.Series(c, emitted[:, j]) for j, c in enumerate(cols)]
         out.append(frame.with_columns(added))

@@ -5,6 +5,7 @@ continues the newest tracker state."""
 
 from __future__ import annotations
 
+import json
 import math
 from statistics import NormalDist
 
@@ -185,3 +186,70 @@ def test_decay_fades_a_crash_offset_that_the_tails_alone_would_keep_for_a_year()
     assert after_crash < -0.1  # the crash moved the 1 % level's offset down
     assert kept[0.0] == pytest.approx(1.0)  # calibrated dates alone never undo it
     assert kept[0.05] < 0.05  # 60 dates at 5 %: 0.95^60 = 0.046
+
+
+def drifting_panel(rng: np.random.Generator, dates: int) -> tuple[np.ndarray, ...]:
+    """(dates, symbols, raw, y): the pooled ``panel``, with every second symbol's outcomes
+    drifting 0.4 sigma above the rest: pooled calibration leaves both halves off."""
+    day_dates, raw, y = panel(rng, dates, np.full(dates, 0.02), shrink=1.0, bias=0.0)
+    symbols = np.tile(np.array([f"S{i:02d}" for i in range(SYMBOLS)]), dates)
+    drifting = np.tile(np.arange(SYMBOLS) % 2 == 0, dates)
+    return day_dates, symbols, raw, y + 0.4 * 0.02 * drifting, drifting
+
+
+def test_the_symbol_tracker_pulls_a_symbol_off_the_pooled_calibration_back():
+    """Half the symbols drift above the pooled calibration: with the per-symbol tracker their
+    median exceedance moves toward 0.5 from both sides; without it it stays off."""
+    rng = np.random.default_rng(6)
+    dates, symbols, raw, y, drifting = drifting_panel(rng, 700)
+    n = 200 * SYMBOLS
+    cal = fit_calibration(raw[:n], y[:n], dates[:n], LEVELS, INTERVAL)
+    late = slice(n + 300 * SYMBOLS, None)  # after the offsets have settled
+    errors = {}
+    for step in (0.0, 0.01):
+        state = start_tracker(LEVELS, 3, 0.02, 0.02, "m", symbol_step=step, symbol_decay=0.0)
+        out, _ = track(cal, state, dates[n:], raw[n:], y[n:], 1.0, symbols[n:])
+        median = out[:, LEVELS.index(0.5)]
+        hit = (y[n:] <= median)[late.start - n :]
+        side = drifting[late]
+        errors[step] = (abs(hit[side].mean() - 0.5), abs(hit[~side].mean() - 0.5))
+        if step == 0.0:
+            assert not state.symbol_hits and not state.symbol_offsets  # nothing kept unused
+    assert min(errors[0.0]) > 0.06  # the pooled rule alone: each half about 0.08 off its median
+    assert max(errors[0.01]) < 0.03
+    assert set(state.symbol_offsets) == set(symbols)
+    assert np.mean([v[5] for s, v in state.symbol_offsets.items() if int(s[1:]) % 2 == 0]) > 0
+
+
+def test_a_symbol_tracker_state_continues_across_runs_exactly():
+    """Tracking in two calls with a JSON round trip between them (what predict does day after
+    day, pending symbol hits included) emits exactly what one pass does."""
+    rng = np.random.default_rng(7)
+    dates, symbols, raw, y, _ = drifting_panel(rng, 80)
+    cal = fit_calibration(raw, y, dates, LEVELS, INTERVAL)
+
+    def fresh() -> TrackerState:
+        return start_tracker(LEVELS, 3, 0.02, 0.02, "m", symbol_step=0.01, symbol_decay=0.01)
+
+    whole, _ = track(cal, fresh(), dates, raw, y, 1.0, symbols)
+    cut = 50 * SYMBOLS
+    state = fresh()
+    first, _ = track(cal, state, dates[:cut], raw[:cut], y[:cut], 1.0, symbols[:cut])
+    assert len(state.symbol_hits) == 3  # the last h dates' hits wait to be folded
+    again = TrackerState.from_dict(json.loads(json.dumps(state.to_dict())))
+    second, _ = track(cal, again, dates[cut:], raw[cut:], y[cut:], 1.0, symbols[cut:])
+    np.testing.assert_array_equal(np.vstack([first, second]), whole)
+
+
+def test_a_state_written_before_the_symbol_tracker_reads_as_none():
+    """Tracker states of runs deployed before it (no symbol keys) continue unchanged."""
+    old = TrackerState(LEVELS, 3, 0.02, 0.02, [0.1] * 11, [["2020-03-02", [0.1] * 11]], 1, "m")
+    written = json.dumps({k: v for k, v in old.to_dict().items() if not k.startswith("symbol_")})
+    state = TrackerState.from_dict(json.loads(written))  # as the previous main wrote it
+    assert state.symbol_step == 0.0 and state.symbol_offsets == {}
+    rng = np.random.default_rng(8)
+    dates, symbols, raw, y, _ = drifting_panel(rng, 20)
+    cal = fit_calibration(raw, y, dates, LEVELS, INTERVAL)
+    with_names, _ = track(cal, state, dates, raw, y, 1.0, symbols)
+    without, _ = track(cal, TrackerState.from_dict(json.loads(written)), dates, raw, y, 1.0)
+    np.testing.assert_array_equal(with_names, without)

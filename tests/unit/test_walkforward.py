@@ -14,9 +14,9 @@ import pytest
 
 from core.config import BacktestSettings, ModelSettings, RefitSettings
 from core.errors import InsufficientDataError
-from core.modeling.calibration import start_tracker, track
+from core.modeling.calibration import track
 from core.modeling.timeline import deployment_window, plan_refits, segments, trading_dates
-from core.modeling.walkforward import calibrate_in_order, refit
+from core.modeling.walkforward import calibrate_in_order, new_tracker, refit
 
 H = 3
 FEATURES = ["symbol", "vol20", "ret5"]
@@ -165,11 +165,12 @@ def test_trackers_carried_across_refits_equal_one_continuous_run():
     joined = calibrate_in_order(same, cfg, H).frame
     rows = pl.concat([f for f, _ in blocks]).sort("date", "symbol")
     raw = rows.select("q_0.1_raw", "q_0.5_raw", "q_0.9_raw").to_numpy()
-    state0 = start_tracker(cfg.quantiles, H, cfg.tracker_step, cfg.tracker_decay, "lightgbm")
+    state0 = new_tracker(cfg, H, "lightgbm")
+    assert state0.symbol_step > 0  # the per-symbol tracker runs too, carried alike
     y = rows["y"].fill_null(np.nan).to_numpy()
     emitted, _ = track(
         blocks[0][1]["lightgbm"], state0, rows["date"].cast(pl.String).to_numpy(), raw, y,
-        cfg.quantile_bound,
+        cfg.quantile_bound, rows["symbol"].to_numpy(),
     )  # fmt: skip
     assert np.allclose(joined.select("q_0.1", "q_0.5", "q_0.9").to_numpy(), emitted)
 
