@@ -23,10 +23,14 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.processes import Measured, run_measured
+
+if TYPE_CHECKING:
+    import polars as pl
 
 ROOT = Path(__file__).resolve().parent.parent
 YAHOO = ROOT.parent / "shared" / "data" / "yahoo_sp500_2005_2021"
@@ -91,7 +95,7 @@ SWEEP = tuple(
 TUNED_UNTIL = 2018  # every choice is made on forecasts up to this year
 
 
-def replay(store: Path, metrics: dict[str, Any]) -> Any:
+def replay(store: Path, metrics: dict[str, Any]) -> Callable[..., pl.DataFrame]:
     """A function of online settings (``ModelSettings`` fields such as ``tracker_step``) that
     replays a finished backtest's calibration over its stored refits: the calibrated frame."""
     from core import layout
@@ -108,7 +112,7 @@ def replay(store: Path, metrics: dict[str, Any]) -> Any:
     ]
     blocks = [read_refit(opened, r) for r in records]
 
-    def calibrated(**online: Any) -> Any:
+    def calibrated(**online: Any) -> pl.DataFrame:
         cfg = ModelSettings(
             name=metrics["model"], quantiles=metrics["quantiles"],
             target_coverage=metrics["target_coverage"], **online,

@@ -153,37 +153,25 @@ def emitted_daily(preds: pl.DataFrame, lo: str, hi: str) -> pl.DataFrame:
     return preds.group_by("date").agg(pl.len().alias("rows"), hit.mean().alias("coverage"))
 
 
-def pass_shares(frame: pl.DataFrame, quantiles: list[float], horizon: int) -> list[float]:
-    """Per level, the share of symbols passing Kupiec at 5 % on every h-th date."""
-    from core.modeling.metrics import kupiec
-    from core.modeling.scorecard import every_hth_date
+def level_cells(
+    frame: pl.DataFrame, quantiles: list[float], alpha: float, horizon: int
+) -> tuple[str, str, str]:
+    """A table row's cells, as the scorecard computes them: each level's per-symbol Kupiec
+    pass share, a perfect forecaster's at the same symbols' dates, and the CRPS."""
+    from core.modeling.scorecard import level_tests, row_scores
 
-    keep = every_hth_date(frame, horizon)
-    shares = []
-    for q in quantiles:
-        per = keep.group_by("symbol").agg((pl.col("y") < pl.col(f"q_{q}")).alias("h"))
-        passed = [kupiec(np.asarray(h, dtype=float), q)["p_value"] >= 0.05 for h in per["h"]]
-        shares.append(float(np.mean(passed)))
-    return shares
-
-
-def level_shares(frame: pl.DataFrame, quantiles: list[float], horizon: int) -> tuple[str, str]:
-    """A table row's cells: each level's pass share, and the CRPS."""
-    from core.modeling.distribution_scores import crps_rows
-
-    shares = pass_shares(frame, quantiles, horizon)
-    values = np.sort(frame.select(f"q_{q}" for q in quantiles).to_numpy(), axis=1)
-    crps = float(np.mean(crps_rows(frame["y"].to_numpy(), values, quantiles)))
-    return " | ".join(f"{v:.1%}" for v in shares), f"{crps:.6f}"
+    ordered = frame.sort("date", "symbol")
+    scores = row_scores(ordered, [f"q_{q}" for q in quantiles], quantiles, alpha)
+    tests = level_tests(ordered, scores, quantiles, horizon, horizon)
+    passed = " | ".join(f"{tests[f'q_{q}']['kupiec_pass_share']:.1%}" for q in quantiles)
+    reference = " | ".join(f"{tests[f'q_{q}']['reference_pass_share']:.1%}" for q in quantiles)
+    return passed, reference, f"{float(np.mean(scores.crps)):.6f}"
 
 
 def per_symbol(store: Path, metrics: dict[str, Any]) -> list[str]:
     """Bound 2's table: the backtest's calibration replayed without the per-symbol tracker,
     then corrected per symbol after the fact, and replayed with per-symbol trackers; the
     years the settings were chosen on and those after, apart."""
-    from core.modeling.distribution_scores import reference_pass_share
-    from core.modeling.scorecard import every_hth_date
-
     quantiles, horizon = metrics["quantiles"], metrics["horizon"]
     cols = [f"q_{q}" for q in quantiles]
     calibrated = replay(store, metrics)
@@ -219,15 +207,14 @@ def per_symbol(store: Path, metrics: dict[str, Any]) -> list[str]:
         f"<= {TUNED_UNTIL}": pl.col("date").dt.year() <= TUNED_UNTIL,
         f"> {TUNED_UNTIL}": pl.col("date").dt.year() > TUNED_UNTIL,
     }
+    alpha = round(1 - metrics["target_coverage"], 10)
     for label, keep in periods.items():
-        part = pooled.filter(keep)
-        counts = every_hth_date(part, horizon).group_by("symbol").len()["len"].to_list()
-        reference = " | ".join(f"{reference_pass_share(counts, q):.1%}" for q in quantiles)
+        reference = level_cells(pooled.filter(keep), quantiles, alpha, horizon)[1]
         lines.append(f"| a perfect forecaster | {label} | {reference} | |")
     for name, frame in frames.items():
         for label, keep in periods.items():
-            shares, crps = level_shares(frame.filter(keep), quantiles, horizon)
-            lines.append(f"| {name} | {label} | {shares} | {crps} |")
+            passed, _, crps = level_cells(frame.filter(keep), quantiles, alpha, horizon)
+            lines.append(f"| {name} | {label} | {passed} | {crps} |")
     return lines
 
 

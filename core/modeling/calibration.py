@@ -28,10 +28,11 @@ across the panel; a stock whose returns sit persistently off the pooled calibrat
 drift, a skew of its own) stays off it without one. Its offsets start at 0 for a symbol
 first seen, and a symbol's hits wait in ``symbol_hits`` only until they are folded in.
 
-Emitted: q_k + (c_k + theta_k + theta_ik) spread, clipped into the sanity bound, then sorted along the
-levels: the monotone rearrangement of Chernozhukov, Fernandez-Val & Galichon (2010), which
-on a grid is sorting each row, and which never increases the row's pinball loss summed over
-the levels (a weighted sum such as the grid's CRPS can rise a little on a crossed row).
+Emitted: q_k + (c_k + theta_k + theta_ik) spread, clipped into the sanity bound, then sorted
+along the levels: the monotone rearrangement of Chernozhukov, Fernandez-Val & Galichon
+(2010), which on a grid is sorting each row, and which never increases the row's pinball
+loss summed over the levels (a weighted sum such as the grid's CRPS can rise a little on a
+crossed row).
 
 n is the number of calibration rows; ``n_effective`` states how much of it is independent:
 outcomes of one date move together across symbols, so the calibration hits of a level have a
@@ -141,9 +142,8 @@ class TrackerState:
     symbol_step: float = 0.0  # the per-symbol tracker (``model.symbol_tracker_step``; 0: none)
     symbol_decay: float = 0.0  # (``model.symbol_tracker_decay``)
     symbol_offsets: dict[str, list[float]] = field(default_factory=dict)  # theta_ik
-    symbol_hits: dict[str, dict[str, list[float]]] = field(
-        default_factory=dict
-    )  # date -> symbol -> hits, not yet folded
+    # date -> symbol -> its hit per level, kept only until folded into symbol_offsets
+    symbol_hits: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,14 +172,14 @@ def start_tracker(
 def fold_known(cal: LevelCalibration, state: TrackerState, known_until: int) -> None:
     """Fold into the offsets the hit rates of history entries [applied, known_until), and
     into each symbol's offsets its own hits of those dates."""
-    taus, density = np.asarray(state.levels), np.asarray(cal.inverse_density)
+    taus, inverse = np.asarray(state.levels), np.asarray(cal.inverse_density)
     offsets = np.asarray(state.offsets)
     zero = [0.0] * len(taus)
     for day, hits in state.history[state.applied : known_until]:
-        offsets = (1 - state.decay) * offsets + state.step * density * (taus - np.asarray(hits))
+        offsets = (1 - state.decay) * offsets + state.step * inverse * (taus - np.asarray(hits))
         for symbol, own in state.symbol_hits.pop(str(day), {}).items():
             theta = np.asarray(state.symbol_offsets.get(symbol, zero))
-            moved = (1 - state.symbol_decay) * theta + state.symbol_step * density * (
+            moved = (1 - state.symbol_decay) * theta + state.symbol_step * inverse * (
                 taus - np.asarray(own)
             )
             state.symbol_offsets[symbol] = [float(v) for v in moved]

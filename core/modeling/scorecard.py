@@ -481,7 +481,8 @@ def model_card(metrics: dict[str, Any], run_id: str) -> str:
         f"target interval {metrics['interval'][0]}-{metrics['interval'][1]} "
         f"(coverage {metrics['target_coverage']:.0%}), test {metrics['splits']['test'][0]} .. "
         f"{metrics['splits']['test'][1]} ({metrics['rows']['test']} rows); every method calibrated "
-        "alike (per-level conformal shift on its own spread, then its own per-level tracker).",
+        "alike (per-level conformal shift on its own spread, then its own per-level and "
+        "per-symbol trackers).",
         "",
         *method_table(metrics),
     ]
