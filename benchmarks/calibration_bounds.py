@@ -3,7 +3,7 @@
     python -m benchmarks.calibration_bounds [--store DIR] [--model lightgbm]
 
 Reads the newest backtest of ``--model`` in a store that ``benchmarks.backtest`` filled
-(the 249 Yahoo tickers) and prints three measured bounds:
+(the 249 Yahoo tickers) and prints three measured bounds and the per-symbol tracker's choice:
 
 1. **An ideal forecaster's coverage.** A return's conditional distribution is a market
    factor plus an idiosyncratic part: y_it / s_it = b_i Z_t + sqrt(1 - b_i^2) e_it. The
@@ -24,7 +24,8 @@ Reads the newest backtest of ``--model`` in a store that ``benchmarks.backtest``
    of its residuals known h dates earlier (ex ante), and replayed with per-symbol trackers
    (the default and faster ones), beside a perfect forecaster's share; 2010-2018 (where the
    default was chosen) and the years after apart.
-3. **The tracker's frontier.** The per-level tracker replayed over the same refits at steps
+3. **The per-symbol tracker's settings**: the rule its default came from, replayed.
+4. **The tracker's frontier.** The per-level tracker replayed over the same refits at steps
    up to 0.5: months within 0.05 of the target against CRPS.
 """
 
@@ -43,8 +44,10 @@ from benchmarks.backtest import ROOT, TUNED_UNTIL, newest_backtest, online_sweep
 VIX = ROOT.parent / "shared" / "data" / "indexes" / "VIX.csv"
 CRASH_MONTHS = ("2020-02", "2020-03", "2020-04")
 FRONTIER = ((0.02, 0.02), (0.1, 0.02), (0.2, 0.02), (0.3, 0.02), (0.5, 0.02))
-# (model.symbol_tracker_step, symbol_tracker_decay): the default first, then faster ones
-SYMBOL_SETTINGS = ((0.00025, 0.001), (0.0005, 0.002), (0.002, 0.002))
+# (model.symbol_tracker_step, symbol_tracker_decay) the default was chosen among on <= 2018
+SYMBOL_GRID = tuple((s, d) for s in (0.00025, 0.0005, 0.001, 0.002) for d in (0.001, 0.002, 0.005))
+SYMBOL_SHOWN = ((0.00025, 0.001), (0.0005, 0.002), (0.002, 0.002))  # the default, faster ones
+WITHIN = 0.03  # the target: each level's pass share within 3 points of a perfect forecaster's
 
 
 def predictions(store: Path, metrics: dict[str, Any]) -> pl.DataFrame:
@@ -70,17 +73,15 @@ def regime_foresight_scale(store: Path, horizon: int, days: int = 21) -> pl.Data
     trading dates centred on each date, times sqrt(h): perfect foresight of the month's
     volatility regime (a crash's included), none of the h-day move itself."""
     from core.features.table import price_keys
+    from core.modeling.models.prices import daily_log_returns
     from core.storage import Store
 
     opened = Store(str(store))
+    prices = opened.scan_parquet(list(price_keys(opened).values())).select(
+        "symbol", "date", "close"
+    )
     daily = (
-        opened.scan_parquet(list(price_keys(opened).values()))
-        .sort("symbol", "date")
-        .with_columns((pl.col("close") / pl.col("close").shift(1)).log().over("symbol").alias("r"))
-        .group_by("date")
-        .agg(pl.col("r").mean())
-        .sort("date")
-        .collect()
+        daily_log_returns(prices.collect()).group_by("date").agg(pl.col("r").mean()).sort("date")
     )
     spread = pl.col("r").rolling_std(days, center=True, min_samples=days // 2)
     return daily.select("date", (spread * np.sqrt(horizon)).alias("vol"))
@@ -195,7 +196,7 @@ def per_symbol(store: Path, metrics: dict[str, Any]) -> list[str]:
         )
         for name, shift in shifts.items()
     }
-    for step, decay in SYMBOL_SETTINGS:
+    for step, decay in SYMBOL_SHOWN:
         frames[f"per-symbol tracker, step {step}, decay {decay}"] = known(
             calibrated(symbol_tracker_step=step, symbol_tracker_decay=decay)
         )
@@ -216,6 +217,35 @@ def per_symbol(store: Path, metrics: dict[str, Any]) -> list[str]:
             passed, _, crps = level_cells(frame.filter(keep), quantiles, alpha, horizon)
             lines.append(f"| {name} | {label} | {passed} | {crps} |")
     return lines
+
+
+def symbol_selection(store: Path, metrics: dict[str, Any]) -> list[str]:
+    """The rule the per-symbol tracker's default came from, on forecasts up to TUNED_UNTIL:
+    the lowest CRPS among the settings whose every level's pass share is within ``WITHIN`` of
+    a perfect forecaster's (the fewest levels outside it when none is)."""
+    from core.modeling.scorecard import level_tests, row_scores
+
+    quantiles, horizon = metrics["quantiles"], metrics["horizon"]
+    alpha = round(1 - metrics["target_coverage"], 10)
+    cols = [f"q_{q}" for q in quantiles]
+    calibrated = replay(store, metrics)
+    lines = ["| step | decay | levels outside 3 points | CRPS |", "|---|---|---|---|"]
+    ranked = []
+    for step, decay in SYMBOL_GRID:
+        frame = calibrated(symbol_tracker_step=step, symbol_tracker_decay=decay)
+        part = frame.filter(pl.col("y").is_not_null(), pl.col("date").dt.year() <= TUNED_UNTIL)
+        ordered = part.sort("date", "symbol")
+        scores = row_scores(ordered, cols, quantiles, alpha)
+        tests = level_tests(ordered, scores, quantiles, horizon, horizon)
+        outside = sum(
+            abs(tests[c]["kupiec_pass_share"] - tests[c]["reference_pass_share"]) > WITHIN
+            for c in cols
+        )
+        crps = float(np.mean(scores.crps))
+        ranked.append((outside, crps, step, decay))
+        lines.append(f"| {step} | {decay} | {outside} | {crps:.6f} |")
+    _, _, step, decay = min(ranked)
+    return [*lines, f"\nthe rule picks step {step}, decay {decay}"]
 
 
 def main() -> None:
@@ -256,7 +286,9 @@ def main() -> None:
         )
     print("\n2. Per-symbol Kupiec pass share per level, every h-th date\n")
     print("\n".join(per_symbol(store, metrics)))
-    print("\n3. The tracker's frontier\n")
+    print(f"\n3. The per-symbol tracker's settings, on <= {TUNED_UNTIL}\n")
+    print("\n".join(symbol_selection(store, metrics)))
+    print("\n4. The tracker's frontier\n")
     print(online_sweep(store, metrics, FRONTIER))
 
 

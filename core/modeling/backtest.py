@@ -33,6 +33,9 @@ from core.modeling.walkforward import (
 )
 
 CRASH = ("2020-02", "2020-04")  # reported apart: the COVID crash months
+# tracker state left out of the metrics: the history, and the per-symbol offsets and hits
+# (symbols x levels each: they belong to the state, not the figures)
+UNREPORTED_STATE = {"history", "symbol_offsets", "symbol_hits"}
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ def score_backtest(
         "track_record": track_record(months, cfg.target_coverage, scored, CRASH),
         "monthly": months.to_dicts(),
         "online_state_end": {
-            name: {k: v for k, v in state.to_dict().items() if k != "history"}
+            name: {k: v for k, v in state.to_dict().items() if k not in UNREPORTED_STATE}
             for name, state in calibrated.states.items()
         },
     }

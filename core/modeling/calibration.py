@@ -195,9 +195,10 @@ def emit(
     symbols: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, int]:
     """(the emitted quantiles of these rows, how many values the sanity bound clipped);
-    ``symbols`` (one per row) adds each row's symbol offsets."""
+    ``symbols`` (one per row) adds each row's symbol offsets, unless the per-symbol step is 0
+    (a state continued from a run that had one keeps its offsets, unused)."""
     shift = np.broadcast_to(np.asarray(cal.shifts) + np.asarray(state.offsets), raw.shape)
-    if symbols is not None and state.symbol_offsets:
+    if symbols is not None and state.symbol_step > 0 and state.symbol_offsets:
         zero = [0.0] * len(state.levels)
         shift = shift + np.asarray([state.symbol_offsets.get(s, zero) for s in symbols])
     out = raw + shift * spreads(raw, cal.levels, cal)[:, None]

@@ -392,7 +392,8 @@ def test_auto_deploys_the_best_candidate_and_a_deployed_aggregation_predicts(
                 model.attach_prices(build.prices())  # type: ignore[attr-defined]
             cal = LevelCalibration.from_dict(calibration["members"][name]["levels"])
             tracker = TrackerState.from_dict(state["members"][name])
-            each.append(emit(cal, tracker, model.predict(latest), 1.0)[0])
+            symbols = latest["symbol"].to_list()
+            each.append(emit(cal, tracker, model.predict(latest), 1.0, symbols)[0])
     lo, hi = np.min(each, axis=0), np.max(each, axis=0)
     values = out.select(f"q_{q}" for q in levels).to_numpy()
     assert (values >= lo - 1e-12).all() and (values <= hi + 1e-12).all()

@@ -74,16 +74,21 @@ def test_baselines_use_only_the_past():
 
 
 def test_historical_reads_only_its_window_yet_equals_the_whole_panel():
-    """``historical`` computes over the rows' dates plus what its 252-day window reads: the
-    quantiles equal those of the whole panel, also for a symbol whose history starts late."""
+    """``historical`` computes over the rows' dates plus what its 252-row window reads: the
+    quantiles equal those of the whole panel, also for a symbol whose history starts late and
+    one halted for 200 trading days (a year and more of calendar)."""
     days = pl.date_range(dt.date(2012, 1, 2), dt.date(2016, 12, 30), eager=True).to_list()
     days = [d for d in days if d.weekday() < 5 and (d.month, d.day) not in {(1, 1), (12, 25)}]
     rng = np.random.default_rng(2)
     frames = []
-    for symbol, start in (("A", 0), ("B", len(days) - 300)):
-        n = len(days) - start
-        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
-        frames.append(pl.DataFrame({"symbol": symbol, "date": days[start:], "close": close}))
+    late = len(days) - 300
+    for symbol, kept in (
+        ("A", days),
+        ("B", days[late:]),
+        ("C", days[: late - 150] + days[late + 50 :]),  # halted for 200 trading days
+    ):
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, len(kept))))
+        frames.append(pl.DataFrame({"symbol": symbol, "date": kept, "close": close}))
     prices = pl.concat(frames)
     rows = prices.filter(pl.col("date") >= dt.date(2016, 6, 1)).select("symbol", "date")
     base = Baseline("historical", Q, 3)
@@ -91,7 +96,9 @@ def test_historical_reads_only_its_window_yet_equals_the_whole_panel():
     got = base.predict_raw(rows)
     from core.modeling.models.baselines import historical_quantiles
 
-    whole = rows.join(historical_quantiles(prices, Q, 3), on=["symbol", "date"], how="left")
+    whole = rows.join(
+        historical_quantiles(prices, Q, 3), on=["symbol", "date"], how="left", maintain_order="left"
+    )
     np.testing.assert_array_equal(got, whole.select(pl.col("^q_.*$").fill_null(0.0)).to_numpy())
     assert np.isfinite(got).all() and (got[:, 0] < got[:, 2]).all()
 

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from statistics import NormalDist
 
 import numpy as np
@@ -18,9 +17,6 @@ from core.modeling.models.prices import PriceModel
 
 HISTORY_DAYS = 252
 RISKMETRICS_LAMBDA = 0.94
-# Calendar days before a row that hold its trailing window's HISTORY_DAYS trading days and
-# more: ``historical`` reads no further back (the same quantiles from a shorter panel).
-HISTORY_READS_DAYS = 2 * HISTORY_DAYS
 
 
 def historical_quantiles(
@@ -59,9 +55,9 @@ def ewma_quantiles(
 
 
 BASELINES = {"historical": historical_quantiles, "ewma": ewma_quantiles}
-# How far back each baseline reads before the rows it forecasts (None: a recursion from the
-# panel's first price, computed once).
-READS_DAYS: dict[str, int | None] = {"historical": HISTORY_READS_DAYS, "ewma": None}
+# How many of a symbol's price rows before the first row forecast a baseline reads, beyond the
+# horizon (None: a recursion from the panel's first price, computed once).
+READS_ROWS: dict[str, int | None] = {"historical": HISTORY_DAYS, "ewma": None}
 
 
 class Baseline(PriceModel):
@@ -78,28 +74,34 @@ class Baseline(PriceModel):
     def attach_prices(self, prices: pl.DataFrame) -> None:
         super().attach_prices(prices)
         self._table = None
-        if READS_DAYS[self.name] is None:
+        if READS_ROWS[self.name] is None:
             self._table = BASELINES[self.name](prices, self.quantiles, self.horizon)
 
     def fit(self, X: pl.DataFrame, y: np.ndarray, X_val: pl.DataFrame, y_val: np.ndarray) -> None:
         """Nothing to learn."""
 
     def predict_raw(self, X: pl.DataFrame) -> np.ndarray:
-        """A trailing-window baseline computes its quantiles over the rows' dates only (plus
-        what its window reads): a backtest's refit forecasts months, not the whole panel."""
-        reads = READS_DAYS[self.name]
+        """A trailing-window baseline computes its quantiles over the rows' dates only, plus
+        the rows its window reads before them (counted in rows per symbol, so a gap in a
+        symbol's history changes nothing): a backtest's refit forecasts months, not the panel."""
+        reads = READS_ROWS[self.name]
         if reads is None:
             if self._table is None:
                 raise RuntimeError(f"{self.name} baseline needs attach_prices() before predict")
             return self.lookup(X, self._table)
         if not X.height:
             return np.zeros((0, len(self.quantiles)))
-        first: dt.date = X["date"].min()  # type: ignore[assignment]
-        last: dt.date = X["date"].max()  # type: ignore[assignment]
-        prices = self.prices.filter(
-            pl.col("date").is_between(first - dt.timedelta(days=reads), last),
-            pl.col("symbol").is_in(X["symbol"].unique().implode()),
+        first, last = X["date"].min(), X["date"].max()
+        position = pl.int_range(pl.len()).over("symbol")
+        panel = (
+            self.prices.filter(
+                pl.col("symbol").is_in(X["symbol"].unique().implode()), pl.col("date") <= last
+            )
+            .sort("symbol", "date")
+            .with_columns(position.alias("_row"))
         )
+        start = pl.col("_row").filter(pl.col("date") >= first).min().over("symbol")
+        prices = panel.filter(pl.col("_row") >= start - (reads + self.horizon)).drop("_row")
         return self.lookup(X, BASELINES[self.name](prices, self.quantiles, self.horizon))
 
     @classmethod
