@@ -46,6 +46,18 @@ def newest_backtest(store: Path, model: str) -> dict[str, Any]:
     return [m for m in manifests if m.model == model][-1].metrics(opened)
 
 
+def predictions(store: Path, metrics: dict[str, Any]) -> pl.DataFrame:
+    """A finished backtest's rows with a known outcome."""
+    import polars as pl
+
+    from core.backtests import read_backtest
+    from core.storage import Store
+
+    opened = Store(str(store))
+    manifest = read_backtest(opened, metrics["backtest_id"])
+    return manifest.predictions(opened).filter(pl.col("y").is_not_null())
+
+
 def foresight(store: Path, metrics: dict[str, Any], horizon: int) -> dict[str, float]:
     """Quantiles from the realized range volatility of each backtest row's next h days times
     the empirical shape of y over that scale before the backtest: their pinball (against
@@ -60,14 +72,10 @@ def foresight(store: Path, metrics: dict[str, Any], horizon: int) -> dict[str, f
     start = metrics["forecasts"][0]
     rows = realized_scale(str(store), horizon)
     before = rows.filter(pl.col("date").cast(pl.String) < start)
-    from core.backtests import read_backtest
-    from core.storage import Store
-
-    opened = Store(str(store))
-    manifest = read_backtest(opened, metrics["backtest_id"])
-    preds = manifest.predictions(opened).filter(pl.col("y").is_not_null())
-    test = preds.select("symbol", "date", *[f"ewma_q_{v}" for v in q]).join(
-        rows, on=["symbol", "date"], how="inner"
+    test = (
+        predictions(store, metrics)
+        .select("symbol", "date", *[f"ewma_q_{v}" for v in q])
+        .join(rows, on=["symbol", "date"], how="inner")
     )
     shape = np.quantile((before["y"] / before["scale"]).to_numpy(), q)
     oracle = test["scale"].to_numpy()[:, None] * shape[None, :]

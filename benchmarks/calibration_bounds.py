@@ -39,25 +39,31 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from benchmarks.backtest import ROOT, TUNED_UNTIL, newest_backtest, online_sweep, replay
+from benchmarks.backtest import (
+    ROOT,
+    TUNED_UNTIL,
+    newest_backtest,
+    online_sweep,
+    predictions,
+    replay,
+)
 
 VIX = ROOT.parent / "shared" / "data" / "indexes" / "VIX.csv"
-CRASH_MONTHS = ("2020-02", "2020-03", "2020-04")
+
+
+def crash_months() -> list[str]:
+    """The months the backtest reports apart (``core.modeling.backtest.CRASH``, a range)."""
+    from core.modeling.backtest import CRASH
+
+    first, last = (int(m[:4]) * 12 + int(m[5:]) - 1 for m in CRASH)
+    return [f"{n // 12}-{n % 12 + 1:02d}" for n in range(first, last + 1)]
+
+
 FRONTIER = ((0.02, 0.02), (0.1, 0.02), (0.2, 0.02), (0.3, 0.02), (0.5, 0.02))
 # (model.symbol_tracker_step, symbol_tracker_decay) the default was chosen among on <= 2018
 SYMBOL_GRID = tuple((s, d) for s in (0.00025, 0.0005, 0.001, 0.002) for d in (0.001, 0.002, 0.005))
 SYMBOL_SHOWN = ((0.00025, 0.001), (0.0005, 0.002), (0.002, 0.002))  # the default, faster ones
 WITHIN = 0.03  # the target: each level's pass share within 3 points of a perfect forecaster's
-
-
-def predictions(store: Path, metrics: dict[str, Any]) -> pl.DataFrame:
-    """The backtest's rows with a known outcome."""
-    from core.backtests import read_backtest
-    from core.storage import Store
-
-    opened = Store(str(store))
-    manifest = read_backtest(opened, metrics["backtest_id"])
-    return manifest.predictions(opened).filter(pl.col("y").is_not_null())
 
 
 def vix_scale(horizon: int) -> pl.DataFrame:
@@ -134,7 +140,7 @@ def coverage_figures(daily: pl.DataFrame, target: float) -> dict[str, Any]:
         .group_by(pl.col("date").dt.year())
         .agg(weighted)
     )
-    crash = {m: float(months.filter(pl.col("m") == m)["coverage"][0]) for m in CRASH_MONTHS}
+    crash = {m: float(months.filter(pl.col("m") == m)["coverage"][0]) for m in crash_months()}
     return {
         "overall": float(daily.select(weighted).item()),
         "months_within": float(np.mean(np.abs(months["coverage"].to_numpy() - target) <= 0.05)),
@@ -272,16 +278,16 @@ def main() -> None:
     print("1. The target interval's coverage: an ideal forecaster (module docstring) and ours\n")
     print(
         "| | overall | months within 0.05 | years (2010-2020) | years within 0.02 | "
-        + " | ".join(CRASH_MONTHS)
+        + " | ".join(crash_months())
         + " |"
     )
-    print("|---|---|---|---|---|" + "---|" * len(CRASH_MONTHS))
+    print("|---|---|---|---|---|" + "---|" * len(crash_months()))
     for name, daily in rows.items():
         f = coverage_figures(daily, target)
         print(
             f"| {name} | {f['overall']:.4f} | {f['months_within']:.0%} | "
             f"{f['years'][0]:.3f}-{f['years'][1]:.3f} | {f['years_within']} of {f['n_years']} | "
-            + " | ".join(f"{f['crash'][m]:.3f}" for m in CRASH_MONTHS)
+            + " | ".join(f"{f['crash'][m]:.3f}" for m in crash_months())
             + " |"
         )
     print("\n2. Per-symbol Kupiec pass share per level, every h-th date\n")

@@ -91,7 +91,8 @@ def traffic_light(
 def dynamic_quantile(y: np.ndarray, var: np.ndarray, tau: float, lags: int = 4) -> QuantileTest:
     """Engle and Manganelli's DQ test of one series (date order, non-overlapping outcomes):
     regressors a constant, ``lags`` lagged demeaned hits and the VaR; chi-square(lags + 2)."""
-    hit = (np.asarray(y, dtype=float) < np.asarray(var, dtype=float)).astype(float) - tau
+    var = np.asarray(var, dtype=float)
+    hit = (np.asarray(y, dtype=float) < var).astype(float) - tau
     n = len(hit) - lags
     if n <= lags + 2:
         return QuantileTest(float("nan"), float("nan"), max(n, 0))
@@ -150,16 +151,3 @@ def fz0_loss(y: np.ndarray, var: np.ndarray, es: np.ndarray, alpha: float) -> np
         raise ValueError("FZ0 needs ES <= VaR < 0 (returns of the lower tail)")
     below = (y <= v).astype(float)
     return -below * (v - y) / (alpha * e) + v / e + np.log(-e) - 1.0
-
-
-def z2_pass_share(
-    x_by_symbol: list[np.ndarray],
-    var_by_symbol: list[np.ndarray],
-    es_by_symbol: list[np.ndarray],
-    alpha: float,
-) -> float:
-    """Share of symbols whose Z2 is not below the 5 % threshold."""
-    values = [
-        z2(x, v, e, alpha) for x, v, e in zip(x_by_symbol, var_by_symbol, es_by_symbol, strict=True)
-    ]
-    return float(np.mean([v >= Z2_THRESHOLD for v in values])) if values else float("nan")

@@ -28,19 +28,18 @@ def _segment(q0: np.ndarray, q1: np.ndarray, u0: float, u1: float) -> np.ndarray
     return np.where(flat, width * np.exp(q0), width * (np.exp(q1) - np.exp(q0)) / safe)
 
 
-def _lower_tail_integral(values: np.ndarray, levels: Sequence[float], alpha: float) -> np.ndarray:
-    """int_0^alpha exp(Q(u)) du per row, from sorted quantiles at sorted ``levels``."""
-    u = np.asarray(levels, dtype=float)
-    k = int(np.searchsorted(u, alpha))
-    if k >= len(u) or not np.isclose(u[k], alpha):
-        raise ValueError(f"alpha {alpha} is not a level of the grid {list(levels)}")
-    if len(u) < 2:
-        raise ValueError("the tail needs at least two levels")
-    slope = (values[:, 1] - values[:, 0]) / np.log(u[1] / u[0])  # b >= 0: sorted quantiles
-    total = u[0] * np.exp(values[:, 0]) / (1.0 + slope)
+def _tail_mean(q: np.ndarray, u: np.ndarray, alpha: float) -> np.ndarray:
+    """(1 / alpha) int_0^alpha exp(Q(v)) dv per row, ``q`` the quantiles at distances ``u``
+    (increasing) from the tail's end: linear in v between them, and beyond the outermost
+    Q(v) = q_1 + b log(v / u_1), whose integral is u_1 exp(q_1) / (1 + b)."""
+    k = int(np.argmin(np.abs(u - alpha)))
+    slope = (q[:, 1] - q[:, 0]) / np.log(u[1] / u[0])  # >= 0 in the lower tail, <= 0 in the upper
+    if np.any(slope <= -1.0):
+        raise ValueError("the upper tail is too heavy for a finite mean of exp(y)")
+    total = u[0] * np.exp(q[:, 0]) / (1.0 + slope)
     for j in range(k):
-        total = total + _segment(values[:, j], values[:, j + 1], u[j], u[j + 1])
-    return total
+        total = total + _segment(q[:, j], q[:, j + 1], u[j], u[j + 1])
+    return total / alpha
 
 
 def var_es(
@@ -54,25 +53,11 @@ def var_es(
     for tail in (alpha, round(1.0 - alpha, 10)):
         if tail not in levels:
             raise ValueError(f"level {tail} is not a level of the grid {levels}")
+    if len(levels) < 2:
+        raise ValueError("the tails need at least two levels")
+    u = np.asarray(levels)
     long_var = 1.0 - np.exp(values[:, levels.index(alpha)])
-    long_es = 1.0 - _lower_tail_integral(values, levels, alpha) / alpha
+    long_es = 1.0 - _tail_mean(values, u, alpha)
     short_var = np.exp(values[:, levels.index(round(1.0 - alpha, 10))]) - 1.0
-    short_es = _upper_tail_mean(values, levels, alpha) - 1.0
+    short_es = _tail_mean(values[:, ::-1], 1.0 - u[::-1], alpha) - 1.0  # the upper tail, mirrored
     return long_var, long_es, short_var, short_es
-
-
-def _upper_tail_mean(values: np.ndarray, levels: Sequence[float], alpha: float) -> np.ndarray:
-    """E[exp(y) | y >= Q(1 - alpha)] per row: the mirror of the lower tail's rule (linear
-    between levels, exponential beyond the outermost)."""
-    u = 1.0 - np.asarray(levels, dtype=float)[::-1]  # upper levels as distances from 1
-    q = values[:, ::-1]  # Q(1 - v) for v = u, increasing v: decreasing quantiles
-    k = int(np.searchsorted(u, alpha - 1e-12))
-    if k >= len(u) or not np.isclose(u[k], alpha):
-        raise ValueError(f"1 - alpha ({1 - alpha}) is not a level of the grid {list(levels)}")
-    slope = (q[:, 0] - q[:, 1]) / np.log(u[1] / u[0])  # Q(1 - v) = Q(1 - u_1) - b log(v / u_1)
-    if np.any(slope >= 1.0):
-        raise ValueError("the upper tail is too heavy for a finite mean of exp(y)")
-    total = u[0] * np.exp(q[:, 0]) / (1.0 - slope)
-    for j in range(k):
-        total = total + _segment(q[:, j], q[:, j + 1], u[j], u[j + 1])
-    return total / alpha

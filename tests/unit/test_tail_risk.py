@@ -58,3 +58,11 @@ def test_a_level_outside_the_grid_is_refused():
     values = np.zeros((1, len(LEVELS)))
     with pytest.raises(ValueError, match="not a level of the grid"):
         var_es(values, LEVELS, 0.03)
+
+
+def test_an_upper_tail_too_heavy_for_a_finite_mean_is_refused():
+    """Beyond 0.99 the exponential tail's mean of exp(y) is infinite once its scale b reaches 1."""
+    values = np.array([[NORM.inv_cdf(t) * 0.02 for t in LEVELS]])
+    values[0, -1] = values[0, -2] + 1.0  # b = 1 / log(2.5) > 1
+    with pytest.raises(ValueError, match="too heavy"):
+        var_es(values, LEVELS, 0.01)
