@@ -303,6 +303,13 @@ class ModelSettings(BaseModel):
         description="Sanity bound on every emitted quantile, in h-day log return (1.0: -63 % .. +172 %); "
         "values beyond it are clipped and counted.",
     )
+    historical_window: int = Field(
+        default=250,
+        ge=20,
+        le=2520,
+        description="The 'historical' baseline's trailing h-day returns per symbol (historical "
+        "simulation: 250, the Basel year; 500 is the other common choice).",
+    )
     volatility_scaling: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Fit GBMs on returns divided by a volatility forecast (core.modeling.models.scaled); "

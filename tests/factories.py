@@ -200,3 +200,20 @@ def simulate_gjr(n: int, params: dict[str, float] = GJR_TRUE, seed: int = 11) ->
         out[t] = p["mu"] + e
         var = p["omega"] + (p["alpha"] + p["gamma"] * (e < 0)) * e**2 + p["beta"] * var
     return out / 100  # percent to fractions
+
+
+def return_bars(symbol: str, dates: list[dt.date], returns: np.ndarray) -> pl.DataFrame:
+    """OHLCV bars whose close-to-close log returns are ``returns`` (volume 0 on flat days)."""
+    close = 40 * np.exp(np.cumsum(returns))
+    return pl.DataFrame(
+        {
+            "symbol": symbol,
+            "date": dates,
+            "open": close,
+            "high": close * np.exp(np.abs(returns) / 2),
+            "low": close * np.exp(-np.abs(returns) / 2),
+            "close": close,
+            "adj_close": close,
+            "volume": np.where(returns == 0, 0, 1_000_000),
+        }
+    )

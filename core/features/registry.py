@@ -50,10 +50,15 @@ def warmup_rows(groups: list[str], horizon: int) -> int:
     return max(group(g).warmup(Windows(horizon)) for g in groups)
 
 
-def code_version(package: Path = Path(__file__).parent) -> str:
-    """Hash of a package's source (this one by default; subpackages included): part of a
-    build's version, or a backtest refit's key, so a changed formula recomputes."""
+def code_version(
+    package: Path = Path(__file__).parent, exclude: frozenset[str] = frozenset()
+) -> str:
+    """Hash of a package's source (this one by default; subpackages included, the files
+    named in ``exclude`` left out): part of a build's version, or a backtest refit's key, so
+    a changed formula recomputes."""
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).as_posix() in exclude:
+            continue
         digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]

@@ -36,6 +36,14 @@ CRASH = ("2020-02", "2020-04")  # reported apart: the COVID crash months
 # tracker state left out of the metrics: the history, and the per-symbol offsets and hits
 # (symbols x levels each: they belong to the state, not the figures)
 UNREPORTED_STATE = {"history", "symbol_offsets", "symbol_hits"}
+# modules that only score or combine the stored refits' forecasts: a change to them re-scores
+# a backtest without refitting (every other module of core.modeling is in the refits' key)
+SCORING_ONLY = frozenset(
+    {
+        "scorecard.py", "distribution_scores.py", "risk_scorecard.py", "risk_backtests.py",
+        "tail_risk.py", "metrics.py", "selection.py", "aggregation.py", "backtest.py",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ def plan_backtest(
             "windows": refit.model_dump(mode="json"),
             "features": data.features,
             "baselines": others,
-            "code": code_version(Path(walkforward.__file__).parent),
+            "code": code_version(Path(walkforward.__file__).parent, SCORING_ONLY),
         }
     )
     return BacktestPlan(windows, others, fit_cfg, fit_key, data.features, data.horizon, fingerprint)
@@ -115,7 +123,7 @@ def score_backtest(
     forecasts = calibrated.frame
     methods = complete_methods(forecasts, cfg, [cfg.name, *plan.baselines, AGGREGATE])
     scored = [m for m in methods if m != cfg.name]
-    card = scorecard(forecasts, cfg.quantiles, cfg.alpha, plan.horizon, methods)
+    card = scorecard(forecasts, cfg.quantiles, cfg.alpha, plan.horizon, methods, CRASH)
     months = monthly(forecasts, cfg.quantiles, cfg.alpha, methods, cfg.name)
     metrics = {
         "backtest_id": backtest_id,

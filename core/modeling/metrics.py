@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import polars as pl
+
+DM_LEVEL = 0.05  # a pairwise Diebold-Mariano's significance
 
 
 def crossing_rate(preds: np.ndarray) -> float:
@@ -106,3 +109,25 @@ def christoffersen(hits: np.ndarray, groups: np.ndarray | None = None) -> dict[s
     free = _log_likelihood(n01, n00 + n01, p0) + _log_likelihood(n11, n10 + n11, p1)
     lr = max(-2 * (restricted - free), 0.0)
     return {"lr": lr, "p_value": _chi2_1_sf(lr), "n": float(len(h))}
+
+
+def daily_losses(frame: pl.DataFrame, losses: np.ndarray) -> np.ndarray:
+    """The cross-sectional mean of a per-row loss per date, in date order."""
+    return (
+        frame.select("date").with_columns(pl.Series("loss", losses))
+        .group_by("date").agg(pl.col("loss").mean()).sort("date")["loss"].to_numpy()
+    )  # fmt: skip
+
+
+def pairwise_dm(daily: dict[str, np.ndarray], lags: int) -> dict[str, dict[str, Any]]:
+    """Diebold-Mariano of every method against every other on a daily loss (CRPS, FZ0):
+    ``[a][b]``, with ``beats`` = a's loss lower with p < ``DM_LEVEL``."""
+    out: dict[str, dict[str, Any]] = {}
+    for a, loss_a in daily.items():
+        out[a] = {}
+        for b, loss_b in daily.items():
+            if a != b:
+                test = diebold_mariano(loss_a, loss_b, lags)
+                test["beats"] = bool(test["mean_diff"] < 0 and test["p_value"] < DM_LEVEL)
+                out[a][b] = test
+    return out

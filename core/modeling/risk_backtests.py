@@ -92,7 +92,13 @@ def dynamic_quantile(y: np.ndarray, var: np.ndarray, tau: float, lags: int = 4) 
     """Engle and Manganelli's DQ test of one series (date order, non-overlapping outcomes):
     regressors a constant, ``lags`` lagged demeaned hits and the VaR; chi-square(lags + 2)."""
     var = np.asarray(var, dtype=float)
-    hit = (np.asarray(y, dtype=float) < var).astype(float) - tau
+    return dq_of_hits(np.asarray(y, dtype=float) < var, var, tau, lags)
+
+
+def dq_of_hits(hits: np.ndarray, var: np.ndarray, tau: float, lags: int = 4) -> QuantileTest:
+    """``dynamic_quantile`` of a series' hits (booleans) against its VaR."""
+    var = np.asarray(var, dtype=float)
+    hit = np.asarray(hits, dtype=float) - tau
     n = len(hit) - lags
     if n <= lags + 2:
         return QuantileTest(float("nan"), float("nan"), max(n, 0))
@@ -151,3 +157,53 @@ def fz0_loss(y: np.ndarray, var: np.ndarray, es: np.ndarray, alpha: float) -> np
         raise ValueError("FZ0 needs ES <= VaR < 0 (returns of the lower tail)")
     below = (y <= v).astype(float)
     return -below * (v - y) / (alpha * e) + v / e + np.log(-e) - 1.0
+
+
+def dq_reference_pass_share(
+    var_by_symbol: list[np.ndarray],
+    tau: float,
+    level: float = 0.05,
+    draws: int = 20,
+    seed: int = 0,
+    lags: int = 4,
+) -> float:
+    """The DQ pass share of a perfectly calibrated forecaster, simulated: per symbol, hits
+    drawn independently with probability ``tau`` against that symbol's own VaR series (the
+    test's size at a few hundred dates and rare hits is far from its nominal level)."""
+    rng = np.random.default_rng(seed)
+    passes = [
+        dq_of_hits(rng.random(len(var)) < tau, var, tau, lags).p_value >= level
+        for _ in range(draws)
+        for var in var_by_symbol
+        if len(var) > 2 * lags + 2
+    ]
+    return float(np.mean(passes)) if passes else float("nan")
+
+
+Z2_REFERENCE_NU = 5.0  # the Student-t a calibrated forecaster's outcomes are drawn from
+
+
+def z2_reference_pass_share(
+    lengths: list[int], alpha: float, draws: int = 200, seed: int = 0
+) -> float:
+    """The share of symbols whose Z2 stays above ``Z2_THRESHOLD`` under a forecaster with the
+    exact VaR and ES, simulated with Student-t(5) outcomes at each symbol's number of dates
+    (Acerbi and Szekely: the threshold's size hardly depends on the distribution)."""
+    from scipy import stats
+
+    nu = Z2_REFERENCE_NU
+    q = float(stats.t.ppf(alpha, nu))
+    es = float(-stats.t.pdf(q, nu) * (nu + q**2) / ((nu - 1) * alpha))  # E[X | X <= q]
+    rng = np.random.default_rng(seed)
+    distinct, multiplicity = np.unique(np.asarray(lengths, dtype=int), return_counts=True)
+    shares = []
+    for n in distinct:
+        x = rng.standard_t(nu, size=(draws, int(n)))
+        tail = x < q
+        z = np.sum(np.where(tail, x, 0.0), axis=1) / (n * alpha * -es) + 1.0
+        shares.append(float(np.mean(z > Z2_THRESHOLD)))
+    return (
+        float(np.sum(np.asarray(shares) * multiplicity) / multiplicity.sum())
+        if shares
+        else float("nan")
+    )

@@ -26,8 +26,9 @@ from core.modeling.distribution_scores import (
     pit_values,
     reference_pass_share,
 )
-from core.modeling.metrics import christoffersen, diebold_mariano, kupiec, rank_ic
+from core.modeling.metrics import christoffersen, daily_losses, kupiec, pairwise_dm, rank_ic
 from core.modeling.models.prices import daily_log_returns
+from core.modeling.risk_scorecard import risk_scorecard
 
 PASS_LEVEL = 0.05  # significance of every test here
 MCS_SIZE = 0.10  # the Model Confidence Set's size: it holds the best method with 90 % confidence
@@ -275,39 +276,19 @@ def level_tests(
     return out
 
 
-def daily_losses(frame: pl.DataFrame, losses: np.ndarray) -> np.ndarray:
-    """The cross-sectional mean of a per-row loss per date, in date order."""
-    return (
-        frame.select("date").with_columns(pl.Series("loss", losses))
-        .group_by("date").agg(pl.col("loss").mean()).sort("date")["loss"].to_numpy()
-    )  # fmt: skip
-
-
-def pairwise_dm(daily: dict[str, np.ndarray], lags: int) -> dict[str, dict[str, Any]]:
-    """Diebold-Mariano of every method against every other on daily CRPS: ``[a][b]``, with
-    ``beats`` = a's loss lower with p < 0.05."""
-    out: dict[str, dict[str, Any]] = {}
-    for a, loss_a in daily.items():
-        out[a] = {}
-        for b, loss_b in daily.items():
-            if a != b:
-                test = diebold_mariano(loss_a, loss_b, lags)
-                test["beats"] = bool(test["mean_diff"] < 0 and test["p_value"] < PASS_LEVEL)
-                out[a][b] = test
-    return out
-
-
 def scorecard(
     frame: pl.DataFrame,
     quantiles: list[float],
     alpha: float,
     horizon: int,
     methods: dict[str, str],
+    crash: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Every method (name -> column prefix), calibrated (``<prefix>q_*``) and raw
     (``<prefix>q_*_raw``), on the rows of ``frame`` with a known outcome: figures overall
     and per group, per-level tests of the calibrated forecasts, pairwise Diebold-Mariano
-    and the Model Confidence Set on daily CRPS (calibrated; raw beside).
+    and the Model Confidence Set on daily CRPS (calibrated; raw beside), and the risk
+    section (``core.modeling.risk_scorecard``: VaR and ES backtests, ``crash`` months apart).
 
     ``frame``: symbol, date, y, vol_tercile, [sector] and the methods' columns."""
     frame = frame.filter(pl.col("y").is_not_null() & pl.col("y").is_not_nan()).sort(
@@ -346,6 +327,7 @@ def scorecard(
         },
         "mcs": mcs,
     }
+    out["risk"] = risk_scorecard(frame, quantiles, horizon, methods, lags, crash)
     return out
 
 

@@ -75,10 +75,13 @@ def fit_model(
 ) -> QuantileRegressor:
     """Model ``name`` fitted on the training rows, stopping early on validation; a baseline,
     which has no early stopping, fits on training plus validation rows. The configured
-    parameters apply to the configured model only."""
+    parameters apply to the configured model only (over what every method of its kind takes
+    from the settings: ``ModelSpec.from_settings``)."""
     spec = MODELS[name]
     scaled = use_scaling(cfg.volatility_scaling, spec.inner_defaults, features)
-    params = cfg.params if name == cfg.name else {}
+    params = (spec.from_settings(cfg) if spec.from_settings else {}) | (
+        cfg.params if name == cfg.name else {}
+    )
     model = make_model(name, cfg.quantiles, features, horizon, params, scaled)
     if uses_prices(model):
         model.attach_prices(prices)  # type: ignore[attr-defined]

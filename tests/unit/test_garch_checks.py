@@ -20,12 +20,13 @@ from core.modeling.models.garch import (
     Garch,
     check_fit,
     clip_level,
+    fit_all,
     fit_checked,
     fit_many,
     horizon_variance,
     t_quantiles,
 )
-from tests.factories import GJR_TRUE, simulate_gjr
+from tests.factories import GJR_TRUE, return_bars, simulate_gjr
 
 Q = [0.05, 0.5, 0.95]
 H = 3
@@ -45,23 +46,6 @@ def flat_then_bursts(n: int, seed: int = 3) -> np.ndarray:
     return r
 
 
-def bars(symbol: str, dates: list[dt.date], returns: np.ndarray) -> pl.DataFrame:
-    """OHLCV bars whose close-to-close log returns are ``returns`` (volume 0 on flat days)."""
-    close = 40 * np.exp(np.cumsum(returns))
-    return pl.DataFrame(
-        {
-            "symbol": symbol,
-            "date": dates,
-            "open": close,
-            "high": close * np.exp(np.abs(returns) / 2),
-            "low": close * np.exp(-np.abs(returns) / 2),
-            "close": close,
-            "adj_close": close,
-            "volume": np.where(returns == 0, 0, 1_000_000),
-        }
-    )
-
-
 def business_days(n: int) -> list[dt.date]:
     start = dt.date(2016, 1, 4)
     days = (start + dt.timedelta(days=i) for i in range(2 * n))
@@ -72,9 +56,9 @@ def panel() -> pl.DataFrame:
     """GOOD: a GJR-GARCH path; FLAT: flat stretches and bursts; SHORT: listed late."""
     dates = business_days(DAYS)
     frames = [
-        bars("GOOD", dates, simulate_gjr(DAYS)),
-        bars("FLAT", dates, flat_then_bursts(DAYS)),
-        bars("SHORT", dates[530:], simulate_gjr(DAYS - 530, seed=4)),
+        return_bars("GOOD", dates, simulate_gjr(DAYS)),
+        return_bars("FLAT", dates, flat_then_bursts(DAYS)),
+        return_bars("SHORT", dates[530:], simulate_gjr(DAYS - 530, seed=4)),
     ]
     return (
         pl.concat(frames)
@@ -186,7 +170,7 @@ def test_a_fit_pinned_at_unit_persistence_is_rejected():
 def test_fits_in_the_process_pool_come_back_checked():
     series = [simulate_gjr(300, seed=s) for s in range(15)] + [flat_then_bursts(DAYS)]
     try:
-        pooled = fit_many(series)
+        pooled = fit_all(series)
     finally:
         if garch_module._POOL is not None:
             garch_module._POOL.shutdown()
@@ -222,3 +206,11 @@ def test_state_round_trips_with_fallbacks_and_old_files_load(tmp_path: Path):
     assert np.allclose(
         got[flat], ewma_predictions(prices, later.filter(pl.col("symbol") == "FLAT"))
     )
+
+
+def test_a_series_is_fitted_once_per_process_and_shared():
+    """``garch``, ``fhs`` and ``evt`` filter a window with one GJR fit per symbol."""
+    series = [simulate_gjr(400, seed=s) for s in (21, 22)]
+    first = fit_many(series)
+    again = fit_many([series[1].copy(), series[0].copy()])
+    assert again[0] is first[1] and again[1] is first[0]

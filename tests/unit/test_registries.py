@@ -100,5 +100,5 @@ def test_baseline_names_come_from_the_specs_whatever_was_imported_first():
     importlib.import_module("core.modeling.models.baselines")
     from core.modeling.models import baseline_names
 
-    assert baseline_names() == ("historical", "ewma", "garch", "har")
+    assert baseline_names() == ("historical", "ewma", "garch", "har", "fhs", "evt")
     assert not models.MODELS["catboost"].baseline and not models.MODELS["lightgbm"].baseline

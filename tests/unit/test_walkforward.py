@@ -256,3 +256,23 @@ def test_a_baseline_is_calibrated_alike_in_train_in_the_backtest_and_when_deploy
     assert beside.calibrations["ewma"] == in_backtest["ewma"]
     # and each method's calibration is its own: scores divided by its own spread
     assert beside.calibrations["har"].floor != beside.calibrations["ewma"].floor
+
+
+def test_a_scoring_change_reuses_a_backtests_refits_and_a_model_change_refits(tmp_path):
+    """The refits' key hashes every module of core.modeling but those that only score them."""
+    import shutil
+    from pathlib import Path
+
+    from core.features.registry import code_version
+    from core.modeling import walkforward
+    from core.modeling.backtest import SCORING_ONLY
+
+    source = Path(walkforward.__file__).parent
+    base = code_version(source, SCORING_ONLY)
+    for module, same in (("risk_scorecard.py", True), ("scorecard.py", True),
+                         ("models/filtered.py", False), ("calibration.py", False),
+                         ("walkforward.py", False)):  # fmt: skip
+        copy = tmp_path / module.replace("/", "_")
+        shutil.copytree(source, copy)
+        (copy / module).write_text((copy / module).read_text() + "\n# changed\n")
+        assert (code_version(copy, SCORING_ONLY) == base) is same, module

@@ -53,6 +53,8 @@ MODELS: MutableMapping[str, ModelSpec] = _Registry(
         "ewma": "baselines:EWMA",
         "garch": "garch:SPEC",
         "har": "har:SPEC",
+        "fhs": "filtered:FHS",
+        "evt": "filtered:EVT",
     }
 )
 

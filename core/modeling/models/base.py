@@ -14,6 +14,8 @@ import polars as pl
 if TYPE_CHECKING:
     import optuna
 
+    from core.config import ModelSettings
+
 PARAMS_FILE = "params.json"
 
 
@@ -62,7 +64,9 @@ class ModelSpec:
     evaluation (train's test period, each backtest refit) fits and scores beside the model.
     ``thin_by_horizon``: unless ``model.train_every`` says otherwise, a window's fits learn
     from the training rows of every h-th date only, set where the whole backtest showed it
-    costs no quality (the figures: README, issue 21).
+    costs no quality (the figures: README, issue 21). ``from_settings``: the parameters a
+    method takes from the model settings whether or not it is the configured model (a
+    baseline's window).
     """
 
     name: str
@@ -73,3 +77,4 @@ class ModelSpec:
     inner_defaults: dict[str, Any] | None = None
     baseline: bool = False
     thin_by_horizon: bool = False
+    from_settings: Callable[[ModelSettings], dict[str, Any]] | None = None

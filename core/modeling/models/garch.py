@@ -26,6 +26,7 @@ Saved as ``garch.json``.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import threading
@@ -122,9 +123,27 @@ def fit_checked(returns: np.ndarray) -> FitResult:
 
 _POOL: ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+# Checked fits by their returns' digest: ``garch``, ``fhs`` and ``evt`` filter a window's
+# symbols with the same GJR fit, made once per process (a fit is a pure function of its returns).
+_FITS: dict[bytes, FitResult] = {}
+MAX_CACHED_FITS = 100_000
 
 
 def fit_many(series: list[np.ndarray]) -> list[FitResult]:
+    """``fit_checked`` of every series, each fitted once per process (``_FITS``)."""
+    keys = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in series]
+    with _POOL_LOCK:
+        known = {k: _FITS[k] for k in keys if k in _FITS}
+    todo = {k: r for k, r in zip(keys, series, strict=True) if k not in known}
+    fitted = dict(zip(todo, fit_all(list(todo.values())), strict=True))
+    with _POOL_LOCK:
+        if len(_FITS) + len(fitted) > MAX_CACHED_FITS:
+            _FITS.clear()
+        _FITS.update(fitted)
+    return [known[k] if k in known else fitted[k] for k in keys]
+
+
+def fit_all(series: list[np.ndarray]) -> list[FitResult]:
     """Fit every series, over a pool of worker processes (one per core) when there are many:
     each fit is a few tens of milliseconds of Python-bound optimizer work that threads
     cannot spread over cores. Falls back to fitting here when processes cannot start."""
@@ -178,8 +197,17 @@ def t_quantiles(
     from scipy import stats
 
     nu = max(params["nu"], 2.05)
-    z = stats.t.ppf(quantiles, nu) * np.sqrt((nu - 2) / nu)
-    return (horizon * params["mu"] + np.sqrt(total)[:, None] * z[None, :]) / SCALE
+    return scaled_quantiles(
+        total, params, stats.t.ppf(quantiles, nu) * np.sqrt((nu - 2) / nu), horizon
+    )
+
+
+def scaled_quantiles(
+    total: np.ndarray, params: dict[str, float], unit: np.ndarray, horizon: int
+) -> np.ndarray:
+    """(n, k) h-day return quantiles (fractions): h mu + the h-day sd x ``unit``, the quantiles
+    of a standardized (unit-variance) h-day return."""
+    return (horizon * params["mu"] + np.sqrt(total)[:, None] * np.asarray(unit)[None, :]) / SCALE
 
 
 def exploded(total: np.ndarray, params: dict[str, float], horizon: int) -> np.ndarray:
@@ -190,12 +218,21 @@ def exploded(total: np.ndarray, params: dict[str, float], horizon: int) -> np.nd
 
 
 def symbol_quantiles(
-    returns: pl.DataFrame, params: dict[str, float], quantiles: list[float], horizon: int
+    returns: pl.DataFrame,
+    params: dict[str, float],
+    quantiles: list[float],
+    horizon: int,
+    unit: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """symbol, date, q_<q>..., exploded: one symbol's GARCH quantiles (returns sorted by date)."""
+    """symbol, date, q_<q>..., exploded: one symbol's GARCH quantiles (returns sorted by date),
+    standardized quantiles ``unit`` (default: the fitted Student-t's) times the h-day sd."""
     var = conditional_variance(returns["r"].fill_null(0.0).to_numpy(), params)
     total = horizon_variance(var, params, horizon)
-    q = t_quantiles(total, params, quantiles, horizon)
+    q = (
+        t_quantiles(total, params, quantiles, horizon)
+        if unit is None
+        else scaled_quantiles(total, params, unit, horizon)
+    )
     return returns.select("symbol", "date").with_columns(
         *[pl.Series(f"q_{v}", q[:, j]) for j, v in enumerate(quantiles)],
         pl.Series("exploded", exploded(total, params, horizon)),
@@ -217,13 +254,20 @@ class Garch(PriceModel):
     def fit(self, X: pl.DataFrame, y: np.ndarray, X_val: pl.DataFrame, y_val: np.ndarray) -> None:
         """Per symbol, fit on its daily returns between the first and last date of X / X_val;
         symbols too short or failing ``check_fit`` go to ``fallbacks`` with the reason."""
+        self.fit_symbols(self.fit_series(X, X_val))
+
+    def fit_series(self, X: pl.DataFrame, X_val: pl.DataFrame) -> dict[str, np.ndarray]:
+        """Each symbol's daily log returns between the first and last date of X / X_val."""
         first, last = X["date"].min(), max(X["date"].max(), X_val["date"].max())  # type: ignore[type-var]
         returns = daily_log_returns(self.prices).filter(pl.col("date").is_between(first, last))
-        series = {
+        return {
             str(symbol): r
             for (symbol,), frame in returns.group_by("symbol")
             if len(r := frame.sort("date")["r"].drop_nulls().to_numpy())
         }
+
+    def fit_symbols(self, series: dict[str, np.ndarray]) -> None:
+        """``params`` of the symbols whose fit passes its checks, ``fallbacks`` of the others."""
         long = {symbol: r for symbol, r in series.items() if len(r) >= MIN_RETURNS}
         if not long:
             raise InsufficientDataError(
@@ -242,7 +286,11 @@ class Garch(PriceModel):
         ewma = ewma_quantiles(prices, self.quantiles, self.horizon)
         parts = [
             symbol_quantiles(
-                frame.sort("date"), self.params[str(symbol)], self.quantiles, self.horizon
+                frame.sort("date"),
+                self.params[str(symbol)],
+                self.quantiles,
+                self.horizon,
+                self.unit_quantiles(str(symbol)),
             )
             for (symbol,), frame in daily_log_returns(prices).group_by("symbol")
             if str(symbol) in self.params
@@ -258,6 +306,10 @@ class Garch(PriceModel):
         return self.lookup(
             X, pl.concat([trusted, ewma.join(trusted, on=["symbol", "date"], how="anti")])
         )
+
+    def unit_quantiles(self, symbol: str) -> np.ndarray | None:
+        """A symbol's standardized h-day quantiles (None: the fitted Student-t's)."""
+        return None
 
     def state(self) -> dict[str, Any]:
         return {"symbols": self.params, "fallbacks": self.fallbacks}
