@@ -15,6 +15,7 @@ from pydantic import Field
 from core import layout
 from core.features.manifest import DataFingerprint
 from core.modeling.calibration import LevelCalibration
+from core.modeling.risk_scorecard import risk_markdown
 from core.modeling.scorecard import method_table, tests_markdown
 from core.modeling.timeline import Window
 from core.runs import git_commit
@@ -184,6 +185,7 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
         "",
         *method_table(metrics),
         *tests_markdown(metrics, model),
+        *risk_markdown(metrics, model),
         "",
     ]
     for group in ("year", "vol_tercile", "sector"):

@@ -92,6 +92,10 @@ class StoreRef(BaseModel):
     url: str
     endpoint_url: str | None = None
     region: str | None = None
+    # the horizon whose artifacts the opened store reads and writes (None: the root), and
+    # the home horizon of a store that has no feature build yet (``Store.for_horizon``)
+    horizon: int | None = None
+    first_horizon: int | None = None
 
 
 class S3Settings(BaseModel):
@@ -189,8 +193,21 @@ class FeatureSettings(BaseModel):
         min_length=1,
         description="Feature groups (core.features.registry.GROUPS).",
     )
+    horizons: Annotated[
+        list[Annotated[int, Field(ge=1, le=60)]], NoDecode, BeforeValidator(csv_or_json)
+    ] = Field(
+        default=[3],
+        min_length=1,
+        description="Forecast horizons in trading days, each with its own features, runs, "
+        "forecasts and scores in the store (the first one built keeps the root keys; the others "
+        "live under horizons/h=<h>/).",
+    )
     horizon: int = Field(
-        default=3, ge=1, le=60, description="Trading days ahead of the target log return."
+        default=3,
+        ge=1,
+        le=60,
+        description="Trading days ahead of the target log return: the horizon a step runs for "
+        "(set alone, it stands for HORIZONS of that one horizon).",
     )
     window_mode: Literal["over", "masked", "auto"] = Field(
         default="auto",
@@ -214,6 +231,27 @@ class FeatureSettings(BaseModel):
         for group in value:
             _known("feature group", group, "groups")
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _one_or_several_horizons(self) -> FeatureSettings:
+        """``horizon`` alone is an alias of one horizon; with ``horizons``, one of them (the
+        horizon a step runs for); neither: the first of the list."""
+        if len(set(self.horizons)) != len(self.horizons):
+            raise ValueError(f"features.horizons {self.horizons} repeat a horizon")
+        given = self.model_fields_set
+        if "horizon" in given and "horizons" not in given:
+            self.horizons = [self.horizon]
+        elif "horizon" not in given:
+            self.horizon = self.horizons[0]
+        elif self.horizon not in self.horizons:
+            raise ValueError(
+                f"features.horizon {self.horizon} is not one of features.horizons {self.horizons}"
+            )
+        return self
+
+    def at(self, horizon: int) -> FeatureSettings:
+        """These settings for one of their horizons."""
+        return self.model_copy(update={"horizon": horizon})
 
 
 def interval_levels(alpha: float) -> tuple[float, float]:
@@ -600,7 +638,18 @@ class Settings(BaseSettings):
 
     @property
     def store_ref(self) -> StoreRef:
-        return StoreRef(url=self.store, endpoint_url=self.s3.endpoint_url, region=self.s3.region)
+        """The store, opened on the artifacts of ``features.horizon``."""
+        return StoreRef(
+            url=self.store,
+            endpoint_url=self.s3.endpoint_url,
+            region=self.s3.region,
+            horizon=self.features.horizon,
+            first_horizon=self.features.horizons[0],
+        )
+
+    def at_horizon(self, horizon: int) -> Settings:
+        """These settings for one of ``features.horizons``."""
+        return self.model_copy(update={"features": self.features.at(horizon)})
 
     def collect_job(self, today: dt.date | None = None) -> CollectJob:
         """What a collection task depends on, and nothing else (its cache key): the fields

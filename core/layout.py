@@ -19,10 +19,15 @@ from core.errors import InputError
 if TYPE_CHECKING:
     from core.storage import Store
 
-LAYOUT_VERSION = 2  # stores written before store.json existed are version 1
+LAYOUT_VERSION = 3  # stores written before store.json existed are version 1
 # 2: every level calibrated; one emitted forecast set per prediction file (no `lo`/`hi`: the
 # interval is its two levels' columns); the online state is the per-level tracker's
 # (``TRACKER_STATE``). Version 1 files are read as they are: no migration is needed.
+# 3: several horizons in one store. The home horizon (that of the root feature build,
+# ``FEATURES_MANIFEST``) keeps every key below as it was; each other horizon h has the same
+# keys under ``HORIZON_ROOT`` (``horizons/h=<h>/``), except the ``SHARED`` ones, which every
+# horizon reads at the root. Prediction files gain the VaR and ES columns. A version 2 store
+# is a version 3 store with its home horizon only: no migration is needed.
 
 _FIELD = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 
@@ -60,6 +65,15 @@ class Key:
             last = m.end()
         found = re.fullmatch(regex + re.escape(self.pattern[last:]), key)
         return found.groupdict() if found else None
+
+
+HORIZON_ROOT = "horizons/h={horizon}"  # a non-home horizon's keys, below this folder
+SHARED = ("raw/", "store.json")  # key prefixes every horizon reads at the store's root
+
+
+def is_shared(key: str) -> bool:
+    """Whether ``key`` is one every horizon of a store shares (prices, the layout version)."""
+    return key.startswith(SHARED) or key == "store.json"
 
 
 # Files of a training run folder (written locally, then uploaded with a hashed manifest).
@@ -156,7 +170,7 @@ LATEST_RUN = Key(
 )
 PREDICTIONS = Key(
     "predictions/{as_of}.parquet",
-    "the emitted forecast: `symbol, date` (the forecast date), `target_date`, `horizon`, `method`, one column `q_<level>` per level, `run_id`; the target interval is its two levels' columns (layout 1: CQR quantiles and a separate `lo`, `hi`)",
+    "the emitted forecast: `symbol, date` (the forecast date), `target_date`, `horizon`, `method`, one column `q_<level>` per level, `var_long_<a>`, `es_long_<a>`, `var_short_<a>`, `es_short_<a>` for a in 0.01, 0.025, 0.05 (positive fractions of the position in simple returns; each a whose two levels the grid holds), `run_id`; the target interval is its two levels' columns (layout 1: CQR quantiles and a separate `lo`, `hi`)",
     rebuild="python -m flows.predict",
 )
 TRACKER_STATE = Key(

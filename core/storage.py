@@ -7,6 +7,7 @@ to a temporary file in the same folder and is renamed into place; an S3 write is
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -106,6 +107,7 @@ class Store:
 
     def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None):
         self._layout_recorded = False
+        self.shared_root: str | None = None  # a horizon view's store root (``for_horizon``)
         self.is_s3 = url.startswith("s3://")
         self.url = (
             url.rstrip("/") if not self.is_s3 else "s3://" + url.removeprefix("s3://").strip("/")
@@ -146,8 +148,40 @@ class Store:
 
     @classmethod
     def open(cls, ref: StoreRef) -> Store:
-        """The store a ``StoreRef`` names (root URL plus S3 endpoint and region)."""
-        return cls(ref.url, endpoint_url=ref.endpoint_url, region=ref.region)
+        """The store a ``StoreRef`` names (root URL plus S3 endpoint and region), on the
+        artifacts of its horizon when it names one (``for_horizon``)."""
+        store = cls(ref.url, endpoint_url=ref.endpoint_url, region=ref.region)
+        if ref.horizon is None:
+            return store
+        return store.for_horizon(ref.horizon, ref.first_horizon or ref.horizon)
+
+    def home_horizon(self) -> int | None:
+        """The horizon whose artifacts live at the root: that of the root feature build
+        (None before any build)."""
+        from core import layout
+
+        key = layout.FEATURES_MANIFEST()
+        if self.shared_root is not None or not self.exists(key):
+            return None
+        try:
+            return int(self.read_json(key)["horizon"])
+        except (KeyError, TypeError, ValueError, DamagedFileError, StoreError):
+            return None
+
+    def for_horizon(self, horizon: int, home: int) -> Store:
+        """This store as horizon ``horizon`` sees it (layout 3): the root itself for the home
+        horizon (the root build's, else ``home``: the first configured), else a view whose keys
+        live under ``horizons/h=<h>/`` but for the shared ones (``layout.SHARED``)."""
+        from core import layout
+
+        built = self.home_horizon()
+        if horizon == (built if built is not None else home):
+            return self
+        view = copy.copy(self)
+        view.shared_root = self.root
+        prefix = layout.HORIZON_ROOT.format(horizon=horizon)
+        view.root, view.url = f"{self.root}/{prefix}", f"{self.url}/{prefix}"
+        return view
 
     def check(self) -> None:
         """Fail at once, in one line, when the store cannot be used: a local store that is a
@@ -174,9 +208,16 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
 
+    def _root_of(self, key: str) -> str:
+        """The root a key lives under: a horizon view's own, or the store's for shared keys."""
+        from core import layout
+
+        return self.shared_root if self.shared_root and layout.is_shared(key) else self.root
+
     def path(self, key: str) -> str:
         """The filesystem path of a key (without protocol)."""
-        return f"{self.root}/{_check_key(key)}"
+        key = _check_key(key)
+        return f"{self._root_of(key)}/{key}"
 
     def uri(self, key: str) -> str:
         """A full URL of a key, for messages and outside tools."""
@@ -199,12 +240,13 @@ class Store:
 
     def list(self, prefix: str = "") -> list[str]:
         """All keys (files) under a prefix, sorted, relative to the root."""
-        base = self.root if not prefix else self.path(prefix)
+        root = self._root_of(prefix) if prefix else self.root
+        base = root if not prefix else self.path(prefix)
         if not self.fs.exists(base):
             return []
         found = self.fs.find(base)
-        cut = len(self.root) + 1
-        keys = [str(p)[cut:] if str(p).startswith(self.root) else str(p) for p in found]
+        cut = len(root) + 1
+        keys = [str(p)[cut:] if str(p).startswith(root) else str(p) for p in found]
         return sorted(k for k in keys if not Path(k).name.startswith(".tmp-"))
 
     def scan_parquet(self, keys: list[str]) -> pl.LazyFrame:

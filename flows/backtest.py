@@ -1,7 +1,7 @@
 """Backtest flow: replay production over history with walk-forward refits, score every
 method against the baselines on the same rows, write backtests/<id>/.
 
-    python -m flows.backtest [--store URL] [--model NAME] [--start DATE] [--end DATE]
+    python -m flows.backtest [--store URL] [--horizon H] [--model NAME] [--start DATE] [--end DATE]
                              [--refit-every N] [--params FILE|best]
 
 Its steps: plan the refit windows (core.modeling.timeline: each refit uses only the data
@@ -15,13 +15,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flows.shell import MODEL, PARAMS, STORE, Arg, Command
+from flows.shell import HORIZON, MODEL, PARAMS, STORE, Arg, Command
 
 COMMAND = Command(
     "backtest",
     __doc__,
     (
         STORE,
+        HORIZON,
         MODEL,
         Arg(
             "--start",
@@ -53,7 +54,7 @@ from core.data.tickers import sectors_of
 from core.modeling.backtest import calibrate_backtest, plan_backtest, score_backtest
 from core.runs import new_run_id
 from core.storage import Store
-from flows.shell import with_params
+from flows.shell import each_horizon, with_params
 from tasks.backtest import run_refits, write_backtest_task
 from tasks.hooks import ALERT_HOOKS
 from tasks.runners import SettingsTaskRunner
@@ -68,12 +69,22 @@ def backtest(
     end: dt.date | None = None,
     refit_every: int | None = None,
     params: dict[str, Any] | str | None = None,
+    horizon: int | None = None,
 ) -> dict[str, Any]:
     """Walk-forward backtest of the configured model; None parameters come from settings."""
     settings, source = with_params(
-        COMMAND.start(store=store, model=model, start=start, end=end, refit_every=refit_every),
+        COMMAND.start(
+            store=store, model=model, start=start, end=end, refit_every=refit_every, horizon=horizon
+        ),
         params,
     )
+    several = each_horizon(
+        settings,
+        horizon,
+        lambda h: backtest(store, model, start, end, refit_every, params, horizon=h),
+    )
+    if several is not None:
+        return several
     cfg, ref = settings.model.resolved(), settings.store_ref
     data = load_training_data(ref)
     plan = plan_backtest(data, cfg, settings.refit, settings.backtest)

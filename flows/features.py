@@ -9,7 +9,7 @@ inputs (per symbol: last date and row count), config and feature code skip the w
 
 from __future__ import annotations
 
-from flows.shell import STORE, Arg, Command, csv_list
+from flows.shell import HORIZON, STORE, Arg, Command, csv_list
 
 COMMAND = Command(
     "features",
@@ -22,7 +22,7 @@ COMMAND = Command(
             setting="features.groups",
             type=csv_list,
         ),
-        Arg("--horizon", "forecast horizon in trading days", setting="features.horizon", type=int),
+        HORIZON,
         Arg(
             "--symbols-per-task",
             "symbols per task (default: the whole panel)",
@@ -41,6 +41,7 @@ from prefect import flow, get_run_logger
 
 from core.features.manifest import FeaturePart, FeaturesManifest, digest
 from core.features.table import config_dict, short_histories
+from flows.shell import each_horizon
 from tasks.caching import cached_or_rerun, with_result_storage
 from tasks.features import (
     build_part_task,
@@ -76,6 +77,13 @@ def features(
         symbols_per_task=symbols_per_task,
         batch_size=batch_size,
     )
+    several = each_horizon(
+        settings,
+        horizon,
+        lambda h: features(store, groups, h, symbols_per_task, batch_size),
+    )
+    if several is not None:
+        return several
     ref, cfg = settings.store_ref, settings.features
     logger = get_run_logger()
     fingerprint = fingerprint_task(ref)

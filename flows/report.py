@@ -1,6 +1,6 @@
 """Report flow: the self-contained HTML report of the latest predictions.
 
-    python -m flows.report [--store URL]
+    python -m flows.report [--store URL] [--horizon H]
 
 Writes ``reports/<as-of date of the latest predictions>/index.html`` and a copy at
 ``reports/latest/index.html`` (on S3 served as text/html); a Prefect link artifact points to
@@ -9,9 +9,9 @@ it (a presigned URL on S3). One file: Plotly and the data inlined, it opens offl
 
 from __future__ import annotations
 
-from flows.shell import STORE, Command
+from flows.shell import HORIZON, STORE, Command
 
-COMMAND = Command("report", __doc__, (STORE,))
+COMMAND = Command("report", __doc__, (STORE, HORIZON))
 if __name__ == "__main__":
     raise SystemExit(COMMAND.main())
 
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
 
+from flows.shell import each_horizon
 from tasks.hooks import ALERT_HOOKS
 from tasks.report import report_task
 
@@ -32,8 +33,11 @@ def render_report(settings: Settings) -> str:
 
 
 @flow(name="report", log_prints=True, **ALERT_HOOKS)
-def report(store: str | None = None) -> dict[str, Any]:
-    settings = COMMAND.start(store=store)
+def report(store: str | None = None, horizon: int | None = None) -> dict[str, Any]:
+    settings = COMMAND.start(store=store, horizon=horizon)
+    several = each_horizon(settings, horizon, lambda h: report(store=store, horizon=h))
+    if several is not None:
+        return several
     result = report_task(settings.store_ref, settings.monitor, settings.tickers)
     get_run_logger().info("report: %s", result["uri"])
     return result

@@ -59,6 +59,31 @@ class Arg:
 
 
 STORE = Arg("--store", "store root: a folder or s3://bucket/prefix", setting="store")
+HORIZON = Arg(
+    "--horizon",
+    "one forecast horizon in trading days (default: each of SMA_FEATURES__HORIZONS in turn)",
+    setting="features.horizon",
+    type=int,
+)
+
+
+def each_horizon(
+    settings: Settings, horizon: int | None, run: Callable[[int], dict[str, Any]]
+) -> dict[str, Any] | None:
+    """With several horizons configured and none named, ``{"horizons": {h: run(h)}}``: the
+    step once per horizon, in order (each a subflow of its own); else None, and the caller
+    runs its one horizon."""
+    horizons = settings.features.horizons
+    if horizon is not None or len(horizons) == 1:
+        return None
+    return {"horizons": {str(h): run(h) for h in horizons}}
+
+
+def per_horizon(report: Callable[[dict[str, Any]], str], result: dict[str, Any]) -> str:
+    """A step's terminal text: its ``report``, once per horizon when it ran for several."""
+    if set(result) != {"horizons"}:
+        return report(result)
+    return "\n\n".join(f"# Horizon {h}\n\n{report(r)}" for h, r in result["horizons"].items())
 
 
 class ParamsFileError(InputError):
@@ -274,7 +299,7 @@ class Command:
             return NothingUsableError.exit_code
         # the module's terminal text: ``report``, or ``report_text`` where the flow itself is
         # called report
-        print(getattr(module, "report_text", module.report)(result))
+        print(per_horizon(getattr(module, "report_text", module.report), result))
         return 0
 
 

@@ -1,6 +1,6 @@
 """Train flow: feature table -> split -> fit -> conformal calibration -> evaluation -> run folder.
 
-    python -m flows.train [--store URL] [--model NAME] [--params FILE|best]
+    python -m flows.train [--store URL] [--horizon H] [--model NAME] [--params FILE|best]
 
 Writes the run folder (model in its native format, calibration, metrics, test
 predictions, plots, a manifest with the sha256 of every file), then the latest-run pointer.
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.shell import MODEL, PARAMS, STORE, Command
+from flows.shell import HORIZON, MODEL, PARAMS, STORE, Command
 
 COMMAND = Command(
     "train",
     __doc__,
-    (STORE, MODEL, PARAMS),
+    (STORE, HORIZON, MODEL, PARAMS),
 )
 if __name__ == "__main__":
     raise SystemExit(COMMAND.main())
@@ -25,20 +25,28 @@ from prefect.runtime import flow_run
 
 from core.data.tickers import sectors_of
 from core.runs import new_run_id
-from flows.shell import with_params
+from flows.shell import each_horizon, with_params
 from tasks.hooks import ALERT_HOOKS
 from tasks.train import fit_task, load_training_data, publish_model_card, write_run_task
 
 
 @flow(name="train", log_prints=True, **ALERT_HOOKS)
 def train(
-    store: str | None = None, model: str | None = None, params: dict[str, Any] | str | None = None
+    store: str | None = None,
+    model: str | None = None,
+    params: dict[str, Any] | str | None = None,
+    horizon: int | None = None,
 ) -> dict[str, Any]:
     """Train, calibrate and evaluate a model; parameters left as None come from settings.
 
     ``params="best"`` takes the best parameters of the model's tuning study from the store."""
     logger = get_run_logger()
-    settings, source = with_params(COMMAND.start(store=store, model=model), params)
+    settings, source = with_params(COMMAND.start(store=store, model=model, horizon=horizon), params)
+    several = each_horizon(
+        settings, horizon, lambda h: train(store=store, model=model, params=params, horizon=h)
+    )
+    if several is not None:
+        return several
     if source:
         logger.info("parameters from %s: %s", source, settings.model.params)
     data = load_training_data(settings.store_ref, settings.model.lookback_days)

@@ -22,6 +22,7 @@ KAGGLE = DATA / "kaggle"  # slices of the Kaggle set around its real defects (te
 STORE_V1 = DATA / "store_v1"  # a small store written by the main of 2026-11-29 (layout version 1)
 STORE_1B5BF9E = DATA / "store_1b5bf9e"  # written by the main of 2026-12-06 (tests/data/README.md)
 STORE_0ACB4E8 = DATA / "store_0acb4e8"  # the last main of layout 1 (tests/data/README.md)
+STORE_7D589C7 = DATA / "store_7d589c7"  # the last main of layout 2 (tests/data/README.md)
 SECRET = "T000/B000/XXsecretXXtoken"
 # The collect flow's parameters for the whole bundled sample through the local source.
 SAMPLE_COLLECT = {
@@ -78,11 +79,13 @@ def frozen_model_store(
     shift_at: int = 180,
     forecast_days: int = 120,
     seed: int = 7,
+    levels: list[float] = FROZEN_QUANTILES,
 ) -> tuple[Path, list[dt.date]]:
     """A store where the truth is known: daily returns with volatility 1 % that triples on
     day ``shift_at``, and a frozen model's forecasts of the 3-day return for the last
     ``forecast_days`` days (normal quantiles at the first regime's volatility), as the
-    predict flow writes them, with the run they name. Returns (store folder, trading days)."""
+    predict flow writes them, with the run they name (``levels``: its grid, which holds 0.1
+    and 0.9). Returns (store folder, trading days)."""
     from statistics import NormalDist
 
     from core import layout
@@ -124,7 +127,7 @@ def frozen_model_store(
         ),
     )
     scale = 0.01 * np.sqrt(3)
-    quantiles = {q: NormalDist().inv_cdf(q) * scale for q in FROZEN_QUANTILES}
+    quantiles = {q: NormalDist().inv_cdf(q) * scale for q in levels}
     for d in dates[-forecast_days:]:
         store.write_parquet(
             layout.PREDICTIONS(as_of=d),
@@ -135,7 +138,7 @@ def frozen_model_store(
                 pl.lit(FROZEN_RUN).alias("run_id"),
             ),
         )
-    write_frozen_run(store)
+    write_frozen_run(store, metrics=FROZEN_METRICS | {"quantiles": levels})
     return root, dates
 
 

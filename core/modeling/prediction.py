@@ -40,6 +40,7 @@ from core.modeling.models import load_model
 from core.modeling.models.base import QuantileRegressor
 from core.modeling.models.prices import uses_prices
 from core.modeling.scorecard import qcols
+from core.modeling.tail_risk import risk_columns
 from core.runs import RunManifest, fetch_run
 from core.storage import DamagedFileError, Store
 
@@ -129,7 +130,8 @@ def emitted_table(
 ) -> pl.DataFrame:
     """The prediction file's one forecast set: symbol, the forecast date, the target date (h
     weekdays later: exchange holidays are not counted out), horizon, method, one column per
-    level, run id."""
+    level, the VaR and ES of both tails at each risk level the grid holds
+    (``core.modeling.tail_risk``), run id."""
     return latest.select(
         "symbol",
         "date",
@@ -137,6 +139,7 @@ def emitted_table(
         pl.lit(horizon, pl.Int32).alias("horizon"),
         pl.lit(method).alias("method"),
         *[pl.Series(c, values[:, j]) for j, c in enumerate(qcols(quantiles))],
+        *[pl.Series(c, v) for c, v in risk_columns(values, quantiles).items()],
         pl.lit(run_id).alias("run_id"),
     )
 

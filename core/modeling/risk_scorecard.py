@@ -35,7 +35,7 @@ from core.modeling.risk_backtests import (
     z2_block_bootstrap,
     z2_reference_pass_share,
 )
-from core.modeling.tail_risk import RISK_ALPHAS, risk_alphas, var_es
+from core.modeling.tail_risk import RISK_ALPHAS, risk_alphas, risk_columns
 
 PASS_LEVEL = 0.05
 Z2_BLOCK_DATES = 20  # the pooled Z2's bootstrap block: about a month of dates
@@ -43,26 +43,14 @@ FZ0_FLOOR = 1e-6  # VaR and ES below this loss (a tail quantile above zero) are 
 TAILS = ("long", "short")
 
 
-def risk_frame(
-    frame: pl.DataFrame,
-    quantiles: list[float],
-    prefix: str = "",
-    alphas: tuple[float, ...] = RISK_ALPHAS,
-) -> pl.DataFrame:
-    """symbol, date, y and the method's ``var_<tail>_<alpha>`` / ``es_<tail>_<alpha>`` (the
-    columns ``predict`` writes), from its calibrated quantiles ``<prefix>_q_*``."""
+def risk_frame(frame: pl.DataFrame, quantiles: list[float], prefix: str = "") -> pl.DataFrame:
+    """symbol, date, y and the method's VaR and ES columns (``tail_risk.risk_columns``, as
+    ``predict`` writes them), from its calibrated quantiles ``<prefix>_q_*``."""
     cols = [f"{prefix}_q_{q}" if prefix else f"q_{q}" for q in quantiles]
-    values = frame.select(cols).to_numpy()
-    series = []
-    for alpha in risk_alphas(quantiles, alphas):
-        long_var, long_es, short_var, short_es = var_es(values, quantiles, alpha)
-        series += [
-            pl.Series(f"var_long_{alpha}", long_var),
-            pl.Series(f"es_long_{alpha}", long_es),
-            pl.Series(f"var_short_{alpha}", short_var),
-            pl.Series(f"es_short_{alpha}", short_es),
-        ]
-    return frame.select("symbol", "date", "y").with_columns(series)
+    columns = risk_columns(frame.select(cols).to_numpy(), quantiles)
+    return frame.select("symbol", "date", "y").with_columns(
+        pl.Series(name, values) for name, values in columns.items()
+    )
 
 
 def symbol_runs(frame: pl.DataFrame, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -208,8 +196,8 @@ def risk_scorecard(
         "alphas": alphas,
         "conventions": "VaR and ES as positive fractions of the position's value in simple "
         "returns (long: 1 - exp(q_alpha); short: exp(q_(1-alpha)) - 1); ES from the calibrated "
-        "grid, linear between levels and an exponential tail beyond the outermost "
-        "(core.modeling.tail_risk)",
+        "grid, linear between levels and a generalized Pareto loss tail beyond the outermost "
+        "through the three outermost levels (core.modeling.tail_risk)",
         "per_symbol": "every h-th date (non-overlapping outcomes), tests at 5 %; DQ and Z2 "
         "references simulated, Kupiec's exact",
         "methods": {},
@@ -217,7 +205,7 @@ def risk_scorecard(
     }
     daily: dict[str, dict[str, np.ndarray]] = {}
     for name, prefix in methods.items():
-        risk = risk_frame(frame, quantiles, prefix, tuple(alphas))
+        risk = risk_frame(frame, quantiles, prefix)
         tails = {}
         for alpha in alphas:
             for tail in TAILS:
@@ -231,3 +219,59 @@ def risk_scorecard(
     if len(methods) > 1:
         out["fz0_diebold_mariano"] = {key: pairwise_dm(d, lags) for key, d in daily.items()}
     return out
+
+
+def risk_markdown(metrics: dict[str, Any], focus: str) -> list[str]:
+    """Markdown lines of the risk section for the method ``focus``: per tail, the exceedance
+    and each pass share beside a perfect forecaster's, the pooled Z2 and the mean FZ0; the 99 %
+    VaR's traffic light; FZ0's Diebold-Mariano against every other method."""
+    risk = metrics.get("risk") or {}
+    if "note" in risk or focus not in risk.get("methods", {}):
+        return ["", f"Risk: {risk.get('note', 'not scored')}."]
+    lines = [
+        "",
+        f"Value-at-risk and expected shortfall of {focus} ({risk['conventions']}; "
+        f"{risk['per_symbol']}):",
+        "",
+        "| tail | exceedance | Kupiec pass (perfect) | DQ pass (perfect) | Z2 pass (perfect) "
+        "| pooled Z2 (p) | mean VaR | mean ES | FZ0 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    tails = risk["methods"][focus]["tails"]
+    for key, t in tails.items():
+        lines.append(
+            f"| {key} | {t['exceedance']:.4f} | {t['kupiec_pass_share']:.1%} ({t['kupiec_reference']:.1%}) "
+            f"| {t['dq_pass_share']:.1%} ({t['dq_reference']:.1%}) | {t['z2_pass_share']:.1%} "
+            f"({t['z2_reference']:.1%}) | {t['z2_pooled']['statistic']:+.3f} ({t['z2_pooled']['p_value']:.3g}) "
+            f"| {t['mean_var']:.4f} | {t['mean_es']:.4f} | {t['fz0']:.4f} |"
+        )
+    for key, t in tails.items():
+        if light := t.get("traffic_light"):
+            lines.append(
+                f"\nBasel traffic light, {key} ({light['blocks']} blocks of {BASEL_DATES} dates): "
+                f"green {light['green']:.1%}, yellow {light['yellow']:.1%}, red {light['red']:.2%} "
+                f"(a perfect forecaster: {light['reference_green']:.2%}, "
+                f"{light['reference_yellow']:.2%}, {light['reference_red']:.3%})"
+            )
+    crashes = {n: m["crash"] for n, m in risk["methods"].items() if m.get("crash", {}).get("dates")}
+    if crashes:
+        first = next(iter(crashes.values()))
+        lines.append(
+            f"\nCrash months {' .. '.join(first['months'])}, the long 99 % VaR's exceptions per "
+            f"symbol over {first['dates']} dates (expected {first['expected_per_symbol']:.2f}): "
+            + "; ".join(
+                f"{n} {c['mean_per_symbol']:.2f} (3 or more: {c['share_with']['3+']:.0%}, most {c['most']})"
+                for n, c in crashes.items()
+            )
+        )
+    for key, by_method in risk.get("fz0_diebold_mariano", {}).items():
+        versus = by_method.get(focus, {})
+        if versus:
+            lines.append(
+                f"\nFZ0 Diebold-Mariano, {key}: "
+                + ", ".join(
+                    f"{name} {'beaten' if d['beats'] else 'not beaten'} (p {d['p_value']:.3g})"
+                    for name, d in versus.items()
+                )
+            )
+    return lines

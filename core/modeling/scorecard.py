@@ -28,7 +28,7 @@ from core.modeling.distribution_scores import (
 )
 from core.modeling.metrics import christoffersen, daily_losses, kupiec, pairwise_dm, rank_ic
 from core.modeling.models.prices import daily_log_returns
-from core.modeling.risk_scorecard import risk_scorecard
+from core.modeling.risk_scorecard import risk_markdown, risk_scorecard
 
 PASS_LEVEL = 0.05  # significance of every test here
 MCS_SIZE = 0.10  # the Model Confidence Set's size: it holds the best method with 90 % confidence
@@ -483,4 +483,4 @@ def model_card(metrics: dict[str, Any], run_id: str) -> str:
                 for m, s in fallbacks.items()
             )
         )
-    return "\n".join(lines + tests_markdown(metrics, deployed))
+    return "\n".join(lines + tests_markdown(metrics, deployed) + risk_markdown(metrics, deployed))

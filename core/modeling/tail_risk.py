@@ -122,3 +122,18 @@ def var_es(
         _tail_mean(values[:, ::-1], 1.0 - u[::-1], alpha, 1.0) - 1.0
     )  # the upper tail, mirrored
     return long_var, long_es, short_var, short_es
+
+
+def risk_columns(values: np.ndarray, levels: Sequence[float]) -> dict[str, np.ndarray]:
+    """``var_long_<a>``, ``es_long_<a>``, ``var_short_<a>``, ``es_short_<a>`` for every risk level
+    ``a`` whose both tails the grid holds (``risk_alphas``): the columns ``predict`` writes."""
+    out: dict[str, np.ndarray] = {}
+    for alpha in risk_alphas(levels):
+        long_var, long_es, short_var, short_es = var_es(values, levels, alpha)
+        out |= {
+            f"var_long_{alpha}": long_var,
+            f"es_long_{alpha}": long_es,
+            f"var_short_{alpha}": short_var,
+            f"es_short_{alpha}": short_es,
+        }
+    return out

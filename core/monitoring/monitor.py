@@ -19,7 +19,7 @@ from core.errors import DamagedArtifactError, InputError
 from core.features.registry import drift_exempt
 from core.features.table import FeatureBuild, MissingInputError, price_panel
 from core.modeling.scorecard import as_method, metrics_interval
-from core.monitoring import alerts, drift, health, scores
+from core.monitoring import alerts, drift, health, scores, tail
 from core.runs import MissingRunError, RunManifest, read_run
 from core.storage import DamagedFileError, Store
 
@@ -249,10 +249,14 @@ def monitor(
     drift_table, drift_note = drift_pass(store, run, as_of, cfg)
     data_health = health_pass(store, as_of, cfg)
     now, checked = alerts.conditions(rolled, drift_table, data_health.get("freshness"), cfg)
+    watch = tail.tail_watch(series, horizon, quantiles)
+    now |= tail.conditions(watch)
+    checked |= {"red", "var99"} if watch["checked"] else set()
     previous = (
         store.read_json(layout.MONITOR_ALERTS()) if store.exists(layout.MONITOR_ALERTS()) else None
     )
     state, fired = alerts.advance(previous, now, str(as_of), checked)
+    fired = tail.grouped(fired)
     summary = {
         "as_of": str(as_of),
         "run_id": run_id,
@@ -270,6 +274,7 @@ def monitor(
             "features": drift_table.to_dicts() if drift_table is not None else None,
         },
         "health": data_health,
+        "tail": watch,
         "alerts": {"active": state["active"], "fired": fired},
         "notes": notes,
         "seconds": round(time.perf_counter() - started, 2),

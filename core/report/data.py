@@ -18,6 +18,7 @@ from core.config import MonitorSettings
 from core.data.tickers import sectors_of
 from core.errors import InputError
 from core.features.table import price_panel
+from core.modeling.risk_backtests import BASEL_LEVEL
 from core.modeling.scorecard import (
     as_method,
     metrics_interval,
@@ -26,7 +27,9 @@ from core.modeling.scorecard import (
     volatility_terciles,
     with_interval,
 )
+from core.modeling.tail_risk import risk_alphas, risk_columns
 from core.monitoring import scores as monitoring
+from core.monitoring import tail
 from core.monitoring.health import quality_reports
 from core.monitoring.monitor import newest_backtest, prediction_dates
 from core.runs import MissingRunError, RunManifest, read_run, resolve
@@ -166,6 +169,43 @@ def backtest_ratios(store: Store) -> dict[str, Any] | None:
     }
 
 
+ES_POINTS = 2000  # the newest tail losses drawn against their ES
+
+
+def tail_risk(series: pl.DataFrame, quantiles: list[float], horizon: int) -> dict[str, Any]:
+    """The risk section: the 99 % VaR's zones per symbol over the last 250 forecast dates
+    (``core.monitoring.tail``), the share of symbols beyond it per date, and the newest
+    losses beyond the 97.5 % VaR against the ES forecast for them."""
+    watch = tail.tail_watch(series, horizon, quantiles, partial=True)
+    if "zones" not in watch:
+        return {"note": watch["note"]}
+    hits = (
+        tail.tail_hits(series)
+        .group_by("date")
+        .agg(pl.col("long").mean().alias("long_share"), pl.col("short").mean().alias("short_share"))
+    )
+    out: dict[str, Any] = {
+        "watch": {k: v for k, v in watch.items() if k != "zones"},
+        "zones": _columns(pl.DataFrame(watch["zones"])) if watch["zones"] else None,
+        "exceptions": _columns(hits.sort("date")),
+        "alpha": BASEL_LEVEL,
+    }
+    if {"q_0.025", "q_0.975"} <= set(series.columns) and 0.025 in risk_alphas(quantiles):
+        risk = series.select("symbol", "date", "y").with_columns(
+            pl.Series(k, v)
+            for k, v in risk_columns(series.select(qcols(quantiles)).to_numpy(), quantiles).items()
+            if k.endswith("_long_0.025")
+        )
+        beyond = (
+            risk.with_columns((-pl.col("y").exp() + 1).alias("loss"))
+            .filter(pl.col("loss") > pl.col("var_long_0.025"))
+            .sort("date")
+            .tail(ES_POINTS)
+        )
+        out["es"] = _columns(beyond.select("symbol", "date", "loss", es="es_long_0.025"))
+    return out
+
+
 def quality(store: Store) -> dict[str, Any] | None:
     """The newest collect run's rejections per rule (and the rules' wording)."""
     reports = quality_reports(store)
@@ -219,6 +259,7 @@ def report_data(store: Store, cfg: MonitorSettings, tickers: str) -> dict[str, A
         "backtest": backtest_ratios(store),
         "monitor": summary,
         "quality": quality(store),
+        "risk": tail_risk(series, quantiles, metrics["horizon"]),
         "model_card": model_card(metrics, run_id)
         if "calibrated" in metrics
         else f"run {run_id} predates per-level calibration (layout 1): retrain "

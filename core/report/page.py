@@ -122,6 +122,49 @@ const esc = s => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(
     annotations: P.length ? [] : [{text: 'no baseline losses yet: run the monitor (python -m flows.monitor --backfill) or a backtest', xref: 'paper', yref: 'paper', x: 0.5, y: 0.5, showarrow: false}]});
 })();
 
+// tail risk: the 99 % VaR's zones per symbol, its exceptions over time, the selected symbol's
+// VaR against its realized returns, and losses beyond the 97.5 % VaR against their ES
+(function () {
+  const R = D.risk, box = document.getElementById('risk-note');
+  if (!R || !R.watch) { box.textContent = R ? R.note : 'No risk figures.'; return; }
+  const W = R.watch;
+  box.textContent = 'Over ' + W.dates[0] + ' .. ' + W.dates[1] + ' (' + W.outcomes_per_symbol + ' non-overlapping outcomes per symbol' + (W.checked ? '' : '; ' + W.note) + '): pooled exceedance long ' + fmt(W.pooled.long.exceedance) + ', short ' + fmt(W.pooled.short.exceedance) + ' (expected ' + R.alpha + '); red zone: ' + ([...new Set([...W.red.long, ...W.red.short])].join(', ') || 'none') + '.';
+  const Z = R.zones;
+  if (Z) {
+    const cols = ['symbol', 'long_exceptions', 'long_zone', 'short_exceptions', 'short_zone'];
+    const t = el('table'), h = t.createTHead().insertRow(); cols.forEach(c => h.appendChild(el('th', c.replace('_', ' '))));
+    const b = t.createTBody(), order = [...Z.symbol.keys()].sort((i, j) => Math.max(Z.long_exceptions[j], Z.short_exceptions[j]) - Math.max(Z.long_exceptions[i], Z.short_exceptions[i]));
+    order.forEach(i => { const tr = b.insertRow(); cols.forEach(c => tr.appendChild(el('td', String(Z[c][i]), c.endsWith('zone') ? (Z[c][i] === 'red' ? 'flag text' : 'text') : (c === 'symbol' ? 'text' : undefined)))); });
+    const wrap = el('div', undefined, 'scroll'); wrap.appendChild(t); document.getElementById('zones').appendChild(wrap);
+  }
+  const E = R.exceptions;
+  Plotly.newPlot('exceptions', [
+    {x: E.date, y: E.long_share, mode: 'lines', name: 'long: below -VaR'},
+    {x: E.date, y: E.short_share, mode: 'lines', name: 'short: above VaR'}],
+    {margin: {t: 60, r: 10}, title: {text: 'Share of symbols beyond the 99 % VaR per date', font: {size: 12}}, yaxis: {tickformat: '.0%'}, legend: {orientation: 'h'},
+     shapes: [{type: 'line', xref: 'paper', x0: 0, x1: 1, y0: R.alpha, y1: R.alpha, line: {dash: 'dot', color: '#999'}}]});
+  const sel = document.getElementById('symbol'), lo = 'q_' + R.alpha, hi = 'q_' + (1 - R.alpha);
+  function drawVar() {
+    const f = D.fans[sel.value]; if (!f || !f[lo]) return;
+    const simple = v => v === null ? null : Math.expm1(v);
+    const r = f.y.map(simple), down = f[lo].map(simple), up = f[hi].map(simple);
+    Plotly.react('var-symbol', [
+      {x: f.date, y: down, mode: 'lines', line: {color: '#b42318'}, name: '-VaR 99 % (long)'},
+      {x: f.date, y: up, mode: 'lines', line: {color: '#b54708'}, name: 'VaR 99 % (short)'},
+      {x: f.date, y: r, mode: 'markers', name: 'realized return', marker: {size: 5, color: r.map((v, i) => v === null ? '#999' : (v < down[i] || v > up[i]) ? '#d92d20' : '#1f3a5f')}}],
+      {margin: {t: 60, r: 10}, title: {text: esc(sel.value) + ': h-day simple return and the 99 % VaR', font: {size: 12}}, yaxis: {tickformat: '.1%'}, legend: {orientation: 'h'}});
+  }
+  sel.addEventListener('change', drawVar); drawVar();
+  const S = R.es;
+  if (S && S.loss.length) {
+    const top = Math.max(...S.loss, ...S.es);
+    Plotly.newPlot('es', [
+      {x: [0, top], y: [0, top], mode: 'lines', line: {dash: 'dot', color: '#999'}, name: 'loss = ES'},
+      {x: S.es, y: S.loss, mode: 'markers', marker: {size: 4, opacity: 0.6}, name: 'losses beyond the 97.5 % VaR', text: S.symbol.map((s, i) => s + ' ' + S.date[i])}],
+      {margin: {t: 60, r: 10}, title: {text: 'Realized losses beyond the 97.5 % VaR against the ES forecast (long)', font: {size: 12}}, xaxis: {title: {text: 'forecast ES'}, tickformat: '.1%'}, yaxis: {title: {text: 'realized loss'}, tickformat: '.1%'}, legend: {orientation: 'h'}});
+  } else document.getElementById('es').replaceWith(el('p', 'No loss beyond the 97.5 % VaR yet, or the grid lacks its levels.', 'muted'));
+})();
+
 // drift, health, quality, model card, alerts
 (function () {
   const M = D.monitor;
@@ -174,6 +217,7 @@ def render(data: dict[str, Any], plotly_js: str) -> str:
 <div class="scroll"><table id="forecasts"><thead><tr></tr></thead><tbody></tbody></table></div></section>
 <section><h2>Fan chart</h2><select id="symbol" aria-label="symbol"></select><span class="muted">the last days' forecasts and the realized returns (red: outside the interval)</span><div id="fan" class="chart"></div></section>
 <section><h2>Forecast quality over time</h2><p id="history-source" class="muted"></p><div class="grid"><div id="coverage" class="chart"></div><div id="calibration" class="chart"></div></div><div id="pinball" class="chart"></div></section>
+<section><h2>Tail risk</h2><p id="risk-note" class="muted"></p><div class="grid"><div id="zones"></div><div id="exceptions" class="chart"></div></div><div class="grid"><div id="var-symbol" class="chart"></div><div id="es" class="chart"></div></div></section>
 <section><h2>Feature drift</h2><div id="drift"></div></section>
 <section><h2>Data health</h2><div id="health"></div></section>
 <section><h2>Quality rules</h2><div id="quality"></div></section>

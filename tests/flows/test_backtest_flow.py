@@ -47,7 +47,7 @@ def test_backtest_writes_a_verified_folder_and_a_rerun_resumes(store_dir, tmp_pa
         block = preds.filter(pl.col("refit") == dt.date.fromisoformat(w["refit"]))
         assert str(block["date"].min()) == w["refit"] and str(block["date"].max()) == w["until"]
         assert w["cal"][1] < w["refit"]
-    methods = ["lightgbm", "historical", "ewma", "garch", "har", "boa"]
+    methods = ["lightgbm", "historical", "ewma", "garch", "har", "fhs", "evt", "boa"]
     for p in ("", "ewma_", "garch_", "har_", "historical_", "boa_"):
         for suffix in ("", "_raw"):
             assert {f"{p}q_{q}{suffix}" for q in metrics["quantiles"]} <= set(preds.columns)
@@ -66,6 +66,16 @@ def test_backtest_writes_a_verified_folder_and_a_rerun_resumes(store_dir, tmp_pa
     assert {f"crps_{m}" for m in methods[1:]} <= set(metrics["monthly"][0])
     assert 0.6 < metrics["calibrated"]["lightgbm"]["coverage"] < 0.95
     assert "| lightgbm (calibrated) |" in first["summary"] and "Diebold-Mariano" in first["summary"]
+    # the risk section: every method's VaR and ES backtests in both tails at 1, 2.5 and 5 %
+    risk = metrics["risk"]
+    assert risk["alphas"] == [0.01, 0.025, 0.05] and set(risk["methods"]) == set(methods)
+    tails = risk["methods"]["lightgbm"]["tails"]
+    assert set(tails) == {f"{t}_{a}" for a in (0.01, 0.025, 0.05) for t in ("long", "short")}
+    for key, t in tails.items():
+        assert 0 <= t["kupiec_pass_share"] <= 1 and 0 <= t["dq_reference"] <= 1, key
+        assert t["mean_es"] > t["mean_var"] > 0 and "traffic_light" not in t  # h = 3
+    assert set(risk["fz0_diebold_mariano"]["long_0.025"]["lightgbm"]) == set(methods) - {"lightgbm"}
+    assert "Value-at-risk and expected shortfall of lightgbm" in first["summary"]
     assert list((tmp_path / "wandb").rglob("offline-run-*"))
 
     # interrupted: one refit's forecasts are gone; a rerun refits only that one

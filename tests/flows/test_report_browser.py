@@ -47,8 +47,9 @@ def browser() -> Iterator[Any]:
 def test_the_report_works_in_a_real_browser(browser, tmp_path):
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
+    levels = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99]
     root, dates = frozen_model_store(
-        tmp_path / "store", symbols=12, days=200, shift_at=150, forecast_days=90
+        tmp_path / "store", symbols=12, days=200, shift_at=150, forecast_days=90, levels=levels
     )
     store = Store(str(root))
     # a symbol name that tries to inject markup must come out as text
@@ -112,6 +113,17 @@ def test_the_report_works_in_a_real_browser(browser, tmp_path):
         "return document.getElementById('coverage').layout.shapes.length"
     )
     assert shapes == 2
+    # the risk section: a zone per symbol (the volatility tripled: red ones), exceptions over
+    # time, the selected symbol's VaR against its returns, tail losses against their ES
+    zones = browser.find_elements("css selector", "#zones tbody tr")
+    assert len(zones) == 12 and any("red" in r.text for r in zones)
+    assert "red zone: " in browser.find_element("id", "risk-note").text
+    assert browser.execute_script("return document.getElementById('exceptions').data.length") == 2
+    Select(browser.find_element("id", "symbol")).select_by_visible_text("S05")
+    title = browser.execute_script("return document.getElementById('var-symbol').layout.title.text")
+    assert title.startswith("S05") and "99 % VaR" in title
+    es = browser.execute_script("return document.getElementById('es').data[1].x.length")
+    assert es > 20
     # this run has no drift reference: the section says so instead of drawing a table
     assert "has no drift reference" in browser.find_element("id", "drift").text
     browser.save_screenshot(str(tmp_path / SCREENSHOT))

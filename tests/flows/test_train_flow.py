@@ -35,7 +35,7 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     )
     assert metrics["target_coverage"] == 0.8
     # the model, every baseline, and the online aggregation of them all (boa)
-    methods = ["lightgbm", "historical", "ewma", "garch", "har", "boa"]
+    methods = ["lightgbm", "historical", "ewma", "garch", "har", "fhs", "evt", "boa"]
     assert metrics["methods"] == methods and metrics["deployed"] == "lightgbm"
     levels = metrics["quantiles"]
     assert len(levels) == 11 and metrics["interval"] == [0.1, 0.9]  # the default grid
@@ -121,9 +121,23 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     summary: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
     out = store.read_parquet(f"predictions/{summary['as_of']}.parquet")
     assert out.height == summary["symbols"] == 39  # not APTV: its collection marked it insufficient
-    # one forecast set: the levels, no separate interval; never crossing
+    # one forecast set: the levels, no separate interval; never crossing; VaR and ES beside
+    risk = [
+        f"{m}_{t}_{a}"
+        for a in (0.01, 0.025, 0.05)
+        for t in ("long", "short")
+        for m in ("var", "es")
+    ]
     assert out.columns == ["symbol", "date", "target_date", "horizon", "method",
-                           *[f"q_{q}" for q in levels], "run_id"]  # fmt: skip
+                           *[f"q_{q}" for q in levels], *risk, "run_id"]  # fmt: skip
+    assert np.allclose(out["var_long_0.01"], -np.expm1(out["q_0.01"].to_numpy()))
+    assert np.allclose(out["var_short_0.025"], np.expm1(out["q_0.975"].to_numpy()))
+    for a in (0.01, 0.025, 0.05):
+        for t in ("long", "short"):
+            assert (out[f"es_{t}_{a}"] > out[f"var_{t}_{a}"]).all() and (
+                out[f"var_{t}_{a}"] > 0
+            ).all()
+    assert (out["var_long_0.01"] > out["var_long_0.05"]).all()
     values = out.select(f"q_{q}" for q in levels).to_numpy()
     assert (values[:, 1:] >= values[:, :-1]).all() and (out["method"] == "lightgbm").all()
     assert (out["run_id"] == run_id).all() and (out["horizon"] == 3).all()

@@ -76,3 +76,26 @@ def test_a_store_marked_by_an_older_version_is_upgraded_on_the_first_write(tmp_p
     meta = store.read_json(layout.STORE_META())
     assert meta["layout_version"] == layout.LAYOUT_VERSION and meta["created_at"] == "then"
     assert "upgraded_at" in meta
+
+
+def test_each_horizon_has_its_own_keys_and_shares_the_prices(tmp_path):
+    """Layout 3: the root feature build's horizon keeps the root keys; another horizon's live
+    under horizons/h=<h>/, but for the shared ones (prices, store.json)."""
+    from core.config import StoreRef
+
+    root = Store(str(tmp_path))
+    assert root.for_horizon(10, home=3).root.endswith("horizons/h=10")  # no build: home 3
+    assert root.for_horizon(3, home=3) is root
+    root.write_json(layout.FEATURES_MANIFEST(), {"horizon": 1})  # the first build was h = 1
+    assert root.for_horizon(1, home=3) is root and root.home_horizon() == 1
+    ten = Store.open(StoreRef(url=str(tmp_path), horizon=10, first_horizon=3))
+    ten.write_json(layout.LATEST_RUN(), {"run_id": "r10"})
+    ten.write_json(layout.PRICES(symbol="AAPL").replace(".parquet", ".json"), {"shared": True})
+    assert (tmp_path / "horizons/h=10/models/latest.json").is_file()
+    assert not (tmp_path / "models/latest.json").exists()
+    assert (tmp_path / "raw/prices/symbol=AAPL/data.json").is_file()  # shared, at the root
+    assert ten.list("raw/prices") == ["raw/prices/symbol=AAPL/data.json"]
+    assert ten.list("models") == ["models/latest.json"]
+    assert ten.read_json(layout.STORE_META())["layout_version"] == layout.LAYOUT_VERSION
+    assert ten.uri(layout.LATEST_RUN()).endswith("horizons/h=10/models/latest.json")
+    assert ten.home_horizon() is None  # a view has no home of its own

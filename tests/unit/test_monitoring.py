@@ -11,7 +11,7 @@ import pytest
 from core.config import MonitorSettings, RetentionSettings
 from core.modeling import drift_reference
 from core.monitoring import alerts, drift, health, scores
-from tests.factories import FROZEN_QUANTILES, FROZEN_RUN, frozen_model_store
+from tests.factories import FROZEN_QUANTILES, FROZEN_RUN, frozen_model_store, weekdays
 
 
 def test_psi_and_ks_see_a_shifted_feature_and_not_an_unchanged_one():
@@ -221,3 +221,58 @@ def test_the_deployed_method_and_its_interval_are_read_from_any_layout():
     mixed = pl.concat([old, frame.select("q_0.1", "q_0.9")], how="diagonal_relaxed")
     out = with_interval(mixed, (0.1, 0.9))
     assert out["lo"].to_list() == [-1.5, -1.0] and out["hi"].to_list() == [1.5, 1.0]
+
+
+def var_series(days: int, symbols: int, extra: dict[str, int], seed: int = 0) -> pl.DataFrame:
+    """A scored series with q_0.01 / q_0.99 at -1 / +1: outcomes standard normal scaled so
+    each tail is hit 1 % of the time, plus ``extra`` forced long exceptions per symbol."""
+    from statistics import NormalDist
+
+    rng = np.random.default_rng(seed)
+    dates = weekdays(days)
+    z = NormalDist().inv_cdf(0.99)
+    frames = []
+    for k in range(symbols):
+        symbol = f"S{k:02d}"
+        y = rng.standard_normal(days) / z
+        y[:: max(days // max(extra.get(symbol, 0), 1), 1)][: extra.get(symbol, 0)] = -5.0
+        frames.append(pl.DataFrame({"symbol": symbol, "date": dates, "y": y}))
+    return pl.concat(frames).with_columns(
+        pl.lit(-1.0).alias("q_0.01"), pl.lit(0.0).alias("q_0.5"), pl.lit(1.0).alias("q_0.99")
+    )
+
+
+def test_the_99_var_watch_names_red_symbols_once_and_the_pooled_band():
+    from core.monitoring import tail
+
+    levels = [0.01, 0.5, 0.99]
+    assert not tail.tail_watch(var_series(200, 5, {}), 1, levels)["checked"]
+    assert not tail.tail_watch(var_series(300, 5, {}), 1, [0.1, 0.5, 0.9])["checked"]
+
+    watch = tail.tail_watch(var_series(300, 30, {"S03": 12}), 1, levels)
+    assert watch["checked"] and watch["symbols"] == 30 and watch["outcomes_per_symbol"] == 250
+    assert watch["red"]["long"] == ["S03"]
+    row = next(z for z in watch["zones"] if z["symbol"] == "S03")
+    assert row["long_exceptions"] >= 10 and row["long_zone"] == "red"
+    now = tail.conditions(watch)
+    assert "red:S03" in now and not any(k.startswith("var99") for k in now)
+
+    state, fired = alerts.advance(None, now, "2025-01-01", {"red", "var99"})
+    assert list(tail.grouped(fired)) == ["red_zone"]
+    assert tail.grouped(fired)["red_zone"]["symbols"] == ["S03"]
+    # the next day S03 is still red and S07 enters: one alert naming S07 only
+    later = tail.conditions(tail.tail_watch(var_series(300, 30, {"S03": 12, "S07": 15}), 1, levels))
+    state, fired = alerts.advance(state, later, "2025-01-02", {"red", "var99"})
+    assert tail.grouped(fired)["red_zone"]["symbols"] == ["S07"]
+
+    # every symbol over its VaR far more often: the pooled exceedance leaves its band
+    broad = tail.tail_watch(var_series(300, 30, {f"S{k:02d}": 8 for k in range(30)}), 1, levels)
+    assert broad["pooled"]["long"]["outside"] and not broad["pooled"]["short"]["outside"]
+    assert "var99_long" in tail.conditions(broad)
+
+
+def test_at_h_above_one_zones_count_non_overlapping_outcomes():
+    from core.monitoring import tail
+
+    watch = tail.tail_watch(var_series(300, 10, {}), 5, [0.01, 0.5, 0.99])
+    assert watch["outcomes_per_symbol"] == 50
