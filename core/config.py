@@ -647,6 +647,11 @@ class Settings(BaseSettings):
             first_horizon=self.features.horizons[0],
         )
 
+    @property
+    def root_ref(self) -> StoreRef:
+        """The store at its root, for the steps every horizon shares (collect, prune)."""
+        return self.store_ref.model_copy(update={"horizon": None, "first_horizon": None})
+
     def at_horizon(self, horizon: int) -> Settings:
         """These settings for one of ``features.horizons``."""
         return self.model_copy(update={"features": self.features.at(horizon)})

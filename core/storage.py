@@ -102,6 +102,9 @@ def _check_key(key: str) -> str:
     return key
 
 
+_HOMES: dict[str, int] = {}  # store URL -> its home horizon, once its root build exists
+
+
 class Store:
     """Read and write Parquet and JSON under one root, locally or on S3."""
 
@@ -157,16 +160,22 @@ class Store:
 
     def home_horizon(self) -> int | None:
         """The horizon whose artifacts live at the root: that of the root feature build
-        (None before any build)."""
+        (None before any build). Known once per process and store: a root build's horizon
+        never changes (another horizon builds under ``horizons/``)."""
         from core import layout
 
+        if self.shared_root is not None:
+            return None
+        if self.url in _HOMES:
+            return _HOMES[self.url]
         key = layout.FEATURES_MANIFEST()
-        if self.shared_root is not None or not self.exists(key):
-            return None
         try:
-            return int(self.read_json(key)["horizon"])
-        except (KeyError, TypeError, ValueError, DamagedFileError, StoreError):
-            return None
+            home = int(json.loads(self.read_bytes(key))["horizon"]) if self.exists(key) else None
+        except (KeyError, TypeError, ValueError, StoreError):
+            return None  # a damaged manifest: its reader names it
+        if home is not None:
+            _HOMES[self.url] = home
+        return home
 
     def for_horizon(self, horizon: int, home: int) -> Store:
         """This store as horizon ``horizon`` sees it (layout 3): the root itself for the home

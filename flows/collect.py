@@ -118,7 +118,7 @@ def collect(
         full_refresh=full_refresh,
         batch_size=batch_size,
     )
-    job, ref = settings.collect_job(), settings.store_ref
+    job, ref = settings.collect_job(), settings.root_ref
     check_source(job)
     logger = get_run_logger()
     universe = load_tickers_task(settings.tickers)

@@ -81,7 +81,7 @@ def prune(
         quarantine_days=quarantine_days,
     )
     return prune_task(
-        settings.store_ref, settings.retention, settings.tracking.directory, bool(dry_run)
+        settings.root_ref, settings.retention, settings.tracking.directory, bool(dry_run)
     )
 
 

@@ -1,6 +1,6 @@
 """Tuning flow: Optuna TPE search over a regressor's parameters on time-series folds.
 
-    python -m flows.tune [--store URL] [--model NAME] [--trials N] [--timeout S] [--study NAME] [--concurrency K]
+    python -m flows.tune [--store URL] [--horizon H] [--model NAME] [--trials N] [--timeout S] [--study NAME] [--concurrency K]
 
 The study lives in Optuna storage (``SMA_OPTUNA_STORAGE``; default a SQLite file beside a
 local store), so a run resumes it and several workers can add trials at once. Writes the
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flows.shell import STORE, Arg, Command, models
+from flows.shell import HORIZON, STORE, Arg, Command, models
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -29,6 +29,7 @@ COMMAND = Command(
     __doc__,
     (
         STORE,
+        HORIZON,
         Arg(
             "--model",
             "regressor to tune (one with a search space; others exit 2)",
@@ -56,6 +57,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from core.modeling.tuning import open_study, time_folds, tuning_rows
+from flows.shell import each_horizon
 from tasks.hooks import ALERT_HOOKS
 from tasks.runners import SettingsTaskRunner
 from tasks.train import load_training_data
@@ -70,6 +72,7 @@ def tune(
     timeout: float | None = None,
     study: str | None = None,
     concurrency: int | None = None,
+    horizon: int | None = None,
 ) -> dict[str, Any]:
     settings = COMMAND.start(
         store=store,
@@ -78,7 +81,15 @@ def tune(
         timeout=timeout,
         study=study,
         concurrency=concurrency,
+        horizon=horizon,
     )
+    several = each_horizon(
+        settings,
+        horizon,
+        lambda h: tune(store, model, trials, timeout, study, concurrency, horizon=h),
+    )
+    if several is not None:
+        return several
     cfg, tuning = settings.model.resolved(), settings.tuning
     data = load_training_data(settings.store_ref, cfg.lookback_days)
     rows = tuning_rows(data.table, data.horizon, cfg)  # train's split: never its test period

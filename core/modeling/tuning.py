@@ -38,7 +38,7 @@ def storage_url(settings: Settings) -> str:
     """SMA_OPTUNA_STORAGE, or a SQLite file beside a local store."""
     if settings.optuna_storage:
         return settings.optuna_storage.get_secret_value()
-    store = Store.open(settings.store_ref)
+    store = Store.open(settings.root_ref)
     if store.is_s3:
         raise TuningConfigError(
             "an S3 store needs SMA_OPTUNA_STORAGE (an RDB URL) to keep the Optuna study"
@@ -47,7 +47,12 @@ def storage_url(settings: Settings) -> str:
 
 
 def study_name(settings: Settings) -> str:
-    return settings.tuning.study or settings.model.resolved().name
+    """``tuning.study`` or the model's name; a horizon other than the store's home one
+    (layout 3) tunes a study of its own, ``<name>-h<h>``."""
+    name = settings.tuning.study or settings.model.resolved().name
+    if Store.open(settings.store_ref).shared_root is None:
+        return name
+    return f"{name}-h{settings.features.horizon}"
 
 
 def best_params(settings: Settings) -> tuple[str, dict[str, Any]]:

@@ -266,13 +266,16 @@ def test_tune_writes_best_params_resumes_and_train_uses_them(
 
 
 def test_predict_refuses_features_the_model_was_not_trained_on(store_dir, capsys):
-    """Features rebuilt with another horizon or other groups: exit 2 naming the difference;
-    prices newer than the features: a warning with the dates."""
+    """Features of another horizon are built beside the run's (layout 3), not over them;
+    features rebuilt with other groups: exit 2 naming the difference; prices newer than the
+    features: a warning with the dates."""
     train(store=str(store_dir), model="lightgbm", params=FAST)
     features(store=str(store_dir), horizon=5)
-    assert PREDICT.main(["--store", str(store_dir)]) == 2
-    err = capsys.readouterr().err
-    assert "horizon 5 in the features, 3 in the model" in err and "python -m flows.features" in err
+    assert (store_dir / "horizons/h=5/features/manifest.json").is_file()
+    assert PREDICT.main(["--store", str(store_dir)]) == 0  # horizon 3's run and features
+    capsys.readouterr()
+    assert PREDICT.main(["--store", str(store_dir), "--horizon", "5"]) == 2  # no run at h = 5
+    assert "horizons/h=5/models" in capsys.readouterr().err
     features(store=str(store_dir), groups=["seed"])
     assert PREDICT.main(["--store", str(store_dir)]) == 2
     err = capsys.readouterr().err
@@ -381,7 +384,7 @@ def test_auto_deploys_the_best_candidate_and_a_deployed_aggregation_predicts(
     boa: dict[str, Any] = train(store=str(store_dir), model="boa", params=FAST)  # pyright: ignore[reportAssignmentType]
     run_id = boa["run_id"]
     calibration = store.read_json(f"models/{run_id}/calibration.json")
-    members = ["lightgbm", "historical", "ewma", "garch", "har"]
+    members = ["lightgbm", "historical", "ewma", "garch", "har", "fhs", "evt"]
     assert calibration["method"] == "boa" and set(calibration["members"]) == set(members)
     assert calibration["aggregation"]["experts"] == members
     files = boa["manifest"]["files"]
