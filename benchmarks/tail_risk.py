@@ -58,8 +58,8 @@ def verdicts(card: dict[str, Any], model: str, horizon: int) -> list[str]:
             f"red {short['red']:.2%} | - |"
         )
     for key, t in tails.items():
-        kup = t["kupiec_reference"] - t["kupiec_pass_share"]
-        dq = t["dq_reference"] - t["dq_pass_share"]
+        kup = abs(t["kupiec_reference"] - t["kupiec_pass_share"])
+        dq = abs(t["dq_reference"] - t["dq_pass_share"])
         lines.append(
             f"| {key} (h={horizon}): exceedance; Kupiec and DQ pass within 3 points of a perfect "
             f"forecaster's | {t['exceedance']:.4f} (clustered p {t['clustered_test']['p_value']:.2g}); "
@@ -84,6 +84,31 @@ def verdicts(card: dict[str, Any], model: str, horizon: int) -> list[str]:
                     f"| FZ0 {key} lower than {ref}, DM p < 0.05 | {mine:.4f} vs {theirs:.4f}, "
                     f"p {dm[ref]['p_value']:.2g} | {dm[ref]['beats']} |"
                 )
+    return lines
+
+
+def pass_table(card: dict[str, Any]) -> list[str]:
+    """Every method's Kupiec / DQ pass shares per tail (a perfect forecaster's beside): the
+    baselines treated alike, for context."""
+    keys = list(next(iter(card["methods"].values()))["tails"])
+    lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, m in card["methods"].items():
+        lines.append(
+            f"| {name} | "
+            + " | ".join(
+                f"{m['tails'][k]['kupiec_pass_share']:.0%} / {m['tails'][k]['dq_pass_share']:.0%}"
+                for k in keys
+            )
+            + " |"
+        )
+    ref = next(iter(card["methods"].values()))["tails"]
+    lines.append(
+        "| perfect | "
+        + " | ".join(
+            f"{ref[k]['kupiec_reference']:.0%} / {ref[k]['dq_reference']:.0%}" for k in keys
+        )
+        + " |"
+    )
     return lines
 
 
@@ -119,6 +144,8 @@ def main() -> None:
             label = "2019-2021 (reported apart)" if later else "2010-2018 (choices made here)"
             print(f"### {label}\n\n| target | measured | met |\n|---|---|---|")
             print("\n".join(verdicts(card, metrics["model"], h)))
+            print("\nKupiec / DQ pass shares of every method (within 3 points: either side):\n")
+            print("\n".join(pass_table(card)))
             if later:
                 print(
                     "\nCrash months 2020-02 .. 2020-04, the long 99 % VaR's exceptions per symbol:\n"
