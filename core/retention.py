@@ -8,6 +8,7 @@ never the run ``models/latest.json`` names, nor one a kept report was drawn from
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,10 +78,40 @@ def newest_live_score(store: Store) -> dt.date:
     return newest or dt.date.min
 
 
-def plan(
+def horizon_views(store: Store) -> dict[str, Store]:
+    """The store's other horizons (layout 3), each a view, by its folder (``horizons/h=<h>``)."""
+    found = sorted(
+        {int(m[1]) for k in store.list("horizons") if (m := re.match(r"horizons/h=(\d+)/", k))}
+    )
+    views = {layout.HORIZON_ROOT.format(horizon=h): store.for_horizon(h, home=-1) for h in found}
+    return {folder: view for folder, view in views.items() if view is not store}
+
+
+def plan_store(
     store: Store, cfg: RetentionSettings, today: dt.date, wandb_dir: Path | None = None
 ) -> Plan:
-    """Everything past the retention settings (nothing is deleted here)."""
+    """``plan`` of the store's root and of each of its other horizons (their keys under
+    ``horizons/h=<h>/``, kept runs named with their horizon); W&B keeps ``retention.runs``
+    folders per horizon."""
+    views = horizon_views(store)
+    out = plan(store, cfg, today, wandb_dir, wandb_runs=cfg.runs * (1 + len(views)))
+    for folder, view in views.items():
+        part = plan(view, cfg, today)
+        for kind, keys in part.delete.items():
+            out.add(kind, [f"{folder}/{k}" for k in keys], items=part.items[kind])
+        out.protected_runs += [f"{folder}/{run}" for run in part.protected_runs]
+    return out
+
+
+def plan(
+    store: Store,
+    cfg: RetentionSettings,
+    today: dt.date,
+    wandb_dir: Path | None = None,
+    wandb_runs: int | None = None,
+) -> Plan:
+    """Everything past the retention settings (nothing is deleted here); a horizon view
+    (``Store.for_horizon``) leaves the shared files (quarantine, quality reports) to the root."""
     out = Plan()
     reports = sorted(
         a
@@ -106,10 +137,11 @@ def plan(
             out.add("model runs", keys, items=1)
 
     oldest = today - dt.timedelta(days=cfg.quarantine_keep_days)
-    for kind, key, prefix in (
+    shared = () if store.shared_root is not None else (
         ("quarantine files", layout.QUARANTINE, "raw/quarantine"),
         ("quality reports", layout.QUALITY_REPORT, "raw/reports"),
-    ):
+    )  # fmt: skip
+    for kind, key, prefix in shared:
         for k in store.list(prefix):
             parts = key.match(k)
             day = run_date(parts["run_id"]) if parts else None
@@ -139,7 +171,7 @@ def plan(
                 p.name.split("-run-")[-1] if "-run-" in p.name else p.name.removeprefix("run-")
             ),
         )
-        out.local = folders[: -cfg.runs]
+        out.local = folders[: -(wandb_runs or cfg.runs)]
     return out
 
 

@@ -102,7 +102,7 @@ def _check_key(key: str) -> str:
     return key
 
 
-_HOMES: dict[str, int] = {}  # store URL -> its home horizon, once its root build exists
+_HOMES: dict[str, int] = {}  # store root -> its home horizon, once its root build exists
 
 
 class Store:
@@ -166,15 +166,17 @@ class Store:
 
         if self.shared_root is not None:
             return None
-        if self.url in _HOMES:
-            return _HOMES[self.url]
+        if self.root in _HOMES:
+            return _HOMES[self.root]
         key = layout.FEATURES_MANIFEST()
+        if not self.exists(key):
+            return None
         try:
-            home = int(json.loads(self.read_bytes(key))["horizon"]) if self.exists(key) else None
-        except (KeyError, TypeError, ValueError, StoreError):
-            return None  # a damaged manifest: its reader names it
-        if home is not None:
-            _HOMES[self.url] = home
+            home = int(json.loads(self.read_bytes(key))["horizon"])
+        except (KeyError, TypeError, ValueError) as exc:
+            # which horizon owns the root keys must never be guessed: refuse, naming the file
+            raise DamagedFileError(self.uri(key), key, f"no horizon to read ({exc})") from None
+        _HOMES[self.root] = home
         return home
 
     def for_horizon(self, horizon: int, home: int) -> Store:

@@ -60,7 +60,7 @@ def ensure_pools(client) -> list[str]:
 
 
 def ensure_s3_blocks(settings) -> list[str]:
-    store = Store.open(settings.store_ref)
+    store = Store.open(settings.root_ref)
     if not store.is_s3:
         return ["store is local: task results stay local"]
     from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket

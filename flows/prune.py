@@ -37,7 +37,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from core.config import RetentionSettings, StoreRef
-from core.retention import apply, plan
+from core.retention import apply, plan_store
 from core.storage import Store
 from tasks.hooks import ALERT_HOOKS
 
@@ -47,7 +47,7 @@ def prune_task(
     store_ref: StoreRef, cfg: RetentionSettings, wandb_dir: str, dry_run: bool
 ) -> dict[str, Any]:
     store = Store.open(store_ref)
-    todo = plan(store, cfg, dt.date.today(), Path(wandb_dir))
+    todo = plan_store(store, cfg, dt.date.today(), Path(wandb_dir))
     if not dry_run:
         apply(store, todo)
     result = {

@@ -76,7 +76,21 @@ def each_horizon(
     horizons = settings.features.horizons
     if horizon is not None or len(horizons) == 1:
         return None
-    return {"horizons": {str(h): run(h) for h in horizons}}
+    results, failed = {}, {}
+    for h in horizons:  # one horizon's failure does not keep the others from running
+        try:
+            results[str(h)] = run(h)
+        except Exception as exc:
+            failed[h] = exc
+    if failed:
+        logging.getLogger(__name__).error(
+            "horizon(s) %s failed (%s ran): %s",
+            ", ".join(map(str, failed)),
+            ", ".join(results) or "none",
+            "; ".join(f"{h}: {first_line(str(e))}" for h, e in failed.items()),
+        )
+        raise next(iter(failed.values()))
+    return {"horizons": results}
 
 
 def per_horizon(report: Callable[[dict[str, Any]], str], result: dict[str, Any]) -> str:

@@ -40,7 +40,7 @@ UNREPORTED_STATE = {"history", "symbol_offsets", "symbol_hits"}
 # a backtest without refitting (every other module of core.modeling is in the refits' key)
 SCORING_ONLY = frozenset(
     {
-        "scorecard.py", "distribution_scores.py", "risk_scorecard.py", "risk_backtests.py",
+        "scorecard.py", "risk_scorecard.py", "risk_backtests.py",
         "tail_risk.py", "metrics.py", "selection.py", "aggregation.py", "backtest.py",
     }
 )  # fmt: skip

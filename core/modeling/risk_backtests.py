@@ -16,6 +16,7 @@ tail mean, so negative for the long tail at small alpha; ``hits`` are outcomes b
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,21 +96,26 @@ def dynamic_quantile(y: np.ndarray, var: np.ndarray, tau: float, lags: int = 4) 
     return dq_of_hits(np.asarray(y, dtype=float) < var, var, tau, lags)
 
 
-def dq_of_hits(hits: np.ndarray, var: np.ndarray, tau: float, lags: int = 4) -> QuantileTest:
-    """``dynamic_quantile`` of a series' hits (booleans) against its VaR."""
+def dq_statistic(hits: np.ndarray, var: np.ndarray, tau: float, lags: int = 4) -> tuple[float, int]:
+    """(DQ statistic, observations) of a series' hits (booleans) against its VaR: the demeaned
+    hits regressed on a constant, ``lags`` of their lags and the VaR; nan when too short."""
     var = np.asarray(var, dtype=float)
     hit = np.asarray(hits, dtype=float) - tau
     n = len(hit) - lags
     if n <= lags + 2:
-        return QuantileTest(float("nan"), float("nan"), max(n, 0))
+        return float("nan"), max(n, 0)
     X = np.column_stack(
         [np.ones(n), *[hit[lags - k : len(hit) - k] for k in range(1, lags + 1)], var[lags:]]
     )
-    target = hit[lags:]
-    beta, *_ = np.linalg.lstsq(X, target, rcond=None)
+    beta, *_ = np.linalg.lstsq(X, hit[lags:], rcond=None)
     fitted = X @ beta
-    statistic = float(fitted @ fitted / (tau * (1 - tau)))
-    return QuantileTest(statistic, float(chi2.sf(statistic, X.shape[1])), n)
+    return float(fitted @ fitted / (tau * (1 - tau))), n
+
+
+def dq_of_hits(hits: np.ndarray, var: np.ndarray, tau: float, lags: int = 4) -> QuantileTest:
+    """``dynamic_quantile`` of a series' hits (booleans) against its VaR; chi-square(lags + 2)."""
+    statistic, n = dq_statistic(hits, var, tau, lags)
+    return QuantileTest(statistic, float(chi2.sf(statistic, lags + 2)), n)
 
 
 def z2(x: np.ndarray, var: np.ndarray, es: np.ndarray, alpha: float) -> float:
@@ -171,8 +177,9 @@ def dq_reference_pass_share(
     drawn independently with probability ``tau`` against that symbol's own VaR series (the
     test's size at a few hundred dates and rare hits is far from its nominal level)."""
     rng = np.random.default_rng(seed)
+    critical = float(chi2.isf(level, lags + 2))
     passes = [
-        dq_of_hits(rng.random(len(var)) < tau, var, tau, lags).p_value >= level
+        dq_statistic(rng.random(len(var)) < tau, var, tau, lags)[0] <= critical
         for _ in range(draws)
         for var in var_by_symbol
         if len(var) > 2 * lags + 2
@@ -183,8 +190,9 @@ def dq_reference_pass_share(
 Z2_REFERENCE_NU = 5.0  # the Student-t a calibrated forecaster's outcomes are drawn from
 
 
+@functools.cache
 def z2_reference_pass_share(
-    lengths: list[int], alpha: float, draws: int = 200, seed: int = 0
+    lengths: tuple[int, ...], alpha: float, draws: int = 200, seed: int = 0
 ) -> float:
     """The share of symbols whose Z2 stays above ``Z2_THRESHOLD`` under a forecaster with the
     exact VaR and ES, simulated with Student-t(5) outcomes at each symbol's number of dates

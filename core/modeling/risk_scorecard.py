@@ -39,7 +39,7 @@ from core.modeling.tail_risk import RISK_ALPHAS, risk_alphas, risk_columns
 
 PASS_LEVEL = 0.05
 Z2_BLOCK_DATES = 20  # the pooled Z2's bootstrap block: about a month of dates
-FZ0_FLOOR = 1e-6  # VaR and ES below this loss (a tail quantile above zero) are floored for FZ0
+FZ0_FLOOR = 1e-6  # VaR and ES below this loss (a tail quantile above zero) are floored
 TAILS = ("long", "short")
 
 
@@ -103,10 +103,11 @@ def tail_tests(
     kup = [kupiec(hits[r], alpha)["p_value"] >= PASS_LEVEL for r in runs]
     chris = [christoffersen(hits[r])["p_value"] >= PASS_LEVEL for r in runs]
     dq = [dq_of_hits(hits[r], -var[r], alpha).p_value >= PASS_LEVEL for r in runs]
-    z2s = [z2(pnl[r], var[r], es[r], alpha) for r in runs]
+    es_floor = np.maximum(es, FZ0_FLOOR)  # a non-positive ES (a tail above zero) is no loss
+    z2s = [z2(pnl[r], var[r], es_floor[r], alpha) for r in runs]
     every = np.sort(index)
     pooled = z2_block_bootstrap(
-        dates[every], pnl[every], var[every], es[every], alpha, Z2_BLOCK_DATES, seed=seed
+        dates[every], pnl[every], var[every], es_floor[every], alpha, Z2_BLOCK_DATES, seed=seed
     )
     out: dict[str, Any] = {
         "tail": tail,
@@ -122,7 +123,7 @@ def tail_tests(
             [-var[r] for r in runs], alpha, PASS_LEVEL, seed=seed
         ),
         "z2_pass_share": float(np.mean(np.asarray(z2s) > Z2_THRESHOLD)) if z2s else float("nan"),
-        "z2_reference": z2_reference_pass_share(lengths, alpha, seed=seed),
+        "z2_reference": z2_reference_pass_share(tuple(lengths), alpha, seed=seed),
         "z2_pooled": {"statistic": pooled.statistic, "p_value": pooled.p_value, "rows": pooled.n},
         "mean_var": float(np.mean(var)),
         "mean_es": float(np.mean(es)),

@@ -72,7 +72,10 @@ def pooled_band(hits: pl.DataFrame, tail: str, horizon: int) -> dict[str, Any]:
     rows of one date move together, overlapping outcomes for h lags)."""
     daily = hits.group_by("date").agg(pl.col(tail).mean()).sort("date")[tail].to_numpy()
     rate = float(np.mean(daily))
-    se = math.sqrt(max(newey_west_variance(daily, max(2 * horizon, 5)), 0.0))
+    # at least a calibrated forecaster's binomial error over these rows: a window with (nearly)
+    # no exception has almost no observed variance, which must not shrink the band to a point
+    floor = BASEL_LEVEL * (1 - BASEL_LEVEL) / max(hits.height, 1)
+    se = math.sqrt(max(newey_west_variance(daily, max(2 * horizon, 5)), floor))
     band = (max(BASEL_LEVEL - BAND_Z * se, 0.0), BASEL_LEVEL + BAND_Z * se)
     return {"exceedance": rate, "band": list(band), "outside": not band[0] <= rate <= band[1]}
 

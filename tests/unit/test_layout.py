@@ -99,3 +99,15 @@ def test_each_horizon_has_its_own_keys_and_shares_the_prices(tmp_path):
     assert ten.read_json(layout.STORE_META())["layout_version"] == layout.LAYOUT_VERSION
     assert ten.uri(layout.LATEST_RUN()).endswith("horizons/h=10/models/latest.json")
     assert ten.home_horizon() is None  # a view has no home of its own
+
+
+def test_a_damaged_root_build_never_lets_another_horizon_take_the_root(tmp_path):
+    """Which horizon owns the root keys is read from the root feature build; a manifest that
+    cannot say is refused, naming it, instead of guessing (another horizon would write over
+    the root's runs and forecasts)."""
+    from core.storage import DamagedFileError
+
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features/manifest.json").write_text("{")
+    with pytest.raises(DamagedFileError, match=r"features/manifest\.json"):
+        Store(str(tmp_path)).for_horizon(10, home=10)

@@ -276,3 +276,30 @@ def test_at_h_above_one_zones_count_non_overlapping_outcomes():
 
     watch = tail.tail_watch(var_series(300, 10, {}), 5, [0.01, 0.5, 0.99])
     assert watch["outcomes_per_symbol"] == 50
+
+
+def test_prune_plans_every_horizon_of_a_store(tmp_path):
+    """Layout 3: the other horizons' runs are pruned under horizons/h=<h>/, each keeping its
+    newest and its latest.json run; the shared quarantine files are planned once."""
+    from core import layout
+    from core.retention import apply, plan_store
+    from core.storage import Store
+
+    root = Store(str(tmp_path / "store"))
+    root.write_json(layout.FEATURES_MANIFEST(), {"horizon": 3})
+    ten = root.for_horizon(10, home=3)
+    for store in (root, ten):
+        runs = [f"2024010{i}T000000Z-run{i}0000" for i in range(1, 4)]
+        for run in runs:
+            store.write_json(layout.RUN_MANIFEST(run_id=run), {"run_id": run})
+        store.write_json(layout.LATEST_RUN(), {"run_id": runs[-1]})
+    root.write_bytes(layout.QUARANTINE(symbol="A", run_id="20230101T000000Z-old"), b"x")
+    todo = plan_store(root, RetentionSettings(runs=1), dt.date(2024, 3, 5))
+    removed = {k for keys in todo.delete.values() for k in keys}
+    assert f"horizons/h=10/{layout.RUN_MANIFEST(run_id=runs[0])}" in removed
+    assert layout.RUN_MANIFEST(run_id=runs[0]) in removed
+    assert todo.items["model runs"] == 4 and todo.items["quarantine files"] == 1
+    assert f"horizons/h=10/{runs[-1]}" in todo.protected_runs
+    apply(root, todo)
+    assert not ten.exists(layout.RUN_MANIFEST(run_id=runs[0]))
+    assert ten.exists(layout.RUN_MANIFEST(run_id=runs[-1]))
