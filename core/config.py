@@ -364,6 +364,19 @@ class ModelSettings(BaseModel):
         "model's own default (ModelSpec.thin_by_horizon: the horizon for lightgbm, every date for catboost).",
     )
 
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions(
+        cls, value: tuple[float, float, float, float]
+    ) -> tuple[float, float, float, float]:
+        """Train, validation, calibration and test each need a positive share, summing to 1."""
+        if not all(f > 0 for f in value) or abs(sum(value) - 1) > 1e-6:
+            raise ValueError(
+                f"model.split_fractions {list(value)} must be four positive shares (train, "
+                "validation, calibration, test) that sum to 1"
+            )
+        return value
+
     @field_validator("name")
     @classmethod
     def _known_model(cls, value: str) -> str:
@@ -623,6 +636,16 @@ class Settings(BaseSettings):
     @classmethod
     def _known_source(cls, value: str) -> str:
         return _known("source", value, "sources")
+
+    @field_validator("store")
+    @classmethod
+    def _store_scheme(cls, value: str) -> str:
+        """A local folder (or file://) or s3://bucket/prefix, refused before anything starts."""
+        if "://" in value and not value.startswith(("s3://", "file://")):
+            raise ValueError(
+                f"unsupported store URL {value!r}: use a local folder or s3://bucket/prefix"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_run(self) -> Settings:

@@ -105,6 +105,29 @@ def _check_key(key: str) -> str:
 _HOMES: dict[str, int] = {}  # store root -> its home horizon, once its root build exists
 
 
+def file_mode() -> int:
+    """The mode a new file gets from the process's umask (``0o666 & ~umask``): what the store's
+    atomic writes give their files, instead of ``mkstemp``'s owner-only 0600, so that a report
+    another user or a web server serves can be read. Read from /proc where there is one (the
+    umask cannot be read without setting it, which would race with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o666 & ~_IMPORT_UMASK
+
+
+def _umask_at_import() -> int:
+    current = os.umask(0o022)  # at import: before any thread of this process writes a file
+    os.umask(current)
+    return current
+
+
+_IMPORT_UMASK = _umask_at_import()
+
+
 class Store:
     """Read and write Parquet and JSON under one root, locally or on S3."""
 
@@ -330,6 +353,7 @@ class Store:
                 handle.flush()
                 os.fsync(handle.fileno())
             sha = _file_sha256(tmp) if digest else ""
+            os.chmod(tmp, file_mode())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -39,9 +39,11 @@ def to_yahoo(raw: str) -> str:
 
 
 def _reason(raw: str, symbol: str) -> str | None:
+    """Why a raw symbol is refused (None: it is valid). Checked on the raw text too: upper-
+    casing turns some letters into other real tickers ('ß' -> 'SS', 'ﬁx' -> 'FIX')."""
     if not symbol:
         return "empty symbol"
-    if not SYMBOL_PATTERN.match(symbol):
+    if not raw.strip().isascii() or not SYMBOL_PATTERN.match(symbol):
         return f"{raw.strip()!r} is not a valid symbol (allowed: {SYMBOL_PATTERN.pattern})"
     return None
 

@@ -242,3 +242,21 @@ def test_sections_built_in_code_are_not_checked_against_the_registries():
     assert ModelSettings(name="not-a-model").name == "not-a-model"
     with pytest.raises(ConfigError, match=r"model\.name: Value error, unknown model 'not-a-model'"):
         load_settings(model={"name": "not-a-model"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("SMA_MODEL__SPLIT_FRACTIONS", "1,0,0,0", "four positive shares"),
+        ("SMA_MODEL__SPLIT_FRACTIONS", "0.6,0.1,0.2,0.2", "sum to 1"),
+        ("SMA_MODEL__SPLIT_FRACTIONS", "0.7,-0.1,0.2,0.2", "four positive shares"),
+        ("SMA_STORE", "ftp://host/store", "unsupported store URL 'ftp://host/store'"),
+    ],
+)
+def test_contradictory_settings_are_refused_when_they_load(fresh, monkeypatch, name, value, says):
+    """Refused with the settings, before Prefect starts or any data is read."""
+    from core.settings import load_settings
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_settings()

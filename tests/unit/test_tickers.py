@@ -49,3 +49,13 @@ def test_missing_file_and_column_are_named(tmp_path):
     empty.write_text("\n\n")
     with pytest.raises(TickersFileError, match="empty"):
         load_tickers(empty)
+
+
+def test_letters_that_upper_case_into_other_tickers_are_refused():
+    """'ß' and the 'fi' ligature upper-case into 'SS' and 'FI': real tickers of other firms."""
+    from core.data.tickers import parse_symbols
+
+    symbols, rejected = parse_symbols(["ß", "ﬁx", "ÄAPL", "aapl", "brk/b"])
+    assert symbols == ["AAPL", "BRK-B"]
+    assert set(rejected) == {"ß", "ﬁx", "ÄAPL"}
+    assert all("not a valid symbol" in why for why in rejected.values())
