@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +82,21 @@ def no_valid_symbol(path: str | Path, rejected: dict[str, str]) -> str:
     )
 
 
+def unparsable(path: Path, text: str, exc: Exception) -> str:
+    """One line naming the file and the line of the first record that is not valid CSV (a
+    quote never closed, text after a closing quote), never the file's content."""
+    reader = csv.reader(io.StringIO(text), strict=True)
+    start = 1
+    try:
+        for _ in reader:
+            start = reader.line_num + 1
+    except csv.Error as error:
+        return (
+            f"tickers file {path} is not valid CSV: the record starting on line {start} ({error})"
+        )
+    return f"tickers file {path} is not valid CSV ({type(exc).__name__})"
+
+
 def load_tickers(path: str | Path) -> Tickers:
     """Read a tickers file; raise ``TickersFileError`` naming the file and what is wrong."""
     path = Path(path)
@@ -93,9 +110,12 @@ def load_tickers(path: str | Path) -> Tickers:
         raise TickersFileError(f"tickers file is empty: {path}")
     header = [h.strip() for h in lines[0].split(",")]
     if len(header) > 1 or header[0].lower() in ("symbol", "ticker"):
-        frame = pl.read_csv(
-            path, infer_schema=False, truncate_ragged_lines=True, comment_prefix="#"
-        )
+        try:
+            frame = pl.read_csv(
+                path, infer_schema=False, truncate_ragged_lines=True, comment_prefix="#"
+            )
+        except pl.exceptions.PolarsError as exc:  # its message quotes the rest of the file
+            raise TickersFileError(unparsable(path, text, exc)) from None
         frame = frame.rename({c: c.strip() for c in frame.columns})
         column = next((c for c in frame.columns if c.lower() in ("symbol", "ticker")), None)
         if column is None:

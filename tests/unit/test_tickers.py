@@ -59,3 +59,24 @@ def test_letters_that_upper_case_into_other_tickers_are_refused():
     assert symbols == ["AAPL", "BRK-B"]
     assert set(rejected) == {"ß", "ﬁx", "ÄAPL"}
     assert all("not a valid symbol" in why for why in rejected.values())
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('Symbol,Name,Sector\nAAPL,"Apple Inc,Tech\nKO,Coke,Staples\nXOM,Exxon,Energy\n', 2),
+        ('Symbol,Name\nAAPL,Apple\nKO,"Co"ke"\nXOM,Exxon\n', 3),
+    ],
+)
+def test_a_badly_quoted_tickers_file_is_named_with_its_line_not_dumped(tmp_path, text, line):
+    from core.data.tickers import TickersFileError, load_tickers
+
+    path = tmp_path / "tickers.csv"
+    path.write_text(text)
+    with pytest.raises(TickersFileError) as bad:
+        load_tickers(path)
+    message = str(bad.value)
+    assert message.startswith(
+        f"tickers file {path} is not valid CSV: the record starting on line {line}"
+    )
+    assert "\n" not in message and "Exxon" not in message  # not the file's content
