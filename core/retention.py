@@ -83,7 +83,7 @@ def horizon_views(store: Store) -> dict[str, Store]:
     found = sorted(
         {int(m[1]) for k in store.list("horizons") if (m := re.match(r"horizons/h=(\d+)/", k))}
     )
-    views = {layout.HORIZON_ROOT.format(horizon=h): store.for_horizon(h, home=-1) for h in found}
+    views = {layout.HORIZON_ROOT.format(horizon=h): store.for_horizon(h) for h in found}
     return {folder: view for folder, view in views.items() if view is not store}
 
 

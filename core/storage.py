@@ -202,10 +202,11 @@ class Store:
         _HOMES[self.root] = home
         return home
 
-    def for_horizon(self, horizon: int, home: int) -> Store:
+    def for_horizon(self, horizon: int, home: int | None = None) -> Store:
         """This store as horizon ``horizon`` sees it (layout 3): the root itself for the home
-        horizon (the root build's, else ``home``: the first configured), else a view whose keys
-        live under ``horizons/h=<h>/`` but for the shared ones (``layout.SHARED``)."""
+        horizon (the root build's, else ``home``: the first configured; None: none yet), else a
+        view whose keys live under ``horizons/h=<h>/`` but for the shared ones
+        (``layout.SHARED``)."""
         from core import layout
 
         built = self.home_horizon()

@@ -22,7 +22,7 @@ KAGGLE = DATA / "kaggle"  # slices of the Kaggle set around its real defects (te
 STORE_V1 = DATA / "store_v1"  # a small store written by the main of 2026-11-29 (layout version 1)
 STORE_1B5BF9E = DATA / "store_1b5bf9e"  # written by the main of 2026-12-06 (tests/data/README.md)
 STORE_0ACB4E8 = DATA / "store_0acb4e8"  # the last main of layout 1 (tests/data/README.md)
-STORE_7D589C7 = DATA / "store_7d589c7"  # the last main of layout 2 (tests/data/README.md)
+STORE_V2 = DATA / "store_v2"  # written by the last main of layout 2, 7d589c7 (tests/data/README.md)
 SECRET = "T000/B000/XXsecretXXtoken"
 # The collect flow's parameters for the whole bundled sample through the local source.
 SAMPLE_COLLECT = {
@@ -219,4 +219,24 @@ def return_bars(symbol: str, dates: list[dt.date], returns: np.ndarray) -> pl.Da
             "adj_close": close,
             "volume": np.where(returns == 0, 0, 1_000_000),
         }
+    )
+
+
+OLD_STORE_SYMBOLS = ["AAPL", "JPM", "KO", "LNT", "XOM"]  # the stores in tests/data
+
+
+def collect_into_old_store(store: Path, tmp_path: Path) -> dict[str, Any]:
+    """Collect the old stores' five symbols from the bundled sample into ``store``, to
+    2018-01-31: a month past what they hold (their own collect ran to 2017-12-29)."""
+    from flows.collect import collect
+
+    tickers = tmp_path / "tickers.csv"
+    tickers.write_text("Symbol\n" + "\n".join(OLD_STORE_SYMBOLS) + "\n")
+    return collect(  # pyright: ignore[reportReturnType]
+        tickers=str(tickers),
+        source="local",
+        source_path=str(SAMPLE / "prices"),
+        store=str(store),
+        start=dt.date(2015, 6, 1),
+        end=dt.date(2018, 1, 31),
     )

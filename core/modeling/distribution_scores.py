@@ -16,6 +16,11 @@ from core.modeling.metrics import _normal_sf, newey_west_variance
 Levels = Sequence[float] | np.ndarray  # quantile levels, strictly increasing inside (0, 1)
 
 
+def qcols(quantiles: list[float], prefix: str = "") -> list[str]:
+    """Quantile column names: ``q_0.1`` ..., or ``<prefix>_q_0.1`` for a baseline's."""
+    return [f"{prefix}_q_{q}" if prefix else f"q_{q}" for q in quantiles]
+
+
 def _levels(levels: Levels) -> np.ndarray:
     """The quantile levels as a float array, checked to be strictly increasing inside (0, 1)."""
     tau = np.asarray(levels, dtype=float)

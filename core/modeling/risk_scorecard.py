@@ -21,7 +21,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from core.modeling.distribution_scores import clustered_exceedance_test, reference_pass_share
+from core.modeling.distribution_scores import (
+    clustered_exceedance_test,
+    qcols,
+    reference_pass_share,
+)
 from core.modeling.metrics import christoffersen, daily_losses, kupiec, pairwise_dm
 from core.modeling.risk_backtests import (
     BASEL_DATES,
@@ -46,8 +50,7 @@ TAILS = ("long", "short")
 def risk_frame(frame: pl.DataFrame, quantiles: list[float], prefix: str = "") -> pl.DataFrame:
     """symbol, date, y and the method's VaR and ES columns (``tail_risk.risk_columns``, as
     ``predict`` writes them), from its calibrated quantiles ``<prefix>_q_*``."""
-    cols = [f"{prefix}_q_{q}" if prefix else f"q_{q}" for q in quantiles]
-    columns = risk_columns(frame.select(cols).to_numpy(), quantiles)
+    columns = risk_columns(frame.select(qcols(quantiles, prefix)).to_numpy(), quantiles)
     return frame.select("symbol", "date", "y").with_columns(
         pl.Series(name, values) for name, values in columns.items()
     )

@@ -24,6 +24,7 @@ from core.modeling.distribution_scores import (
     pinball_rows,
     pit_histogram,
     pit_values,
+    qcols,
     reference_pass_share,
 )
 from core.modeling.metrics import christoffersen, daily_losses, kupiec, pairwise_dm, rank_ic
@@ -38,11 +39,6 @@ CRPS_RULE = (
     "tau_0 = 0, tau_(K+1) = 1 (the grid's Riemann sum of 2 x the integral of the pinball loss)"
 )
 GROUPS = ("month", "year", "vol_tercile", "sector", "symbol")
-
-
-def qcols(quantiles: list[float], prefix: str = "") -> list[str]:
-    """Quantile column names: ``q_0.1`` ..., or ``<prefix>_q_0.1`` for a baseline's."""
-    return [f"{prefix}_q_{q}" if prefix else f"q_{q}" for q in quantiles]
 
 
 VOL_DAYS = 20  # the trailing volatility behind the terciles

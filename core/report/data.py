@@ -27,7 +27,7 @@ from core.modeling.scorecard import (
     volatility_terciles,
     with_interval,
 )
-from core.modeling.tail_risk import risk_alphas, risk_columns
+from core.modeling.tail_risk import risk_alphas, var_es
 from core.monitoring import scores as monitoring
 from core.monitoring import tail
 from core.monitoring.health import quality_reports
@@ -170,6 +170,7 @@ def backtest_ratios(store: Store) -> dict[str, Any] | None:
 
 
 ES_POINTS = 2000  # the newest tail losses drawn against their ES
+ES_LEVEL = 0.025  # the FRTB expected shortfall's tail, drawn against realized losses
 
 
 def tail_risk(series: pl.DataFrame, quantiles: list[float], horizon: int) -> dict[str, Any]:
@@ -190,19 +191,16 @@ def tail_risk(series: pl.DataFrame, quantiles: list[float], horizon: int) -> dic
         "exceptions": _columns(hits.sort("date")),
         "alpha": BASEL_LEVEL,
     }
-    if {"q_0.025", "q_0.975"} <= set(series.columns) and 0.025 in risk_alphas(quantiles):
-        risk = series.select("symbol", "date", "y").with_columns(
-            pl.Series(k, v)
-            for k, v in risk_columns(series.select(qcols(quantiles)).to_numpy(), quantiles).items()
-            if k.endswith("_long_0.025")
-        )
+    if ES_LEVEL in risk_alphas(quantiles):
+        var, es, _, _ = var_es(series.select(qcols(quantiles)).to_numpy(), quantiles, ES_LEVEL)
         beyond = (
-            risk.with_columns((-pl.col("y").exp() + 1).alias("loss"))
-            .filter(pl.col("loss") > pl.col("var_long_0.025"))
+            series.select("symbol", "date", (1 - pl.col("y").exp()).alias("loss"))
+            .with_columns(pl.Series("var", var), pl.Series("es", es))
+            .filter(pl.col("loss") > pl.col("var"))
             .sort("date")
             .tail(ES_POINTS)
         )
-        out["es"] = _columns(beyond.select("symbol", "date", "loss", es="es_long_0.025"))
+        out["es"] = _columns(beyond.select("symbol", "date", "loss", "es"))
     return out
 
 

@@ -12,15 +12,14 @@ import pytest
 
 from core import layout
 from core.storage import Store
-from flows.collect import collect
 from flows.features import features
 from flows.predict import predict
 from flows.train import COMMAND as TRAIN
 from flows.tune import tune
-from tests.factories import SAMPLE, STORE_V1
+from tests.factories import OLD_STORE_SYMBOLS as SYMBOLS
+from tests.factories import STORE_V1, collect_into_old_store
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
-SYMBOLS = ["AAPL", "JPM", "KO", "LNT", "XOM"]
 
 OLD_STORE = STORE_V1
 
@@ -68,17 +67,8 @@ def test_monitor_and_report_read_the_old_store(old_store):
 
 
 def test_collect_continues_the_old_prices_incrementally(old_store, tmp_path):
-    tickers = tmp_path / "tickers.csv"
-    tickers.write_text("Symbol\n" + "\n".join(SYMBOLS) + "\n")
     old_ko = Store(str(old_store)).read_parquet(layout.PRICES(symbol="KO"))
-    summary: dict[str, Any] = collect(
-        tickers=str(tickers),
-        source="local",
-        source_path=str(SAMPLE / "prices"),
-        store=str(old_store),
-        start=dt.date(2015, 6, 1),
-        end=dt.date(2018, 1, 31),
-    )  # pyright: ignore[reportAssignmentType]
+    summary = collect_into_old_store(old_store, tmp_path)
     assert summary["ok"] == len(SYMBOLS) and not summary["refetched_full"]
     ko = Store(str(old_store)).read_parquet(layout.PRICES(symbol="KO"))
     assert ko.head(old_ko.height).equals(old_ko)  # old rows kept as they were

@@ -1,7 +1,9 @@
-"""A store written by the last main of layout 2 (``7d589c7``, tests/data/store_7d589c7): its
-run, backtest, refit records and monitoring scores read and verify; predict continues its
-tracker and writes today's file (with VaR and ES) beside its old one; a backfill scores its
-backtest; and a second horizon joins it under horizons/h=<h>/, its own keys untouched."""
+"""A store written by the last main of layout 2 (``7d589c7``, tests/data/store_v2) keeps
+working with every flow of today's code: its run, backtest, refit records and monitoring
+scores read and verify; collect continues its prices; features, train, tune and a backtest
+read its feature build; predict continues its tracker and writes today's file (with VaR and
+ES) beside its old one; a backfill scores its backtest; the report draws it; prune keeps its
+deployed run; and a second horizon joins it under horizons/h=<h>/, its own keys untouched."""
 
 from __future__ import annotations
 
@@ -16,17 +18,24 @@ from core import layout
 from core.backtests import RefitRecord, backtest_ids, read_backtest
 from core.runs import read_run
 from core.storage import Store
+from flows.backtest import backtest
 from flows.features import features
 from flows.monitor import monitor
 from flows.predict import predict
-from tests.factories import STORE_7D589C7
+from flows.prune import prune
+from flows.report import report
+from flows.train import train
+from flows.tune import tune
+from tests.factories import OLD_STORE_SYMBOLS as SYMBOLS
+from tests.factories import STORE_V2, collect_into_old_store
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
 RUN = "20261206T220131Z-e7c4d831"
 BACKTEST = "20261206T220400Z-6c9397ce"
 LEVELS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99]
+FAST = {"num_boost_round": 40, "min_data_in_leaf": 50}
 
-OLD_STORE = STORE_7D589C7
+OLD_STORE = STORE_V2
 
 
 def test_its_manifests_read_and_verify(old_store):
@@ -79,3 +88,43 @@ def test_a_second_horizon_joins_the_old_store_beside_its_own(old_store, monkeypa
     assert read_run(root, "latest").run_id == RUN  # the old run stays the root's
     after = {p: p.read_bytes() for p in (old_store / "raw").rglob("*") if p.is_file()}
     assert after == prices  # one set of prices for both horizons
+
+
+def test_collect_continues_the_old_prices_incrementally(old_store, tmp_path):
+    store = Store(str(old_store))
+    old_ko = store.read_parquet(layout.PRICES(symbol="KO"))
+    summary = collect_into_old_store(old_store, tmp_path)
+    assert summary["ok"] == len(SYMBOLS) and not summary["refetched_full"]
+    ko = store.read_parquet(layout.PRICES(symbol="KO"))
+    assert ko.head(old_ko.height).equals(old_ko) and ko["date"].max() == dt.date(2018, 1, 31)
+    assert not (old_store / "horizons").exists()  # prices live at the root, for every horizon
+
+
+def test_train_tune_and_backtest_read_the_old_feature_build(old_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("SMA_BACKTEST__MIN_HISTORY_DAYS", "400")
+    store = Store(str(old_store))
+    old_manifest = store.read_json(layout.FEATURES_MANIFEST())
+    run: dict[str, Any] = train(store=str(old_store), model="lightgbm", params=FAST)  # pyright: ignore[reportAssignmentType]
+    assert run["manifest"]["data_fingerprint"]["features_version"] == old_manifest["version"]
+    assert store.read_json(layout.LATEST_RUN()) == {"run_id": run["run_id"]}  # at the root
+    assert "risk" in run["metrics"] and "fhs" in run["metrics"]["methods"]
+    result: dict[str, Any] = backtest(
+        store=str(old_store), model="lightgbm", refit_every=126, params=FAST
+    )  # pyright: ignore[reportAssignmentType]
+    assert len(result["metrics"]["refits"]) >= 2
+    assert backtest_ids(store) == [BACKTEST, result["backtest_id"]]
+    read_backtest(store, BACKTEST).verify(store)  # the old one beside it, still whole
+    monkeypatch.setenv("SMA_OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
+    monkeypatch.setenv("SMA_TUNING__FOLDS", "2")
+    tuned: dict[str, Any] = tune(store=str(old_store), model="lightgbm", trials=1)  # pyright: ignore[reportAssignmentType]
+    assert tuned["trials"] == 1 and store.exists(layout.BEST_PARAMS(study="lightgbm"))
+    assert store.read_json(layout.FEATURES_MANIFEST()) == old_manifest  # read, never rewritten
+
+
+def test_report_and_prune_read_the_old_store(old_store):
+    page: dict[str, Any] = report(store=str(old_store))  # pyright: ignore[reportAssignmentType]
+    assert page["as_of"] == "2017-12-29" and Path(page["uri"]).is_file()
+    before = {p for p in old_store.rglob("*") if p.is_file()}
+    kept: dict[str, Any] = prune(store=str(old_store), dry_run=True)  # pyright: ignore[reportAssignmentType]
+    assert kept["kept_runs"] == [RUN] and kept["files"] == 0
+    assert {p for p in old_store.rglob("*") if p.is_file()} == before
