@@ -178,6 +178,11 @@ class QualitySettings(BaseModel):
         gt=1,
         description="...and is rejected as a bad tick when the next close reverts by at least this factor.",
     )
+    stale_run_bars: int = Field(
+        default=5,
+        ge=2,
+        description="Flat zero-volume bars in a row that quarantine the run: a week without a trade is a placeholder price.",
+    )
     min_rows: int = Field(
         default=60,
         ge=1,

@@ -12,6 +12,8 @@ EXIT_CODES: dict[int, str] = {
     1: "ran, but nothing usable came out (every symbol failed, a runtime fault)",
     2: "bad or insufficient input (files, settings, too little data); nothing was written",
     3: "a damaged or tampered artifact",
+    130: "stopped by SIGINT (Ctrl-C): the flow run is marked Cancelled, its processes stopped",
+    143: "stopped by SIGTERM (ECS, systemd, timeout, a Prefect cancellation): as for SIGINT",
 }
 
 

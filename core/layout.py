@@ -86,6 +86,7 @@ TEST_PREDICTIONS_FILE = "test_predictions.parquet"
 PLOTS_DIR = "plots"
 MANIFEST_FILE = "manifest.json"
 DRIFT_REFERENCE_FILE = "drift_reference.json"
+WANDB_FILE = "wandb.json"  # written after the manifest: not one of the files it vouches for
 OPTUNA_FILE = "optuna.db"  # the default Optuna study storage, beside (not in) a local store
 
 STORE_META = Key("store.json", "the layout version of the store, written on first use")
@@ -162,6 +163,10 @@ RUN_MANIFEST = Key(
     f"models/{{run_id}}/{MANIFEST_FILE}",
     "run id, git commit, settings, features, data fingerprint, sha256 of every file of the run (written last)",
     rebuild="python -m flows.train (a new run)",
+)
+RUN_WANDB = Key(
+    f"models/{{run_id}}/{WANDB_FILE}",
+    "the W&B run that logged the run: `run_id`, `wandb_id`, `folder` (its local folder, `offline-run-<time>-<id>` or `run-<time>-<id>`), `mode`; written after the manifest (which does not list it); prune removes that folder with the run and no other (runs trained before it have none)",
 )
 LATEST_RUN = Key(
     "models/latest.json",
@@ -274,6 +279,7 @@ KEYS: tuple[Key, ...] = (
     RUN_DRIFT_REFERENCE,
     RUN_PLOT,
     RUN_MANIFEST,
+    RUN_WANDB,
     LATEST_RUN,
     PREDICTIONS,
     TRACKER_STATE,

@@ -29,20 +29,31 @@ if TYPE_CHECKING:
     from core.config import StoreRef
 
 
+TMP_PREFIX = ".tmp-"  # a local write's temporary file: .tmp-<writer's pid>-<random>
+
+
+def dead_writer(name: str) -> bool:
+    """Whether ``name`` is the temporary file (``.tmp-<pid>-*``) of a local writer that no
+    longer runs on this machine; False for a live pid (under any user), or no pid."""
+    pid = name.split("-")[1] if name.startswith(TMP_PREFIX) and name.count("-") >= 2 else ""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):  # alive under another user; not a pid
+        return False
+    return False
+
+
 def _remove_orphans(folder: Path) -> None:
     """Remove the temporary files in ``folder`` of local writers that died mid-write (a
     killed worker runs no cleanup); each is named by its writer's process id, and a live
     writer's file is left alone."""
-    for tmp in folder.glob(".tmp-*"):
-        pid = tmp.name.split("-")[1]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+    for tmp in folder.glob(f"{TMP_PREFIX}*"):
+        if dead_writer(tmp.name):
             tmp.unlink(missing_ok=True)
-        except (PermissionError, OverflowError):  # alive under another user; not a pid
-            continue
 
 
 class StoreError(InputError):
@@ -282,7 +293,7 @@ class Store:
         found = self.fs.find(base)
         cut = len(root) + 1
         keys = [str(p)[cut:] if str(p).startswith(root) else str(p) for p in found]
-        return sorted(k for k in keys if not Path(k).name.startswith(".tmp-"))
+        return sorted(k for k in keys if not Path(k).name.startswith(TMP_PREFIX))
 
     def scan_parquet(self, keys: list[str]) -> pl.LazyFrame:
         """One lazy scan over several Parquet objects (Polars' native reader, local or S3)."""
@@ -344,7 +355,7 @@ class Store:
         folder = Path(path).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=folder)
         except OSError as exc:  # read-only, permission, a file where a folder should be
             raise StoreError(f"cannot write {self.uri(key)}: {exc.strerror or exc}") from None
         _remove_orphans(folder)

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from core import layout
 from core.config import TrackingSettings
+
+if TYPE_CHECKING:
+    from core.storage import Store
 
 
 def resolve_mode(cfg: TrackingSettings) -> str:
@@ -44,6 +48,24 @@ class Tracker:
             reinit="finish_previous",
             settings=wandb.Settings(silent=True),
         )
+
+    def record(self, run_id: str) -> dict[str, str] | None:
+        """What ``layout.RUN_WANDB`` holds for model run ``run_id``: the W&B run's id, its
+        local folder's name (``offline-run-<time>-<id>``, ``run-<time>-<id>``) and the mode;
+        None when disabled."""
+        if self.run is None:
+            return None
+        folder = Path(self.run.dir).parent.name  # <directory>/wandb/<folder>/files
+        return {"run_id": run_id, "wandb_id": self.run.id, "folder": folder, "mode": self.mode}
+
+    def link(self, store: Store, run_id: str) -> None:
+        """Record in the store that this W&B run logged model run ``run_id``
+        (``layout.RUN_WANDB``): prune removes the run's local W&B folder with the run, and
+        never a folder no run of the store names. Written as soon as W&B has started, so a
+        run killed before ``finish`` is recorded too; nothing when disabled."""
+        record = self.record(run_id)
+        if record is not None:
+            store.write_json(layout.RUN_WANDB(run_id=run_id), record)
 
     def log(self, values: dict[str, Any]) -> None:
         if self.run is not None:

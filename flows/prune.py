@@ -1,13 +1,16 @@
 """Prune flow: retention for a store that grows every day.
 
     python -m flows.prune [--store URL] [--runs N] [--reports N] [--quarantine-keep-days N]
-        [--dry-run]
+        [--wandb-unsynced] [--dry-run]
 
 Keeps the newest ``--runs`` model runs, ``--reports`` dated reports, ``--quarantine-keep-days``
 of quarantine files and quality reports (and, with ``SMA_RETENTION__PREDICTIONS_DAYS``,
-that many days of predictions), plus as many local W&B run folders as runs. Never removes
-the run ``models/latest.json`` names or one a kept report was drawn from. Prints what it
-removed (with ``--dry-run``: what it would remove).
+that many days of predictions). Never removes the run ``models/latest.json`` names or one a
+kept report was drawn from. Removes the local W&B folders of the runs it removes (those the
+store records, ``models/<run>/wandb.json``), but not an offline one ``wandb sync`` has not
+synced unless ``--wandb-unsynced``; and the leftovers of killed writers (temporary files)
+and the folders left empty in a local store. Prints what it removed (with ``--dry-run``:
+what it would remove).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ COMMAND = Command(
         Arg("--runs", "model runs to keep", setting="retention.runs", type=int),
         Arg("--reports", "dated reports to keep", setting="retention.reports", type=int),
         Arg("--quarantine-keep-days", "days of quarantine files and quality reports to keep", setting="retention.quarantine_keep_days", type=int),
+        Arg("--wandb-unsynced", "also remove removed runs' offline W&B folders `wandb sync` has not synced", switch=True),
         Arg("--dry-run", "list what would be removed, remove nothing", switch=True),
     ),
 )  # fmt: skip
@@ -44,10 +48,14 @@ from tasks.hooks import ALERT_HOOKS
 
 @task(name="prune", cache_policy=NO_CACHE)
 def prune_task(
-    store_ref: StoreRef, cfg: RetentionSettings, wandb_dir: str, dry_run: bool
+    store_ref: StoreRef,
+    cfg: RetentionSettings,
+    wandb_dir: str,
+    dry_run: bool,
+    wandb_unsynced: bool = False,
 ) -> dict[str, Any]:
     store = Store.open(store_ref)
-    todo = plan_store(store, cfg, dt.date.today(), Path(wandb_dir))
+    todo = plan_store(store, cfg, dt.date.today(), Path(wandb_dir), wandb_unsynced)
     if not dry_run:
         apply(store, todo)
     result = {
@@ -56,6 +64,9 @@ def prune_task(
         "files": todo.count,
         "keys": todo.delete,
         "wandb_folders": [str(p) for p in todo.local],
+        "wandb_unsynced_kept": [str(p) for p in todo.unsynced],
+        "runs_without_wandb_record": todo.unrecorded,
+        "empty_folders": todo.folders,
         "kept_runs": todo.protected_runs,
     }
     create_markdown_artifact(key="prune", markdown=report(result), description="Retention")
@@ -70,6 +81,7 @@ def prune(
     quarantine_keep_days: int | None = None,
     dry_run: bool | None = None,
     quarantine_days: int | None = None,
+    wandb_unsynced: bool | None = None,
 ) -> dict[str, Any]:
     """Apply retention; parameters left as None come from settings. ``quarantine_days`` is
     the old name of ``quarantine_keep_days`` (deprecated: it warns)."""
@@ -81,7 +93,11 @@ def prune(
         quarantine_days=quarantine_days,
     )
     return prune_task(
-        settings.root_ref, settings.retention, settings.tracking.directory, bool(dry_run)
+        settings.root_ref,
+        settings.retention,
+        settings.tracking.directory,
+        bool(dry_run),
+        bool(wandb_unsynced),
     )
 
 
@@ -90,5 +106,19 @@ def report(result: dict[str, Any]) -> str:
     lines = [f"{verb} {n} {kind}" for kind, n in result["removed"].items()]
     if result["wandb_folders"]:
         lines.append(f"{verb} {len(result['wandb_folders'])} local W&B run folders")
+    if result.get("empty_folders"):
+        lines.append(f"{verb} {len(result['empty_folders'])} empty folders")
+    if not lines:
+        lines.append("nothing to remove")
+    if kept := result.get("wandb_unsynced_kept"):
+        lines.append(
+            f"kept {len(kept)} W&B folders of removed runs not synced yet (`wandb sync` them, "
+            "or prune with --wandb-unsynced): " + ", ".join(Path(p).name for p in kept)
+        )
+    if bare := result.get("runs_without_wandb_record"):
+        lines.append(
+            f"{len(bare)} removed runs record no W&B run (trained before the record, or "
+            "with W&B off): no W&B folder removed for them"
+        )
     lines.append(f"kept runs: {', '.join(result['kept_runs']) or 'none'}")
-    return "\n".join(lines if len(lines) > 1 else ["nothing to remove", *lines])
+    return "\n".join(lines)

@@ -22,13 +22,19 @@ are given. The flow function keeps the old parameter as a deprecated keyword.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import importlib
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from core.errors import EXIT_CODES, InputError, NothingUsableError, UserFacingError, first_line
@@ -36,6 +42,7 @@ from deployments.server import use_project_server
 
 if TYPE_CHECKING:
     from core.config import Settings
+    from deployments.temporary import TemporaryServer
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,58 @@ def per_horizon(report: Callable[[dict[str, Any]], str], result: dict[str, Any])
     if set(result) != {"horizons"}:
         return report(result)
     return "\n\n".join(f"# Horizon {h}\n\n{report(r)}" for h, r in result["horizons"].items())
+
+
+# How a command ends when told to stop: SIGINT (Ctrl-C) and SIGTERM (what ECS, systemd,
+# ``timeout`` and a Prefect cancellation send) end a run the same way: the flow run is
+# marked Cancelled (``tasks.hooks``), its children stop (the temporary server, process
+# pools: they also end with a SIGKILLed parent, ``core.lifeline``), one line on stderr,
+# exit 128 + the signal (130, 143). A second signal ends the process at once; a run whose
+# threads do not let it exit is ended ``HARD_EXIT_SECONDS`` later.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+HARD_EXIT_SECONDS = 20.0
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal arrived (a ``KeyboardInterrupt``: Prefect ends the run as interrupted)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+def catch_stops() -> None:
+    """Turn SIGINT and SIGTERM into ``Stopped`` (Prefect's own SIGTERM handler, inside a
+    flow run, raises its ``TerminationSignal`` instead: ``stop_signal`` reads both)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop)
+
+
+def stop_signal(exc: BaseException) -> int | None:
+    """The stop signal behind an exception that ended a run (None: not a stop)."""
+    if isinstance(exc, Stopped):
+        return exc.signum
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.SIGINT
+    from prefect.exceptions import TerminationSignal
+
+    return exc.signal if isinstance(exc, TerminationSignal) else None
+
+
+def ending(signum: int) -> int:
+    """After a stop: the exit code, a second stop signal ending the process at once and a
+    timer ending it should clean-up hang (a thread blocked in a read)."""
+    code = 128 + signum
+    for each in STOP_SIGNALS:
+        signal.signal(each, lambda *_: os._exit(code))
+    timer = threading.Timer(HARD_EXIT_SECONDS, os._exit, (code,))
+    timer.daemon = True
+    timer.start()
+    return code
 
 
 class ParamsFileError(InputError):
@@ -290,15 +349,18 @@ class Command:
             args = self.parser(renamed=True).parse_args(argv)
         params = self._params(args)
         use_project_server()  # before Prefect is imported: its settings are read at import
+        catch_stops()
         try:
             for arg in self.args:
                 if arg.convert is not None and params[arg.dest] is not None:
                     params[arg.dest] = arg.convert(params[arg.dest])
             self.settings(**params)  # bad settings fail here, before Prefect starts
+            server = _temporary_server()
             module = importlib.import_module(f"flows.{self.name}")
             if not args.debug:
                 _terminal_without_tracebacks()
-            result = getattr(module, self.name)(**params)
+            with _api(server):
+                result = getattr(module, self.name)(**params)
         except UserFacingError as exc:
             print(f"error: {first_line(str(exc), 2000)}", file=sys.stderr)
             return exc.exit_code
@@ -311,10 +373,46 @@ class Command:
                 file=sys.stderr,
             )
             return NothingUsableError.exit_code
+        except BaseException as exc:
+            signum = stop_signal(exc)
+            if signum is None:
+                raise
+            code = ending(signum)
+            print(
+                f"error: stopped by {signal.Signals(signum).name}: the flow run is marked "
+                "Cancelled; run the same command again to continue",
+                file=sys.stderr,
+            )
+            return code
         # the module's terminal text: ``report``, or ``report_text`` where the flow itself is
         # called report
         print(per_horizon(getattr(module, "report_text", module.report), result))
         return 0
+
+
+def _temporary_server() -> TemporaryServer | None:
+    """This run's own temporary Prefect server when no API is configured (a user's
+    ``PREFECT_API_URL``, the project's server, a test harness): ``deployments.temporary``."""
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        return None
+    from deployments.temporary import start_temporary
+
+    server = start_temporary()
+    # stopped at exit, after Prefect's own exit handlers (registered later, run earlier)
+    # have shipped the run's last logs and events to it
+    atexit.register(server.stop)
+    return server
+
+
+def _api(server: TemporaryServer | None) -> contextlib.AbstractContextManager[object]:
+    """Prefect's settings pointed at ``server`` for the flow call (as they are when None)."""
+    if server is None:
+        return contextlib.nullcontext()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    return temporary_settings(updates={PREFECT_API_URL: server.url})
 
 
 class _MessageOnly(logging.Formatter):

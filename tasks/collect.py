@@ -25,6 +25,7 @@ from core.config import CollectJob, CollectSettings, StoreRef
 from core.data.collection import collect_symbols, failed_batch, outcome_dicts, set_aside
 from core.data.collectors import COLLECTORS, RetryableCollectorError, make_collector
 from core.data.ingestion import rebuild_from_prices, update_ingestion
+from core.data.prices import price_schema_problem
 from core.data.quality import quality_report
 from core.data.tickers import Tickers, load_tickers
 from core.errors import first_line
@@ -99,14 +100,14 @@ def batch_still_valid(results: list[dict[str, Any]], store: StoreRef) -> bool:
     if any(r["status"] == "failed" for r in results):
         return False
     opened = Store.open(store)
-    return all(readable(opened, layout.PRICES(symbol=r["symbol"])) for r in results if r["rows"])
+    return all(sound_prices(opened, r["symbol"]) for r in results if r["rows"])
 
 
-def readable(store: Store, key: str) -> bool:
-    """The file is there and parses (a cached result must not vouch for a damaged file)."""
+def sound_prices(store: Store, symbol: str) -> bool:
+    """The symbol's price file is there, parses and has the price schema (a cached result
+    must not vouch for a damaged file)."""
     try:
-        store.read_parquet(key)
-        return True
+        return price_schema_problem(store.read_parquet(layout.PRICES(symbol=symbol))) is None
     except (StoreError, DamagedFileError):
         return False
 

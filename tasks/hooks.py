@@ -1,4 +1,5 @@
-"""Flow state hooks: Slack alerts when a flow run fails or crashes.
+"""Flow state hooks: Slack alerts when a flow run fails or crashes; a run stopped by a
+signal is marked Cancelled instead (``flows.shell``), with no alert.
 
 Attached to every flow as ``on_failure`` and ``on_crashed``. A Slack outage is logged and
 never masks the run's own failure; without a webhook configured the hook only logs.
@@ -35,8 +36,36 @@ def _run_url(flow_run: Any) -> str | None:
     return f"{ui.rstrip('/')}/runs/flow-run/{flow_run.id}" if ui else None
 
 
+# how Prefect words a crash by SIGINT or SIGTERM (prefect.states.exception_to_crashed_state)
+STOPPED_BY = ("aborted by an interrupt signal", "aborted by a termination signal")
+
+
+def stopped(state: Any) -> bool:
+    """Whether a crashed state is a run stopped by SIGINT or SIGTERM."""
+    return any(words in (state.message or "") for words in STOPPED_BY)
+
+
+def cancel_stopped(flow: Any, flow_run: Any, state: Any) -> None:
+    """Mark a run that a stop signal ended Cancelled (Prefect marks it Crashed)."""
+    if not stopped(state):
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(
+                flow_run.id, Cancelled(message=f"Stopped: {state.message}"), force=True
+            )
+    except Exception as exc:  # the API may be going down with the run
+        logger.warning("run %s not marked Cancelled: %s", flow_run.name, first_line(str(exc)))
+
+
 def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """Post the failure to Slack (flow, run, deployment, first error line, link)."""
+    """Post the failure to Slack (flow, run, deployment, first error line, link); a run
+    stopped by a signal is not a failure."""
+    if stopped(state):
+        return
     text = failure_text(
         flow_name=flow.name,
         run_name=flow_run.name,
@@ -65,4 +94,7 @@ def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
         logger.warning("failure alert not delivered (%s); the run's own failure stands", exc)
 
 
-ALERT_HOOKS: dict[str, Any] = {"on_failure": [notify_failure], "on_crashed": [notify_failure]}
+ALERT_HOOKS: dict[str, Any] = {
+    "on_failure": [notify_failure],
+    "on_crashed": [cancel_stopped, notify_failure],
+}

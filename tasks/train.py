@@ -73,12 +73,14 @@ def write_run_task(
     with tempfile.TemporaryDirectory(prefix="sma-run-") as tmp:
         folder = Path(tmp)
         plots = run_folder(result, folder)
+        opened = Store.open(store)
         manifest = write_run(
-            Store.open(store),
+            opened,
             folder,
             run_manifest(result, run_id, build, settings_doc, params_source),
         )
         tracker = Tracker(tracking, run_id, settings_doc, job_type="train")
+        tracker.link(opened, run_id)  # prune removes its W&B folder with the run
         tracker.log(
             flatten({"calibrated": result.metrics["calibrated"], "raw": result.metrics["raw"]})
         )

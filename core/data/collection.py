@@ -19,7 +19,13 @@ from core import layout
 from core.config import CollectJob
 from core.data.collectors import Collector, FetchResult
 from core.data.incremental import fetch_start, overlap_changed
-from core.data.prices import PRICE_COLUMNS, empty_prices, merge_bars, sort_bars
+from core.data.prices import (
+    PRICE_COLUMNS,
+    empty_prices,
+    merge_bars,
+    price_schema_problem,
+    sort_bars,
+)
 from core.data.quality import apply_rules, symbol_counts
 from core.data.tickers import Tickers
 from core.storage import DamagedFileError, Store
@@ -51,18 +57,21 @@ def set_aside(store: Store, key: str, run_id: str) -> str:
 
 def read_stored(store: Store, symbol: str, run_id: str) -> tuple[pl.DataFrame | None, str | None]:
     """(stored bars or None, repair note). A price file that cannot be read is set aside
-    and the symbol counts as new: the caller refetches it in full."""
+    and the symbol counts as new: the caller refetches it in full. So is one that parses but
+    lacks a price column or holds one of another type (a hand edit, another tool's file)."""
     key = layout.PRICES(symbol=symbol)
     if not store.exists(key):
         return None, None
     try:
-        return store.read_parquet(key), None
+        frame = store.read_parquet(key)
+        wrong = price_schema_problem(frame)
+        if wrong is None:
+            return frame, None
+        problem = f"stored prices have the wrong schema ({wrong})"
     except DamagedFileError as exc:
-        aside = set_aside(store, key, run_id)
-        return (
-            None,
-            f"stored prices unreadable ({exc.problem}): moved to {aside}, refetched in full",
-        )
+        problem = f"stored prices unreadable ({exc.problem})"
+    aside = set_aside(store, key, run_id)
+    return None, f"{problem}: moved to {aside}, refetched in full"
 
 
 def _fetch_grouped(collector: Collector, starts: dict[str, dt.date], end: dt.date) -> FetchResult:

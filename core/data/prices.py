@@ -39,6 +39,17 @@ class SourceFormatError(ValueError):
     """A source's frame lacks a required column; the message names it."""
 
 
+def price_schema_problem(frame: pl.DataFrame) -> str | None:
+    """What keeps ``frame`` from being a stored price file (a missing column, or one of
+    another type), or None when it has every canonical column with its type."""
+    wrong = [
+        f"{name} is {frame.schema[name]}, not {dtype}" if name in frame.schema else f"no {name}"
+        for name, dtype in PRICE_SCHEMA.items()
+        if frame.schema.get(name) != dtype
+    ]
+    return "; ".join(wrong) or None
+
+
 def empty_prices() -> pl.DataFrame:
     """A frame with the canonical columns and no rows."""
     return pl.DataFrame(schema=PRICE_SCHEMA)

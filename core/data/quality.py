@@ -2,9 +2,9 @@
 
 Rejection is per row: a row that breaks a rule goes to quarantine with the first rule it
 broke (in the order of ``RULES``) and a detail naming every rule it broke and its values;
-the rest of the symbol's history is kept. Rules that need a row's neighbours (bad ticks)
-run on the rows that passed the row-level rules, so one broken row cannot hide or fake a
-spike. Warnings (zero volume, large moves that persist) are counted, never rejected.
+the rest of the symbol's history is kept. Rules that need a row's neighbours (bad ticks,
+stale runs) run on the rows that passed the row-level rules, so one broken row cannot hide
+or fake a spike. Warnings (zero volume, large moves that persist) are counted, never rejected.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ RULES: dict[str, str] = {
     "ohlc_in_range": "open and close within [low, high], with a relative tolerance",
     "trading_day": "date is a weekday and not in the future",
     "bad_tick": "a close that jumps by the bad-tick factor and reverts the next day",
+    "stale_run": "every bar of a run of at least the stale-run count of consecutive flat "
+    "zero-volume bars (open = high = low = close, volume 0): placeholder prices, not trades",
 }
 SYMBOL_STATUS_RULE = "insufficient"
 WARNINGS: dict[str, str] = {
@@ -95,10 +97,32 @@ def _jumps(factor: float, revert: float) -> tuple[pl.Expr, pl.Expr]:
     return (jump_up | jump_down).fill_null(False), bad.fill_null(False)
 
 
+def _stale_run(bars: int) -> pl.Expr:
+    """Is a bar in a run of ``bars`` or more consecutive flat zero-volume bars of its symbol,
+    over a panel sorted by (symbol, date)."""
+    price = pl.col("open")
+    flat = (
+        (pl.col("high") == price)
+        & (pl.col("low") == price)
+        & (pl.col("close") == price)
+        & (pl.col("volume") == 0)
+    )
+    # Runs of the whole panel, split by symbol: a run ending one symbol and one starting the
+    # next are two runs.
+    return flat & (pl.len().over("symbol", flat.rle_id()) >= bars)
+
+
 def tick_schema(rules: QualitySettings) -> pa.DataFrameSchema:
-    """The neighbour rules (bad ticks): they run on the rows that passed the row rules."""
+    """The neighbour rules (bad ticks, stale runs): they run on the rows that passed the row
+    rules, sorted by (symbol, date)."""
     _, bad = _jumps(rules.bad_tick_factor, rules.bad_tick_revert_factor)
-    return pa.DataFrameSchema(checks=[_df_check(~bad, "bad_tick")], name="daily_bars_ticks")
+    return pa.DataFrameSchema(
+        checks=[
+            _df_check(~bad, "bad_tick"),
+            _df_check(~_stale_run(rules.stale_run_bars), "stale_run"),
+        ],
+        name="daily_bars_ticks",
+    )
 
 
 def _failed_rows(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame:

@@ -53,3 +53,35 @@ def test_tuning_a_model_without_a_search_space_is_exit_2_naming_the_tunable_ones
         "error: model 'ewma' has no parameters to tune (tunable: catboost, lightgbm)"
     ]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_temporary_server_that_does_not_start_in_time_is_one_line_with_the_cure(tmp_path):
+    """No API configured: the command starts its own temporary server. One that does not
+    answer within the start-up limit ends the run in one line naming the cause and both
+    cures (exit 1), and is not left running; nothing is written to the store."""
+    import psutil
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMA_", "PREFECT_API"))}
+    env |= {"PYTHONPATH": str(ROOT), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"}
+    before = {p.pid for p in psutil.process_iter()}
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.prune", "--store", str(tmp_path / "store")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: Prefect's temporary server did not answer within 1 s (a busy machine?): start "
+        "one with `make server` or point PREFECT_API_URL at a running server, or raise "
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    ]
+    assert not (tmp_path / "store").exists()
+    servers = [
+        p
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if p.pid not in before and "deployments.temporary" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert servers == []

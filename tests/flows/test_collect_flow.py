@@ -374,9 +374,7 @@ def test_killed_mid_run_then_rerun_collects_everything(tmp_path, prefect_server)
     assert store.read_parquet(layout.INGESTION()).height == len(symbols)
 
 
-def test_a_damaged_price_file_is_set_aside_and_refetched_and_nothing_else_changes(
-    tmp_path, collected
-):
+def test_a_damaged_or_wrong_schema_price_file_is_set_aside_and_refetched(tmp_path, collected):
     """A truncated price file fails only its symbol's read: it is moved to raw/corrupt/,
     refetched in full in the same run and named in the summary; every other file stays as
     it was. Within the cache window too: a cache hit does not vouch for a damaged file."""
@@ -408,3 +406,14 @@ def test_a_damaged_price_file_is_set_aside_and_refetched_and_nothing_else_change
     (store_dir / layout.PRICES(symbol="KO")).write_bytes(before[layout.PRICES(symbol="KO")][:3000])
     again = run(store_dir)
     assert set(again["repaired"]) == {"KO"} and again["failed"] == 0
+    # A file that parses but has the wrong schema (its close turned to text) is damage too.
+    key = layout.PRICES(symbol="MMM")
+    texts = pl.read_parquet(io.BytesIO(before[key])).with_columns(pl.col("close").cast(pl.String))
+    texts.write_parquet(store_dir / key)
+    third = run(store_dir)
+    assert set(third["repaired"]) == {"MMM"} and third["failed"] == 0
+    assert "wrong schema (close is String, not Float64)" in third["repaired"]["MMM"]
+    assert pl.read_parquet(store_dir / layout.CORRUPT(run_id=third["run_id"], key=key)).equals(
+        texts
+    )
+    assert store.read_parquet(key).equals(pl.read_parquet(io.BytesIO(before[key])))

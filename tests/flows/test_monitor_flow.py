@@ -4,6 +4,8 @@ forecasts through a volatility regime shift it does not see (``frozen_model_stor
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -145,13 +147,23 @@ def test_prune_says_what_it_removes_and_keeps_the_latest_run(frozen, tmp_path, c
         store.write_json(layout.REPORT_META(as_of=as_of), {"run_id": FROZEN_RUN})
     old = layout.QUARANTINE(symbol="S01", run_id="20200101T000000Z-old00000")
     store.write_bytes(old, b"x")
+    writer = subprocess.Popen(["true"])  # a writer killed mid-write: its pid is not running
+    writer.wait()
+    killed = root / f"raw/prices/symbol=ZZZ/.tmp-{writer.pid}-abc"
+    killed.parent.mkdir(parents=True)
+    killed.write_bytes(b"half")
+    os.utime(killed, (0, 0))
     assert PRUNE.main(["--store", str(root), "--reports", "1", "--runs", "1", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "would remove 2 reports" in out and "would remove 1 quarantine files" in out
-    assert f"kept runs: {FROZEN_RUN}" in out and store.exists(old)
-    assert PRUNE.main(["--store", str(root), "--reports", "1", "--runs", "1"]) == 0
+    assert "would remove 1 temporary files" in out and "empty folders" in out
+    assert f"kept runs: {FROZEN_RUN}" in out and store.exists(old) and killed.exists()
+    assert (
+        PRUNE.main(["--store", str(root), "--reports", "1", "--runs", "1", "--wandb-unsynced"]) == 0
+    )
     assert "removed 2 reports" in capsys.readouterr().out
     assert not store.exists(old) and not store.exists(layout.REPORT(as_of="2023-12-28"))
+    assert not killed.parent.exists()
     assert store.exists(layout.REPORT(as_of="2023-12-29")) and store.exists(
         layout.RUN_METRICS(run_id=FROZEN_RUN)
     )

@@ -117,6 +117,8 @@ def test_train_writes_a_complete_verified_run_then_predict(store_dir, tmp_path):
     assert "| ewma (raw) |" in card and "Model Confidence Set" in card and "CRPS ~ 2 sum_k" in card
     offline = list((tmp_path / "wandb").rglob("offline-run-*"))
     assert offline and any(p.suffix == ".wandb" for p in offline[0].rglob("*"))
+    record = store.read_json(f"models/{run_id}/wandb.json")  # the store's own W&B run
+    assert record["run_id"] == run_id and record["folder"] in {p.name for p in offline}
 
     summary: dict[str, Any] = predict(store=str(store_dir))  # pyright: ignore[reportAssignmentType]
     out = store.read_parquet(f"predictions/{summary['as_of']}.parquet")

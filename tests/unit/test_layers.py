@@ -31,7 +31,7 @@ PACKAGES = ("core", "tasks", "flows", "deployments")
 
 # from the ground up; a module's layer is that of the longest entry its path starts with
 LAYERS: list[tuple[str, ...]] = [
-    ("core/__init__.py", "core/errors.py"),
+    ("core/__init__.py", "core/errors.py", "core/lifeline.py"),
     ("core/config.py",),
     ("core/layout.py",),
     ("core/storage.py",),

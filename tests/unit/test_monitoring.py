@@ -169,12 +169,15 @@ def test_retention_plan_keeps_latest_and_report_runs(tmp_path):
     store.write_bytes(layout.QUARANTINE(symbol="A", run_id="20230101T000000Z-old"), b"x")
     store.write_bytes(layout.QUARANTINE(symbol="A", run_id="20240301T000000Z-new"), b"x")
     wandb = tmp_path / "wandb"
-    for name in (
-        "offline-run-20240101_000000-a",
-        "run-20240102_000000-b",
-        "offline-run-20240103_000000-c",
+    for run, name in (
+        (runs[1], "offline-run-20240101_000000-a"),
+        (runs[2], "run-20240102_000000-b"),
+        (runs[4], "offline-run-20240103_000000-c"),
     ):
         (wandb / "wandb" / name).mkdir(parents=True)  # W&B writes its runs into <dir>/wandb
+        store.write_json(layout.RUN_WANDB(run_id=run), {"folder": name})  # the runs' own
+    for marker in ("run-a.wandb", "run-a.wandb.synced"):  # `wandb sync` has synced a
+        (wandb / "wandb" / "offline-run-20240101_000000-a" / marker).touch()
     todo = plan(
         store,
         RetentionSettings(runs=1, reports=1, quarantine_keep_days=60),

@@ -3,9 +3,19 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from core.config import QualitySettings
+from core import layout
+from core.config import (
+    CollectJob,
+    CollectSettings,
+    ConfigError,
+    QualitySettings,
+    SyntheticSettings,
+)
+from core.data.collection import collect_symbols
+from core.data.collectors.base import FetchResult
 from core.data.collectors.local import LocalCollector
 from core.data.quality import RULES, apply_rules, quality_report, symbol_counts
+from core.storage import Store
 from tests.factories import KAGGLE, bars, clean, weekdays
 
 RULESET = QualitySettings()
@@ -139,6 +149,128 @@ def test_zero_volume_is_kept_and_counted():
     result = apply_rules(bars(rows), RULESET, TODAY)
     assert result.valid.height == 6
     assert symbol_counts(result)["T"]["warnings"] == {"zero_volume": 1}
+
+
+def flat(day: dt.date, volume: float = 0.0, price: float = 5.0) -> tuple:
+    """A flat bar: open = high = low = close (a placeholder price when volume is 0)."""
+    return (day, price, price, price, price, volume)
+
+
+def normal(day: dt.date) -> tuple:
+    return (day, 10.0, 10.5, 9.5, 10.0, 1000.0)
+
+
+def test_stale_run_at_the_start_is_quarantined_and_the_rest_kept():
+    """Case 13 of issue 24: a history opening with placeholder bars (a GARCH fit on it exploded)."""
+    days = weekdays(40)
+    t = bars([flat(d) for d in days[:30]] + [normal(d) for d in days[30:]], "T")
+    u = bars(clean(10), "U")
+    # any order in: the rule sees each symbol's bars by date
+    result = apply_rules(pl.concat([u, t]).reverse(), RULESET, TODAY)
+    assert rejected(result) == dict.fromkeys(days[:30], "stale_run")
+    assert result.quarantine["detail"][0].startswith("broke stale_run; open=5.0")
+    assert result.valid.equals(pl.concat([t.tail(10), u]))
+    # nor does the jump from the placeholder price to the first real close warn
+    assert result.warnings.is_empty()
+    assert symbol_counts(result)["T"]["quarantined"] == {"stale_run": 30}
+
+
+def test_a_flat_run_shorter_than_the_setting_is_kept():
+    days = weekdays(30)
+    n = RULESET.stale_run_bars
+    # n - 1 placeholder bars first, then exactly n later on: only the second run goes
+    rows = [flat(d, price=10.0) for d in days[: n - 1]] + [normal(d) for d in days[n - 1 : 20]]
+    rows += [flat(d, price=10.0) for d in days[20 : 20 + n]] + [normal(d) for d in days[20 + n :]]
+    result = apply_rules(bars(rows), RULESET, TODAY)
+    assert rejected(result) == dict.fromkeys(days[20 : 20 + n], "stale_run")
+    assert result.valid["date"].to_list() == days[:20] + days[20 + n :]
+    assert symbol_counts(result)["T"]["warnings"] == {"zero_volume": n - 1}
+
+
+def test_flat_bars_that_traded_break_a_run_and_zero_volume_alone_is_no_run():
+    days = weekdays(40)
+    traded = [
+        flat(d, volume=100.0 if i in (4, 8, 12, 16) else 0.0) for i, d in enumerate(days[:20])
+    ]
+    # zero volume but a range: not a placeholder price
+    moving = [(d, 10.0, 10.5, 9.5, 10.0, 0.0) for d in days[20:]]
+    result = apply_rules(bars(traded + moving), RULESET, TODAY)
+    assert result.quarantine.is_empty() and result.valid.height == 40
+
+
+def test_stale_runs_never_cross_symbols():
+    """A's run ends where B's starts in the sorted panel: two runs of 3, neither long enough."""
+    days = weekdays(6)
+    a = bars([normal(d) for d in days[:3]] + [flat(d) for d in days[3:]], "A")
+    b = bars([flat(d) for d in days[:3]] + [normal(d) for d in days[3:]], "B")
+    assert apply_rules(pl.concat([a, b]), RULESET, TODAY).quarantine.is_empty()
+
+
+def test_stale_run_bars_is_configurable():
+    days = weekdays(35)
+    rows = [flat(d) for d in days[:30]] + [normal(d) for d in days[30:]]
+    assert apply_rules(bars(rows), QualitySettings(stale_run_bars=31), TODAY).quarantine.is_empty()
+    short = [flat(d) for d in days[:2]] + [normal(d) for d in days[2:5]]
+    assert apply_rules(bars(short), RULESET, TODAY).quarantine.is_empty()
+    two = rejected(apply_rules(bars(short), QualitySettings(stale_run_bars=2), TODAY))
+    assert two == dict.fromkeys(days[:2], "stale_run")
+
+
+@pytest.mark.parametrize("value", ["1", "0", "-3"])
+def test_a_stale_run_of_fewer_than_two_bars_is_refused_at_load(fresh, monkeypatch, value):
+    from core.settings import load_settings
+
+    monkeypatch.setenv("SMA_QUALITY__STALE_RUN_BARS", value)
+    with pytest.raises(ConfigError, match=r"quality\.stale_run_bars: .*greater than or equal to 2"):
+        load_settings()
+    monkeypatch.setenv("SMA_QUALITY__STALE_RUN_BARS", "8")
+    assert load_settings().quality.stale_run_bars == 8
+
+
+class Frames:
+    """A source serving a frame's bars of the asked symbols and dates."""
+
+    name = "frames"
+
+    def __init__(self, frame: pl.DataFrame):
+        self.frame = frame
+
+    def fetch(self, symbols, start: dt.date, end: dt.date) -> FetchResult:
+        asked = pl.col("symbol").is_in(list(symbols)) & pl.col("date").is_between(start, end)
+        return FetchResult(bars=self.frame.filter(asked))
+
+
+def test_collection_quarantines_a_stale_run_even_split_across_two_collects(tmp_path):
+    """The quarantine file records the rule. A run split across collects is judged on the bars
+    each collect checks, the new ones and the overlap (the last ``overlap_days`` + 1 stored):
+    3 placeholder bars end the first collect (kept: too short), 3 more open the second, and
+    the 6 in its window go, the 3 stored ones with them."""
+    days = weekdays(30)
+    rows = [normal(d) for d in days[:20]] + [flat(d) for d in days[20:26]]
+    source = Frames(bars(rows + [normal(d) for d in days[26:]], "T"))
+    store = Store(str(tmp_path))
+
+    def job(end: dt.date) -> CollectJob:
+        return CollectJob(
+            source="frames",
+            source_path=None,
+            start=days[0],
+            end=end,
+            full_refresh=False,
+            collect=CollectSettings(),
+            quality=QualitySettings(),
+            synthetic=SyntheticSettings(),
+        )
+
+    (first,) = collect_symbols(source, store, ["T"], job(days[22]), "r1", TODAY)
+    assert (first.rows, first.quarantined) == (23, 0)
+    (second,) = collect_symbols(source, store, ["T"], job(days[-1]), "r2", TODAY)
+    assert second.quarantined == 6 and second.quality["quarantined"] == {"stale_run": 6}
+    bad = store.read_parquet(layout.QUARANTINE(symbol="T", run_id="r2"))
+    assert bad["rule"].to_list() == ["stale_run"] * 6
+    assert bad["date"].to_list() == days[20:26]
+    stored = store.read_parquet(layout.PRICES(symbol="T"))
+    assert stored["date"].to_list() == days[:20] + days[26:]
 
 
 def _local(folder, *symbols):

@@ -39,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import InsufficientDataError
+from core.lifeline import pool_worker
 from core.modeling.models.base import ModelSpec
 from core.modeling.models.baselines import ewma_quantiles
 from core.modeling.models.prices import PriceModel, daily_log_returns
@@ -156,11 +157,15 @@ def fit_all(series: list[np.ndarray]) -> list[FitResult]:
     try:
         with _POOL_LOCK:  # refits run in threads: one pool for all of them
             if _POOL is None:
-                _POOL = ProcessPoolExecutor(
-                    workers, mp_context=multiprocessing.get_context("spawn")
+                _POOL = ProcessPoolExecutor(  # workers end with this process (a SIGKILL too)
+                    workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=pool_worker,
+                    initargs=(os.getpid(),),
                 )
-            pool = _POOL
-        return list(pool.map(fit_checked, series, chunksize=max(len(series) // (4 * workers), 1)))
+            # its workers start as work is submitted (all of it here, at once)
+            done = _POOL.map(fit_checked, series, chunksize=max(len(series) // (4 * workers), 1))
+        return list(done)
     except (OSError, BrokenProcessPool):
         with _POOL_LOCK:
             if _POOL is not None:

@@ -1,0 +1,37 @@
+"""Child processes that end with their parent, however it ends.
+
+A parent that is SIGKILLed (or crashes) runs no clean-up, and a child it started (the
+temporary Prefect server, a process pool's workers) would keep running for good. Each
+child calls ``watch_parent`` first: a daemon thread that ends the child once its parent is
+gone (the child is then adopted by another process, so its parent pid changes). Standard
+library only: a pool worker or a server imports it before anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+POLL_SECONDS = 0.5
+
+
+def _watch(parent: int, poll: float) -> None:
+    while os.getppid() == parent:
+        time.sleep(poll)
+    os._exit(0)  # no clean-up to wait for: the parent that needed this child is gone
+
+
+def watch_parent(parent: int, poll: float = POLL_SECONDS) -> None:
+    """End this process within ``poll`` seconds of its parent ``parent`` (a pid) ending."""
+    if os.getppid() != parent:  # already orphaned while starting
+        os._exit(0)
+    threading.Thread(target=_watch, args=(parent, poll), name="lifeline", daemon=True).start()
+
+
+def pool_worker(parent: int) -> None:
+    """A process pool worker's initializer: it ends with ``parent`` and leaves Ctrl-C (sent
+    to the terminal's whole process group) to the parent, which stops the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch_parent(parent)
