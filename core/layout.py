@@ -90,6 +90,10 @@ WANDB_FILE = "wandb.json"  # written after the manifest: not one of the files it
 OPTUNA_FILE = "optuna.db"  # the default Optuna study storage, beside (not in) a local store
 
 STORE_META = Key("store.json", "the layout version of the store, written on first use")
+LOCK = Key(
+    "locks/{name}.lock",
+    "held by a run while it reads, updates and writes back a shared file (`ingestion`: the ingestion table; `predict`: a run's tracker state; `monitor`: the monitoring tables); names its holder (`pid`, `host`, `since`, on S3 `expires`)",
+)
 PRICES = Key(
     "raw/prices/symbol={symbol}/data.parquet",
     "valid bars: `symbol, date, open, high, low, close, adj_close (nullable), volume`, sorted by date, unique dates",
@@ -262,6 +266,7 @@ REPORT_LATEST = Key(
 
 KEYS: tuple[Key, ...] = (
     STORE_META,
+    LOCK,
     PRICES,
     QUARANTINE,
     INGESTION,

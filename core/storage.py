@@ -8,6 +8,7 @@ to a temporary file in the same folder and is renamed into place; an S3 write is
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import io
 import json
@@ -21,7 +22,7 @@ import fsspec
 import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from core.errors import DamagedArtifactError, InputError, first_line
+from core.errors import DamagedArtifactError, InputError, NothingUsableError, first_line
 
 if TYPE_CHECKING:
     from polars._typing import ParquetCompression
@@ -58,6 +59,51 @@ def _remove_orphans(folder: Path) -> None:
 
 class StoreError(InputError):
     """A store operation failed, a key is not allowed, or the store URL is not usable."""
+
+
+class StoreFullError(NothingUsableError):
+    """A write ran out of disk space (ENOSPC) or quota (EDQUOT): not bad input but a fault
+    of the machine (exit 1). The message names the file; the write left nothing behind."""
+
+
+# what ran out, by errno, and how the same reads in an error's text: Polars wraps the OS
+# error of a Parquet write in a ``ComputeError`` ("... No space left on device (os error
+# 28)"); an S3 server on a full disk (MinIO) answers ``XMinioStorageFull``
+_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+_FULL_TEXT = {
+    "No space left on device": _FULL[errno.ENOSPC],
+    f"(os error {errno.ENOSPC})": _FULL[errno.ENOSPC],
+    "XMinioStorageFull": _FULL[errno.ENOSPC],
+    "Disk quota exceeded": _FULL[errno.EDQUOT],
+    f"(os error {errno.EDQUOT})": _FULL[errno.EDQUOT],
+}
+
+
+def disk_full(exc: BaseException | None) -> str | None:
+    """What ran out when ``exc``, or an error it was raised from, is a full disk or quota
+    ('no space left on device', 'disk quota exceeded'); None for any other error. Reads an
+    ``OSError``'s errno, else the text of an ``OSError`` or a Polars error."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            return _FULL[exc.errno]
+        if isinstance(exc, OSError | pl.exceptions.PolarsError):
+            text = str(exc)
+            for words, what in _FULL_TEXT.items():
+                if words in text:
+                    return what
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def full_store(exc: BaseException, uri: str) -> StoreFullError | None:
+    """The one-line error for a write of ``uri`` that failed on a full disk; None when
+    ``exc`` is another error (``disk_full``), or a stop (``KeyboardInterrupt``)."""
+    what = disk_full(exc) if isinstance(exc, Exception) else None
+    if what is None:
+        return None
+    return StoreFullError(f"{what} writing {uri}: free space or move the store (SMA_STORE)")
 
 
 def _s3_problem(exc: Exception, url: str, endpoint: str | None) -> str:
@@ -338,6 +384,8 @@ class Store:
                 extra = {"ContentType": content_type} if content_type else {}
                 self.fs.pipe_file(self.path(key), data, **extra)
             except Exception as exc:  # botocore's and aiohttp's errors, named by _s3_problem
+                if (full := full_store(exc, self.uri(key))) is not None:
+                    raise full from exc
                 raise StoreError(
                     f"cannot write {self.uri(key)}: " + _s3_problem(exc, self.url, self.endpoint)
                 ) from None
@@ -357,6 +405,8 @@ class Store:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=folder)
         except OSError as exc:  # read-only, permission, a file where a folder should be
+            if (full := full_store(exc, self.uri(key))) is not None:
+                raise full from exc
             raise StoreError(f"cannot write {self.uri(key)}: {exc.strerror or exc}") from None
         _remove_orphans(folder)
         try:
@@ -367,8 +417,11 @@ class Store:
             sha = _file_sha256(tmp) if digest else ""
             os.chmod(tmp, file_mode())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            # a full disk: Python's writes raise OSError, Polars' a ComputeError (disk_full)
+            if (full := full_store(exc, self.uri(key))) is not None:
+                raise full from exc
             raise
         return sha
 
@@ -472,13 +525,21 @@ def json_bytes(obj: Any) -> bytes:
 
 def write_files(store: Store, files: Mapping[str, bytes | pl.DataFrame]) -> dict[str, str]:
     """Write each file (bytes as they are, a frame as Parquet): key -> sha256 of what was
-    written, for the manifest written after them (``Manifest``)."""
-    return {
-        key: store.write_parquet(key, data)
-        if isinstance(data, pl.DataFrame)
-        else store.write_bytes(key, data)
-        for key, data in files.items()
-    }
+    written, for the manifest written after them (``Manifest``). On a full disk the files
+    already written are removed again: no manifest will ever vouch for them."""
+    written: dict[str, str] = {}
+    try:
+        for key, data in files.items():
+            written[key] = (
+                store.write_parquet(key, data)
+                if isinstance(data, pl.DataFrame)
+                else store.write_bytes(key, data)
+            )
+    except StoreFullError:
+        for key in written:
+            store.delete(key)
+        raise
+    return written
 
 
 def file_problems(store: Store, hashed: Mapping[str, str], label: str) -> dict[str, str]:

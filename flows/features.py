@@ -38,15 +38,18 @@ import time
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture
 
 from core.features.manifest import FeaturePart, FeaturesManifest, digest
 from core.features.table import config_dict, short_histories
+from core.storage import StoreFullError
 from flows.shell import each_horizon
 from tasks.caching import cached_or_rerun, with_result_storage
 from tasks.features import (
     build_part_task,
     current_manifest_task,
     damaged_files_task,
+    discard_task,
     fingerprint_task,
     market_task,
     parts_intact,
@@ -55,7 +58,7 @@ from tasks.features import (
     summary_markdown,
 )
 from tasks.hooks import ALERT_HOOKS
-from tasks.runners import SettingsTaskRunner, finished
+from tasks.runners import SettingsTaskRunner, finished, settle
 
 
 @flow(name="features", log_prints=True, task_runner=SettingsTaskRunner(), **ALERT_HOOKS)
@@ -110,19 +113,30 @@ def features(
     logger.info(
         "building %s for %d symbols in %d part(s)", ",".join(cfg.groups), len(symbols), len(batches)
     )
-    market = market_task(ref, cfg, symbols, version)
     inputs = [
         (ref, cfg, {s: fingerprint[s] for s in batch}, version, i)
         for i, batch in enumerate(batches)
     ]
     task = with_result_storage(build_part_task, ref.url)
     built: dict[int, list[FeaturePart]] = {}
-    for i, future, _ in finished(task, inputs):
-        built[i], _ = cached_or_rerun(
-            task, future, *inputs[i], usable=lambda p: parts_intact(ref, p)
+    submitted: list[PrefectFuture[Any]] = []
+    try:
+        market = market_task(ref, cfg, symbols, version)
+        for i, future, _ in finished(task, inputs, submitted=submitted):
+            built[i], _ = cached_or_rerun(
+                task, future, *inputs[i], usable=lambda p: parts_intact(ref, p)
+            )
+        parts = [part for i in range(len(inputs)) for part in built[i]]
+        doc = publish_task(
+            ref, cfg, version, fingerprint, parts, time.perf_counter() - started, market
         )
-    parts = [part for i in range(len(inputs)) for part in built[i]]
-    doc = publish_task(ref, cfg, version, fingerprint, parts, time.perf_counter() - started, market)
+    except StoreFullError:
+        # what the build wrote holds space the disk lacks: deleted, the store left as it was
+        # (another failure keeps the parts, for the rerun to take its finished batches from
+        # the cache); a failure to delete them leaves the disk-full error the one reported
+        settle(submitted)  # no batch still writes: those not started dropped, others ended
+        discard_task(ref, version, return_state=True)
+        raise
     publish_summary(doc, skipped=False)
     return doc.model_dump(mode="json") | {"skipped": False}
 

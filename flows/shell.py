@@ -367,11 +367,7 @@ class Command:
         except Exception as exc:
             if args.debug:
                 raise
-            print(
-                f"error: {type(exc).__name__}: {first_line(str(exc))} "
-                "(unexpected: rerun with --debug for the traceback)",
-                file=sys.stderr,
-            )
+            print(f"error: {_unexpected(exc)}", file=sys.stderr)
             return NothingUsableError.exit_code
         except BaseException as exc:
             signum = stop_signal(exc)
@@ -388,6 +384,21 @@ class Command:
         # called report
         print(per_horizon(getattr(module, "report_text", module.report), result))
         return 0
+
+
+def _unexpected(exc: Exception) -> str:
+    """The line for an error no step expected; a full disk outside the store (a temporary
+    folder, a library's own file) says so, naming the file when the error does."""
+    from core.storage import disk_full
+
+    what = disk_full(exc)
+    if what is not None:
+        name = getattr(exc, "filename", None)
+        return f"{what} writing {name or 'a temporary file'}: free space there (or set TMPDIR)"
+    return (
+        f"{type(exc).__name__}: {first_line(str(exc))} "
+        "(unexpected: rerun with --debug for the traceback)"
+    )
 
 
 def _temporary_server() -> TemporaryServer | None:

@@ -22,9 +22,9 @@ from prefect.tasks import Task, exponential_backoff
 
 from core import layout
 from core.config import CollectJob, CollectSettings, StoreRef
-from core.data.collection import collect_symbols, failed_batch, outcome_dicts, set_aside
+from core.data.collection import collect_symbols, failed_batch, outcome_dicts
 from core.data.collectors import COLLECTORS, RetryableCollectorError, make_collector
-from core.data.ingestion import rebuild_from_prices, update_ingestion
+from core.data.ingestion import record_outcomes
 from core.data.prices import price_schema_problem
 from core.data.quality import quality_report
 from core.data.tickers import Tickers, load_tickers
@@ -187,17 +187,9 @@ def record_run(
     """Update the ingestion table (a damaged one is set aside and rebuilt from the price
     files) and write the quality report, then publish it."""
     opened = Store.open(store)
-    key = layout.INGESTION()
-    try:
-        previous = opened.read_parquet(key) if opened.exists(key) else None
-    except DamagedFileError as exc:
-        aside = set_aside(opened, key, run_id)
-        get_run_logger().warning(
-            "%s; moved to %s and rebuilt from the price files", exc.problem, aside
-        )
-        previous = rebuild_from_prices(opened, min_rows)
-    table = update_ingestion(previous, outcomes, dt.datetime.now(dt.UTC))
-    opened.write_parquet(key, table)
+    table, repaired = record_outcomes(opened, outcomes, run_id, min_rows, dt.datetime.now(dt.UTC))
+    if repaired is not None:
+        get_run_logger().warning(repaired)
     report = quality_report(
         run_id,
         {o["symbol"]: o["quality"] for o in outcomes if o["quality"]},

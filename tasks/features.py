@@ -10,6 +10,7 @@ from prefect.logging import get_run_logger
 from core.config import FeatureSettings, StoreRef
 from core.features.manifest import FeaturePart, FeaturesManifest, Fingerprint, HashedFile
 from core.features.table import (
+    discard_unpublished,
     input_fingerprint,
     manifest,
     price_keys,
@@ -82,6 +83,18 @@ def publish_task(
     doc = manifest(cfg, version, fingerprint, parts, seconds, market)
     publish(Store.open(store), doc)
     return doc
+
+
+@task(name="discard-build", cache_policy=NO_CACHE)
+def discard_task(store: StoreRef, version: str) -> list[str]:
+    """After a failed build: delete the files it wrote that no manifest vouches for."""
+    gone = discard_unpublished(Store.open(store), version)
+    get_run_logger().warning(
+        "build %s failed: the %d file(s) it wrote deleted; the current build is unchanged",
+        version,
+        len(gone),
+    )
+    return gone
 
 
 @task(name="verify-build", cache_policy=NO_CACHE)

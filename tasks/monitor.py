@@ -13,6 +13,7 @@ from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
 from core.config import MonitorSettings, StoreRef
+from core.locks import store_lock
 from core.monitoring.monitor import monitor, save, save_alert_state
 from core.storage import Store
 
@@ -38,31 +39,33 @@ def monitor_task(
     store: StoreRef, cfg: MonitorSettings, as_of: dt.date | None, backfill: bool
 ) -> dict[str, Any]:
     """Score, roll up, check drift and health, write them; emit the alerts that start today
-    (then remember them, so a lasting condition alerts once)."""
+    (then remember them, so a lasting condition alerts once); under the store's ``monitor``
+    lock, so that a second monitor neither loses these scores nor alerts again."""
     opened = Store.open(store)
-    logger = get_run_logger()
-    result = monitor(opened, cfg, as_of, backfill)
-    save(opened, result)
-    for note in [*result.notes, result.summary["drift"]["note"]]:
-        logger.info(note)
-    rows = [
-        {
-            "window": f"{w} days",
-            **{k: v for k, v in figures.items() if not isinstance(v, dict | list)},
-        }
-        for w, figures in result.summary["rolling"].items()
-        if figures
-    ]
-    if rows:
-        create_table_artifact(
-            key="monitor-rolling",
-            table=rows,
-            description=f"Rolling forecast quality as of {result.summary['as_of']}",
-        )
-    if result.fired:
-        event = alert_event(opened.url, result.summary["as_of"], result.fired)
-        emit_event(**event)
-        for reason in event["payload"]["reasons"]:
-            logger.warning("alert: %s", reason)
-    save_alert_state(opened, result)
+    with store_lock(opened, "monitor"):  # scores and alert state: read, updated, written
+        logger = get_run_logger()
+        result = monitor(opened, cfg, as_of, backfill)
+        save(opened, result)
+        for note in [*result.notes, result.summary["drift"]["note"]]:
+            logger.info(note)
+        rows = [
+            {
+                "window": f"{w} days",
+                **{k: v for k, v in figures.items() if not isinstance(v, dict | list)},
+            }
+            for w, figures in result.summary["rolling"].items()
+            if figures
+        ]
+        if rows:
+            create_table_artifact(
+                key="monitor-rolling",
+                table=rows,
+                description=f"Rolling forecast quality as of {result.summary['as_of']}",
+            )
+        if result.fired:
+            event = alert_event(opened.url, result.summary["as_of"], result.fired)
+            emit_event(**event)
+            for reason in event["payload"]["reasons"]:
+                logger.warning("alert: %s", reason)
+        save_alert_state(opened, result)
     return result.summary

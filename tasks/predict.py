@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from core.config import StoreRef
+from core.locks import store_lock
 from core.modeling.prediction import predict_run
 from core.modeling.scorecard import qcols
 from core.storage import Store
@@ -18,8 +19,11 @@ from core.storage import Store
 
 @task(name="predict", cache_policy=NO_CACHE)
 def predict_task(store: StoreRef, run: str, bound: float) -> dict[str, Any]:
-    """Forecast with run ``run`` (``core.modeling.prediction``) and publish the table."""
-    summary = predict_run(Store.open(store), run, bound)
+    """Forecast with run ``run`` (``core.modeling.prediction``) and publish the table; under
+    the store's ``predict`` lock: a second predict continues the tracker from this one's state."""
+    opened = Store.open(store)
+    with store_lock(opened, "predict"):  # reads, continues and writes the tracker state
+        summary = predict_run(opened, run, bound)
     for warning in summary["warnings"]:
         get_run_logger().warning(warning)
     out: pl.DataFrame = summary.pop("table")

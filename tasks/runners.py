@@ -3,9 +3,11 @@ cluster through prefect-dask; and submitting again a task run whose worker died.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prefect.client.orchestration import get_client
@@ -93,17 +95,23 @@ class SettingsTaskRunner(TaskRunner[PrefectFuture[Any]]):
 
 
 def finished(
-    task: Task[..., Any], calls: Sequence[tuple[Any, ...]], resubmits: int | None = None
+    task: Task[..., Any],
+    calls: Sequence[tuple[Any, ...]],
+    resubmits: int | None = None,
+    submitted: list[PrefectFuture[Any]] | None = None,
 ) -> Iterator[tuple[int, PrefectFuture[Any], State[Any]]]:
     """Submit ``task(*call)`` for every call; yield (index of the call, its future, its final
     state) as each finishes. A run lost with its worker (crashed, left unfinished, or its
     result lost with the worker even after it reported) is marked Crashed and submitted
     again as a new run, up to ``resubmits`` times (default: ``dask.resubmits``; threads lose
     a run only when the process dies, and then nothing resubmits); after that it is yielded
-    with its Crashed state."""
+    with its Crashed state. Each future submitted is added to ``submitted`` when given: a
+    caller that stops early ``settle``s them before it cleans up."""
     if resubmits is None:
         resubmits = load_settings().dask.resubmits
+    submitted = [] if submitted is None else submitted
     pending = {task.submit(*call): (i, 0) for i, call in enumerate(calls)}
+    submitted.extend(pending)
     while pending:
         for future in as_completed(list(pending)):
             i, tries = pending.pop(future)
@@ -120,9 +128,23 @@ def finished(
                     tries + 1,
                     resubmits,
                 )
-                pending[task.submit(*calls[i])] = (i, tries + 1)
+                again = task.submit(*calls[i])
+                submitted.append(again)
+                pending[again] = (i, tries + 1)
             else:
                 yield i, future, crashed
+
+
+def settle(futures: Iterable[PrefectFuture[Any]]) -> None:
+    """Runs a caller no longer waits for (one failed): those not started on this process's
+    threads are cancelled, the others waited for, so that none writes after the caller
+    cleans up. Not for a stop signal: a running batch may take minutes."""
+    for future in futures:
+        wrapped = getattr(future, "wrapped_future", None)
+        if isinstance(wrapped, concurrent.futures.Future) and wrapped.cancel():
+            continue
+        with contextlib.suppress(Exception):  # its own failure is its caller's to report
+            future.wait()
 
 
 def _lost(future: PrefectFuture[Any]) -> str | None:

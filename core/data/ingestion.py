@@ -131,3 +131,27 @@ def rebuild_from_prices(store: Store, min_rows: int) -> pl.DataFrame:
         .cast(INGESTION_SCHEMA)  # pyright: ignore[reportArgumentType]
         .sort("symbol")
     )
+
+
+def record_outcomes(
+    store: Store, outcomes: Iterable[dict[str, Any]], run_id: str, min_rows: int, now: dt.datetime
+) -> tuple[pl.DataFrame, str | None]:
+    """Upsert a run's outcomes into the stored table under the store's ``ingestion`` lock
+    (two collects on one store cannot lose each other's rows); a damaged table is set aside
+    and rebuilt from the price files first. The table written, and what was repaired (None:
+    nothing)."""
+    from core.data.collection import set_aside
+    from core.locks import store_lock
+
+    key = layout.INGESTION()
+    with store_lock(store, "ingestion"):
+        repaired = None
+        try:
+            previous = store.read_parquet(key) if store.exists(key) else None
+        except DamagedFileError as exc:
+            aside = set_aside(store, key, run_id)
+            repaired = f"{exc.problem}; moved to {aside} and rebuilt from the price files"
+            previous = rebuild_from_prices(store, min_rows)
+        table = update_ingestion(previous, outcomes, now)
+        store.write_parquet(key, table)
+    return table, repaired

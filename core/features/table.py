@@ -8,7 +8,9 @@ inputs, the config and the code, so an unchanged build is a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +34,7 @@ from core.features.registry import (
     warmup_rows,
 )
 from core.features.schema import non_finite_columns, schema_problems
-from core.storage import Store
+from core.storage import DamagedFileError, Store
 
 
 class FeatureQualityError(NothingUsableError):
@@ -46,7 +48,9 @@ class MissingInputError(InputError):
 
 def price_keys(store: Store) -> dict[str, str]:
     """symbol -> key of its prices file, for every symbol usable downstream: symbols whose
-    last collection marked them ``insufficient`` (too short a history) are left out."""
+    last collection marked them ``insufficient`` (too short a history) are left out. Prices
+    without the ingestion table are a collection that never finished (``MissingInputError``):
+    features would be built from whichever symbols happened to land."""
     excluded = set()
     if store.exists(layout.INGESTION()):
         table = store.read_parquet(layout.INGESTION())
@@ -59,6 +63,11 @@ def price_keys(store: Store) -> dict[str, str]:
     if not keys:
         raise MissingInputError(
             f"no prices in {store.uri(layout.PRICES.prefix)}: run `python -m flows.collect` first"
+        )
+    if not store.exists(layout.INGESTION()):  # written last by a collect: it never finished
+        raise MissingInputError(
+            f"the collection into {store.uri(layout.PRICES.prefix)} never finished (no "
+            f"{store.uri(layout.INGESTION())}): run `python -m flows.collect` again"
         )
     return dict(sorted(keys.items()))
 
@@ -249,6 +258,27 @@ def publish(store: Store, doc: FeaturesManifest) -> None:
     for key in store.list(layout.FEATURE_PART.prefix):
         if key != manifest_key and not key.startswith(own):
             store.delete(key)
+
+
+def discard_unpublished(store: Store, version: str) -> list[str]:
+    """After build ``version`` failed: delete the files it wrote (parts, market series) that
+    the current manifest does not vouch for, and the folders it made when they are left
+    empty, so that the store holds what it held before the run (the previous build current
+    and readable); their keys. Call it once no batch of the build still writes."""
+    try:
+        current = read_manifest(store)
+    except DamagedFileError:  # no build can be read: none to keep
+        current = None
+    kept = set(current.hashed()) if current is not None else set()
+    folder = f"{layout.FEATURE_PART.prefix}/{version}"
+    gone = [key for key in store.list(folder) if key not in kept]
+    for key in gone:
+        store.delete(key)
+    if not store.is_s3:  # S3 has no folders
+        for rel in (folder, layout.FEATURE_PART.prefix):
+            with contextlib.suppress(OSError):  # not empty, or not there
+                os.rmdir(store.path(rel))
+    return gone
 
 
 def read_manifest(store: Store) -> FeaturesManifest | None:

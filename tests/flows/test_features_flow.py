@@ -116,7 +116,7 @@ def test_features_on_s3(tmp_path, s3_bucket, s3_endpoint, monkeypatch, collected
     url = f"s3://{s3_bucket}/prod"
     s3 = Store(url, endpoint_url=s3_endpoint)
     local = Store(str(collected))
-    for key in local.list("raw/prices")[:6]:
+    for key in [*local.list("raw/prices")[:6], layout.INGESTION()]:
         s3.write_bytes(key, local.read_bytes(key))
     doc = run(url, groups=["seed"])
     assert doc["symbols"] == 6 and s3.exists(layout.FEATURES_MANIFEST())
@@ -166,3 +166,60 @@ def test_too_little_data_is_a_clear_error_at_the_first_step_that_can_tell(tmp_pa
     )
     assert "rows on" in err and "collect a longer history" in err
     assert not (store / "models").exists()
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (hidden ones too) -> its sha256."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_full_disk_is_one_line_exit_1_and_the_store_is_left_as_it_was(
+    featured, tmp_path, monkeypatch, capsys
+):
+    """A new build (seed only, six batches on threads) whose third Parquet write meets a full
+    disk (Polars' ComputeError, as it wraps the OS error, after a few bytes): one line on
+    stderr naming the part's file, exit 1; the parts the build wrote (by every batch) are
+    deleted, every other file is byte-identical and the previous build still verifies."""
+    import re
+    import threading
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(featured, store_dir)
+    before = digests(store_dir)
+    previous = FeatureBuild.open(Store(str(store_dir))).manifest
+    real = pl.DataFrame.write_parquet
+    lock, calls = threading.Lock(), []
+
+    def write_parquet(self, file, *args, **kwargs):
+        with lock:
+            calls.append(file)
+            n = len(calls)
+        if n != 3:
+            return real(self, file, *args, **kwargs)
+        file.write(b"PAR1 a few bytes")
+        raise pl.exceptions.ComputeError(
+            "parquet: File out of specification: underlying IO error: No space left on "
+            "device (os error 28)"
+        )
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", write_parquet)
+    code = COMMAND.main(["--store", str(store_dir), "--groups", "seed", "--symbols-per-task", "7"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(calls) >= 3
+    assert len(err) == 1 and re.fullmatch(
+        rf"error: no space left on device writing {re.escape(str(store_dir))}/features/"
+        r"[0-9a-f]{16}/part-\d{5}-\d{3}\.parquet: free space or move the store \(SMA_STORE\)",
+        err[0],
+    ), err
+    assert digests(store_dir) == before
+    assert sorted(p.name for p in (store_dir / "features").iterdir()) == sorted(
+        [previous.version, "manifest.json"]
+    )
+    after = FeatureBuild.open(Store(str(store_dir))).manifest
+    assert after == previous

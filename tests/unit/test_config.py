@@ -260,3 +260,21 @@ def test_contradictory_settings_are_refused_when_they_load(fresh, monkeypatch, n
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=re.escape(says)):
         load_settings()
+
+
+@pytest.mark.parametrize("grid", ["0.01,0.99", "0.2,0.5,0.8"])
+def test_a_grid_without_the_target_intervals_levels_is_refused_before_prefect_starts(
+    monkeypatch: pytest.MonkeyPatch, fresh, capsys, grid
+):
+    """Issue 24, case 4: such a grid was calibrated to the target coverage and written under
+    other levels' names. Refused at load, on the command line before Prefect starts (exit 2,
+    one line)."""
+    from flows.train import COMMAND as TRAIN
+
+    monkeypatch.setenv("SMA_MODEL__QUANTILES", grid)
+    with pytest.raises(ConfigError, match=r"lack the target interval's level\(s\) \[0\.1, 0\.9\]"):
+        load_settings()
+    assert TRAIN.main(["--store", str(fresh / "store")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: invalid settings: model: Value error, model.quantiles [")
+    assert not (fresh / "store").exists()

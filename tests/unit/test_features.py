@@ -223,7 +223,9 @@ def messy_panel() -> pl.DataFrame:
 @pytest.mark.parametrize("mode", ["over", "masked"])
 def test_messy_bars_after_quality_rules_give_finite_features(mode):
     bars = messy_panel()
-    assert bars.filter(pl.col("symbol") == "HALT")["volume"].eq(0).sum() > 100
+    # the halt's 61 flat zero-volume bars are a stale run (quarantined); 50 zero-volume bars
+    # that still move are kept
+    assert bars.filter(pl.col("symbol") == "HALT")["volume"].eq(0).sum() == 50
     out = build_features(bars.lazy(), list(GROUPS), H, mode).collect()
     assert set(out["symbol"].unique()) == {"PENNY", "SPLIT", "HALT", "BIG"}  # TINY: warm-up only
     _validate(out, list(GROUPS))

@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("core/__init__.py", "core/errors.py", "core/lifeline.py"),
     ("core/config.py",),
     ("core/layout.py",),
-    ("core/storage.py",),
+    ("core/storage.py", "core/locks.py"),
     ("core/notify.py",),
     ("core/plots.py",),
     ("core/tracking.py",),

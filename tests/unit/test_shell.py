@@ -174,3 +174,17 @@ def test_an_old_flag_on_the_command_line_warns_and_runs(tmp_path):
         "error: invalid settings: collect.symbols_per_task: Input should be greater than or equal to 1",
     ]
     assert "prefect" not in imported(done.stderr)
+
+
+def test_a_full_disk_outside_the_store_is_named_not_unexpected():
+    """A library's own write (LightGBM, a temporary folder) on a full disk: one line naming
+    the file, not 'unexpected'."""
+    import errno
+
+    from flows.shell import _unexpected
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/tmp/sma-run-x/model.txt")
+    assert _unexpected(full) == (
+        "no space left on device writing /tmp/sma-run-x/model.txt: free space there (or set TMPDIR)"
+    )
+    assert _unexpected(KeyError("x")).endswith("(unexpected: rerun with --debug for the traceback)")

@@ -1,10 +1,11 @@
+import errno
 import os
 import threading
 
 import polars as pl
 import pytest
 
-from core.storage import Store, StoreError
+from core.storage import Store, StoreError, StoreFullError, disk_full
 from tests.factories import free_port
 
 FRAME = pl.DataFrame({"symbol": ["A", "B"], "x": [1.0, 2.0]})
@@ -167,3 +168,114 @@ def test_store_files_take_the_umasks_mode(tmp_path, umask, mode):
         os.umask(old)
     for key in ("reports/latest/report.json", "raw/ingestion.parquet", "store.json"):
         assert (tmp_path / "store" / key).stat().st_mode & 0o777 == mode, key
+
+
+NO_SPACE = (
+    "parquet: File out of specification: underlying IO error: No space left on device (os error 28)"
+)
+
+
+def fail_from(call: int, error: Exception, write: bool = True):
+    """A writer standing in for ``polars.DataFrame.write_parquet`` (``write``) or ``os.fsync``
+    that works until its ``call``-th call, which writes a few bytes, then raises ``error``."""
+    real = pl.DataFrame.write_parquet if write else os.fsync
+    calls: list[int] = []
+
+    def writer(*args, **kwargs):
+        calls.append(1)
+        if len(calls) < call:
+            return real(*args, **kwargs)
+        if write:
+            args[1].write(b"PAR1 half a file")
+        raise error
+
+    return writer
+
+
+@pytest.mark.parametrize(
+    ("target", "error", "what"),
+    [
+        ("parquet", pl.exceptions.ComputeError(NO_SPACE), "no space left on device"),
+        ("json", OSError(errno.ENOSPC, "No space left on device"), "no space left on device"),
+        ("json", OSError(errno.EDQUOT, "Disk quota exceeded"), "disk quota exceeded"),
+    ],
+    ids=["polars-enospc", "oserror-enospc", "oserror-edquot"],
+)
+def test_a_full_disk_names_the_file_exits_1_and_leaves_the_old_file_alone(
+    tmp_path, monkeypatch, target, error, what
+):
+    """ENOSPC or EDQUOT mid-write (Polars wraps it in a ComputeError; Python's writes raise
+    OSError): one line naming the key's file, exit code 1 (not bad input: no StoreError), no
+    temporary file left, the file written before untouched."""
+    store = Store(str(tmp_path / "store"))
+    key = f"features/v1/part-00003-000.{target}"
+    if target == "parquet":
+        store.write_parquet(key, FRAME)
+        monkeypatch.setattr(pl.DataFrame, "write_parquet", fail_from(1, error))
+    else:
+        store.write_json(key, {"old": 1})
+        monkeypatch.setattr("core.storage.os.fsync", fail_from(1, error, write=False))
+    folder = tmp_path / "store" / "features" / "v1"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(StoreFullError) as full:
+        if target == "parquet":
+            store.write_parquet(key, FRAME.head(1))
+        else:
+            store.write_json(key, {"new": 2})
+    assert str(full.value) == (
+        f"{what} writing {folder / key.rsplit('/', 1)[1]}: free space or move the store (SMA_STORE)"
+    )
+    assert full.value.exit_code == 1 and not isinstance(full.value, StoreError)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no .tmp-, no half file
+
+
+def test_a_full_s3_server_names_the_object(monkeypatch):
+    """An S3 server out of space (MinIO's XMinioStorageFull, which s3fs raises as an OSError
+    with the server's words) is the same one line, naming the object."""
+    store = Store("s3://bucket/prefix", endpoint_url="http://127.0.0.1:9")
+    store._layout_recorded = True  # no request before the write
+
+    def pipe_file(*args, **kwargs):
+        raise OSError(
+            errno.EIO,
+            "An error occurred (XMinioStorageFull) when calling the PutObject operation: Storage "
+            "backend has reached its minimum free drive threshold.",
+        )
+
+    monkeypatch.setattr(store.fs, "pipe_file", pipe_file)
+    with pytest.raises(
+        StoreFullError, match=r"^no space left on device writing s3://bucket/prefix/a\.json: "
+    ):
+        store.write_json("a.json", {})
+
+
+def test_only_a_full_disk_reads_as_one():
+    assert disk_full(OSError(errno.EACCES, "Permission denied")) is None
+    assert disk_full(pl.exceptions.ComputeError("parquet: invalid schema")) is None
+    assert disk_full(ValueError("No space left on device")) is None  # not an I/O error
+    wrapped = RuntimeError("writing failed")
+    wrapped.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    assert disk_full(wrapped) == "no space left on device"
+
+
+def test_a_full_disk_midway_through_a_set_of_files_removes_those_already_written(
+    tmp_path, monkeypatch
+):
+    """A run folder or a backtest is files then their manifest: on a full disk the files
+    written before it are removed (no manifest will vouch for them), the error raised."""
+    from core.storage import StoreFullError, write_files
+
+    store = Store(str(tmp_path / "store"))
+    store.write_json("models/old/manifest.json", {"kept": True})
+    real = Store.write_bytes
+
+    def third_fails(self, key, data, content_type=None):
+        if key.endswith("c.json"):
+            raise StoreFullError(f"no space left on device writing {self.uri(key)}: free space")
+        return real(self, key, data, content_type)
+
+    monkeypatch.setattr(Store, "write_bytes", third_fails)
+    files = {f"models/new/{n}.json": b"{}" for n in "abcd"}
+    with pytest.raises(StoreFullError, match=r"models/new/c\.json"):
+        write_files(store, files)
+    assert store.list("models") == ["models/old/manifest.json"]
