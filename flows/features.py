@@ -40,7 +40,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 
-from core.features.manifest import FeaturePart, FeaturesManifest, digest
+from core.config import FeatureSettings, StoreRef
+from core.features.manifest import FeaturePart, FeaturesManifest, Fingerprint, digest
 from core.features.table import config_dict, short_histories
 from core.storage import StoreFullError
 from flows.shell import each_horizon
@@ -113,6 +114,22 @@ def features(
     logger.info(
         "building %s for %d symbols in %d part(s)", ",".join(cfg.groups), len(symbols), len(batches)
     )
+    doc = build(ref, cfg, fingerprint, batches, version, started)
+    publish_summary(doc, skipped=False)
+    return doc.model_dump(mode="json") | {"skipped": False}
+
+
+def build(
+    ref: StoreRef,
+    cfg: FeatureSettings,
+    fingerprint: Fingerprint,
+    batches: list[list[str]],
+    version: str,
+    started: float,
+) -> FeaturesManifest:
+    """The market series, every batch's parts (a cached batch whose parts are intact is not
+    built again), then the manifest that publishes them; on a full disk, what this build
+    wrote is deleted again."""
     inputs = [
         (ref, cfg, {s: fingerprint[s] for s in batch}, version, i)
         for i, batch in enumerate(batches)
@@ -121,7 +138,7 @@ def features(
     built: dict[int, list[FeaturePart]] = {}
     submitted: list[PrefectFuture[Any]] = []
     try:
-        market = market_task(ref, cfg, symbols, version)
+        market = market_task(ref, cfg, list(fingerprint), version)
         for i, future, _ in finished(task, inputs, submitted=submitted):
             built[i], _ = cached_or_rerun(
                 task, future, *inputs[i], usable=lambda p: parts_intact(ref, p)
@@ -137,8 +154,7 @@ def features(
         settle(submitted)  # no batch still writes: those not started dropped, others ended
         discard_task(ref, version, return_state=True)
         raise
-    publish_summary(doc, skipped=False)
-    return doc.model_dump(mode="json") | {"skipped": False}
+    return doc
 
 
 def report(doc: dict[str, Any]) -> str:

@@ -401,7 +401,8 @@ def test_a_damaged_or_wrong_schema_price_file_is_set_aside_and_refetched(tmp_pat
         if p.is_file()
     }
     changed = {k for k in before if after.get(k) != before[k]}
-    assert changed == {layout.INGESTION()}  # the run's own record; prices as they were
+    # the run's own record (and the lock it took to write it); prices as they were
+    assert changed == {layout.INGESTION(), layout.LOCK(name="ingestion")}
     # The same request again, inside the cache window: the damaged file is still found.
     (store_dir / layout.PRICES(symbol="KO")).write_bytes(before[layout.PRICES(symbol="KO")][:3000])
     again = run(store_dir)

@@ -21,7 +21,9 @@ FAST = {"num_boost_round": 60, "min_data_in_leaf": 50}
 
 
 def files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """Every file of a store but its locks (a run that took one leaves the file, released)."""
+    found = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return {k: v for k, v in found.items() if layout.LOCK.match(k) is None}
 
 
 def truncate(path: Path, size: int = 20) -> None:

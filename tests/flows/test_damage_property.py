@@ -36,7 +36,7 @@ def read_by_pipeline(root: Path) -> list[str]:
 
 
 @settings(
-    max_examples=6,
+    max_examples=4,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
