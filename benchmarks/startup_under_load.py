@@ -7,7 +7,8 @@ Starts N busy processes (default: one per core, each a pure-Python loop), then r
 runs it: no Prefect API configured, so the command starts a temporary server, and a fresh
 ``PREFECT_HOME`` each repeat (the first start creates the server's database: the slow
 case). ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` is left unset (the defaults
-apply). Prints each run's exit code, wall seconds and last stderr line, then the median.
+apply). Prints each run's exit code, wall seconds and error line (else last line), then the
+median.
 ``--code`` runs another checkout (e.g. the previous main) with this interpreter.
 """
 
@@ -27,7 +28,8 @@ BURN = "while True: pass"
 
 
 def run_once(code: Path, work: Path) -> tuple[int, float, str]:
-    """One collect of the sample into a fresh store: (exit code, seconds, last stderr line)."""
+    """One collect of the sample into a fresh store: (exit code, seconds, its error line, else
+    its last stderr line)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMA_", "PREFECT_"))}
     env |= {
         "PYTHONPATH": str(code),
@@ -47,7 +49,8 @@ def run_once(code: Path, work: Path) -> tuple[int, float, str]:
     )
     seconds = time.perf_counter() - started
     lines = done.stderr.strip().splitlines()
-    return done.returncode, seconds, (lines[-1] if lines else "")[:200]
+    errors = [line for line in lines if line.startswith("error:")]
+    return done.returncode, seconds, ((errors or lines or [""])[-1])[:200]
 
 
 def main() -> int:
@@ -64,7 +67,7 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix="sma-load-") as tmp:
                 code, seconds, last = run_once(args.code.resolve(), Path(tmp))
             results.append((code, seconds))
-            print(f"run {i + 1}: exit {code} in {seconds:.1f} s; last line: {last}")
+            print(f"run {i + 1}: exit {code} in {seconds:.1f} s: {last}")
     finally:
         for burner in burners:
             burner.kill()
