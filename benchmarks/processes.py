@@ -31,6 +31,11 @@ class Measured:
     output: str
 
 
+def is_worker(process: psutil.Process) -> bool:
+    """Whether a process is a ``multiprocessing`` spawn (a pool's or Dask's worker)."""
+    return "spawn_main" in " ".join(process.cmdline())
+
+
 def run_measured(args: list[str], env: dict[str, str], echo: bool = False) -> Measured:
     """``python ARGS`` from the repository root, sampled until it exits; with ``echo``, its
     output is shown as it comes (a long run's progress) as well as kept."""
@@ -57,7 +62,7 @@ def run_measured(args: list[str], env: dict[str, str], echo: bool = False) -> Me
         for p in procs:
             try:  # each on its own: one exiting (a zombie) must not void the sample
                 rss[p.pid] = p.memory_info().rss / 2**20
-                if p is not root and "spawn_main" in " ".join(p.cmdline()):
+                if p is not root and is_worker(p):
                     workers.add(p.pid)
             except psutil.Error:
                 continue

@@ -92,7 +92,7 @@ OPTUNA_FILE = "optuna.db"  # the default Optuna study storage, beside (not in) a
 STORE_META = Key("store.json", "the layout version of the store, written on first use")
 LOCK = Key(
     "locks/{name}.lock",
-    "held by a run while it reads, updates and writes back a shared file (`ingestion`: the ingestion table; `predict`: a run's tracker state; `monitor`: the monitoring tables); names its holder (`pid`, `host`, `since`, on S3 `expires`)",
+    "held by a run while it reads, updates and writes back a shared file (`ingestion`: the ingestion table; `prices`: the price files, as a collect writes them; `predict`: a run's tracker state; `monitor`: the monitoring tables); names its holder (`pid`, `host`, `since`, on S3 `expires`)",
 )
 PRICES = Key(
     "raw/prices/symbol={symbol}/data.parquet",

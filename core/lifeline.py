@@ -2,9 +2,10 @@
 
 A parent that is SIGKILLed (or crashes) runs no clean-up, and a child it started (the
 temporary Prefect server, a process pool's workers) would keep running for good. Each
-child calls ``watch_parent`` first: a daemon thread that ends the child once its parent is
-gone (the child is then adopted by another process, so its parent pid changes). Standard
-library only: a pool worker or a server imports it before anything else.
+child calls ``watch_parent`` as it starts (the server first thing; a pool worker in its
+initializer, once it has imported its parent's main module): a daemon thread that ends the
+child once its parent is gone (the child is then adopted by another process, so its parent
+pid changes). Standard library only.
 """
 
 from __future__ import annotations

@@ -601,7 +601,12 @@ class Manifest(BaseModel):
         there, and the manifest reads back as it was meant. Returns what was written."""
         done = self.with_hashes(write_files(store, files)) if files else self
         written = json_bytes(done.model_dump(mode="json"))
-        store.write_bytes(key, written)
+        try:
+            store.write_bytes(key, written)
+        except StoreFullError:  # the files it would vouch for go too (as write_files does)
+            for file in files or {}:
+                store.delete(file)
+            raise
         missing = [k for k in done.hashed() if not store.exists(k)]
         if missing or json_bytes(type(self).read(store, key).model_dump(mode="json")) != written:
             raise StoreError(

@@ -3,8 +3,9 @@ points every flow of this checkout at it; ``make server-stop`` stops it.
 
     python -m deployments.server start|stop|status
 
-Without a server, each ``python -m flows.<name>`` starts Prefect's temporary one (about 6 s
-of every ad-hoc run on this machine class, more on a busy one). The server's home (its
+Without a server, each ``python -m flows.<name>`` starts a temporary one of its own
+(``deployments.temporary``: about 6 s of every ad-hoc run on this machine class, more on a
+busy one). The server's home (its
 database, log and pid) is ``.prefect/`` in the checkout, so run history outlives a
 restart. ``start`` writes ``.prefect/sma-profiles.toml``, a Prefect profile ``sma-local``
 whose ``PREFECT_API_URL`` is the server: the flows' command line uses it

@@ -4,7 +4,8 @@ command line itself instead of by Prefect on first use, so that it
 - ends with the run however the run ends: the server watches its parent
   (``core.lifeline``) and exits when it is gone, a SIGKILL of the run included;
 - gets a start-up limit that holds on a busy machine (``STARTUP_LIMIT``, Prefect's own
-  setting, default ``DEFAULT_LIMIT`` s instead of Prefect's 20) measured on the clock;
+  setting's name, read from the environment; default ``DEFAULT_LIMIT`` s instead of
+  Prefect's 20) measured on the clock;
 - fails in one line naming the cause and the cure.
 
 Used only when no API is configured (no ``PREFECT_API_URL``, no project server). Run as a
@@ -13,17 +14,19 @@ module it is that server: ``python -m deployments.temporary PARENT_PID PORT``.
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core.errors import NothingUsableError
+from core.errors import InputError, NothingUsableError
 from deployments.server import HOST, ROOT, free_port, wait_healthy
 
 STARTUP_LIMIT = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-DEFAULT_LIMIT = 120.0  # both cores busy: starts of 30-80 s were seen (Prefect waits 20 s)
+DEFAULT_LIMIT = 120  # both cores busy: starts of 30-80 s were seen (Prefect waits 20 s)
 # what Prefect sets for the temporary server it starts itself (prefect.server.api.server)
 SERVER_ENV = {
     "PREFECT_UI_ENABLED": "0",
@@ -54,19 +57,26 @@ class TemporaryServer:
                 self.process.wait()
 
 
-def startup_limit(environ: dict[str, str] | None = None) -> float:
-    """The start-up limit in seconds (``STARTUP_LIMIT``, else ``DEFAULT_LIMIT``)."""
-    value = (os.environ if environ is None else environ).get(STARTUP_LIMIT, "")
-    try:
-        return float(value) if value.strip() else DEFAULT_LIMIT
-    except ValueError:
-        raise ServerStartError(f"{STARTUP_LIMIT}={value!r} is not a number of seconds") from None
+class StartupLimitError(InputError):
+    """The start-up limit is not a whole number of seconds (Prefect reads it as one too)."""
 
 
-def start_temporary() -> TemporaryServer:
+def startup_limit(environ: Mapping[str, str] | None = None) -> int:
+    """The start-up limit in seconds: ``STARTUP_LIMIT`` from the environment, else
+    ``DEFAULT_LIMIT``; checked before Prefect reads it (``StartupLimitError``, exit 2)."""
+    value = (os.environ if environ is None else environ).get(STARTUP_LIMIT, "").strip()
+    if not value:
+        return DEFAULT_LIMIT
+    if not value.isdigit() or int(value) < 1:
+        raise StartupLimitError(f"{STARTUP_LIMIT}={value!r} is not a whole number of seconds")
+    return int(value)
+
+
+def start_temporary(limit: int) -> TemporaryServer:
     """Start a server for this process and wait until it answers (``ServerStartError``, one
-    line with the cause and the cure, when it does not within the limit)."""
-    limit = startup_limit()
+    line with the cause and the cure, when it does not within ``limit`` seconds). It is
+    stopped at exit (after Prefect's own exit handlers, registered later, have shipped the
+    run's last logs to it), at once when it fails or a stop signal cuts the wait short."""
     port = free_port(HOST)
     env = dict(os.environ) | SERVER_ENV
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -80,10 +90,17 @@ def start_temporary() -> TemporaryServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C reaches the run, which then stops the server
         )
-        if wait_healthy(url, process, limit):
-            return TemporaryServer(url, process)
+        server = TemporaryServer(url, process)
+        atexit.register(server.stop)
+        try:
+            healthy = wait_healthy(url, process, limit)
+        except BaseException:  # a stop signal while waiting
+            server.stop()
+            raise
+        if healthy:
+            return server
         exited = process.poll()
-        TemporaryServer(url, process).stop()
+        server.stop()
         log.seek(0)
         lines = log.read().decode(errors="replace").strip().splitlines()
     why = (

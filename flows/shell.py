@@ -22,7 +22,6 @@ are given. The flow function keeps the old parameter as a deprecated keyword.
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import importlib
 import json
@@ -31,7 +30,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -109,12 +108,14 @@ def per_horizon(report: Callable[[dict[str, Any]], str], result: dict[str, Any])
 
 # How a command ends when told to stop: SIGINT (Ctrl-C) and SIGTERM (what ECS, systemd,
 # ``timeout`` and a Prefect cancellation send) end a run the same way: the flow run is
-# marked Cancelled (``tasks.hooks``), its children stop (the temporary server, process
-# pools: they also end with a SIGKILLed parent, ``core.lifeline``), one line on stderr,
-# exit 128 + the signal (130, 143). A second signal ends the process at once; a run whose
-# threads do not let it exit is ended ``HARD_EXIT_SECONDS`` later.
+# marked Cancelled (``tasks.hooks``), one line on stderr, exit 128 + the signal (130, 143).
+# Its children stop at exit (the temporary server) or with the run (process pools), and
+# any child ends within a second of its parent's end however it ends (``core.lifeline``).
+# From the first stop signal the run has ``HARD_EXIT_SECONDS`` to wind down (a running
+# task is waited for: within ECS's 30 s before its SIGKILL); then, or at a second Ctrl-C,
+# it ends at once.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-HARD_EXIT_SECONDS = 20.0
+HARD_EXIT_SECONDS = 25.0
 
 
 class Stopped(KeyboardInterrupt):
@@ -129,13 +130,6 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise Stopped(signum)
 
 
-def catch_stops() -> None:
-    """Turn SIGINT and SIGTERM into ``Stopped`` (Prefect's own SIGTERM handler, inside a
-    flow run, raises its ``TerminationSignal`` instead: ``stop_signal`` reads both)."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _stop)
-
-
 def stop_signal(exc: BaseException) -> int | None:
     """The stop signal behind an exception that ended a run (None: not a stop)."""
     if isinstance(exc, Stopped):
@@ -147,16 +141,66 @@ def stop_signal(exc: BaseException) -> int | None:
     return exc.signal if isinstance(exc, TerminationSignal) else None
 
 
-def ending(signum: int) -> int:
-    """After a stop: the exit code, a second stop signal ending the process at once and a
-    timer ending it should clean-up hang (a thread blocked in a read)."""
-    code = 128 + signum
-    for each in STOP_SIGNALS:
-        signal.signal(each, lambda *_: os._exit(code))
-    timer = threading.Timer(HARD_EXIT_SECONDS, os._exit, (code,))
-    timer.daemon = True
-    timer.start()
-    return code
+class _Stops:
+    """SIGINT and SIGTERM raise ``Stopped`` while a command runs (inside a flow run,
+    Prefect's own SIGTERM handler raises its ``TerminationSignal`` instead). Every signal
+    also reaches a watcher thread (``signal.set_wakeup_fd``), whichever handler runs: the
+    first stop arms the hard exit, a second Ctrl-C ends the process at once. On leaving, the
+    previous handlers come back; the command line's own process (``cli``) keeps a quiet
+    exit instead, so a stop during its last output or its exit handlers is no traceback."""
+
+    def __init__(self, cli: bool):
+        self.cli = cli
+        self.signum: int | None = None
+        self.timer: threading.Timer | None = None
+
+    def __enter__(self) -> _Stops:
+        self.handlers = {s: signal.signal(s, _stop) for s in STOP_SIGNALS}
+        read, self.write = os.pipe()
+        os.set_blocking(self.write, False)
+        self.wakeup = signal.set_wakeup_fd(self.write, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, args=(read,), name="stops", daemon=True).start()
+        return self
+
+    def _watch(self, read: int) -> None:
+        while data := os.read(read, 64):  # b"": the command has ended (the pipe closed)
+            for signum in data:
+                if signum not in STOP_SIGNALS:
+                    continue
+                if self.signum is not None:
+                    # a second Ctrl-C: now. (Not a second SIGTERM: Prefect sends the run
+                    # one itself, the first one's, after its crash handling.)
+                    if signum == signal.SIGINT:
+                        os._exit(128 + self.signum)
+                    continue
+                self.signum = signum
+                self.timer = threading.Timer(HARD_EXIT_SECONDS, self._abandon)
+                self.timer.daemon = True
+                self.timer.start()
+        os.close(read)
+
+    def _abandon(self) -> None:
+        """The run did not wind down in time (a task still running): end it now."""
+        assert self.signum is not None
+        print(
+            f"error: stopped by {signal.Signals(self.signum).name}: a task still running "
+            f"{HARD_EXIT_SECONDS:g} s later was abandoned; run the same command again to continue",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(128 + self.signum)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cli:
+            for each in STOP_SIGNALS:
+                signal.signal(each, lambda signum, _: os._exit(128 + signum))
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        signal.set_wakeup_fd(self.wakeup)
+        os.close(self.write)
+        for each, handler in self.handlers.items():
+            signal.signal(each, handler)
 
 
 class ParamsFileError(InputError):
@@ -344,12 +388,17 @@ class Command:
         unless ``--debug``. Tracebacks always reach the Prefect logs (the API's log handler
         sees each record before the terminal's does); the terminal shows them with ``--debug``.
         """
+        main = sys.modules["__main__"]
+        cli = getattr(main.__spec__, "name", None) == f"flows.{self.name}"
+        with _Stops(cli):
+            return self._main(argv)
+
+    def _main(self, argv: list[str] | None) -> int:
         args, unknown = self.parser().parse_known_args(argv)
         if unknown:  # maybe an old flag: only then are the old names read (a light --help)
             args = self.parser(renamed=True).parse_args(argv)
         params = self._params(args)
         use_project_server()  # before Prefect is imported: its settings are read at import
-        catch_stops()
         try:
             for arg in self.args:
                 if arg.convert is not None and params[arg.dest] is not None:
@@ -373,13 +422,15 @@ class Command:
             signum = stop_signal(exc)
             if signum is None:
                 raise
-            code = ending(signum)
+            from tasks.hooks import CANCELLED
+
             print(
-                f"error: stopped by {signal.Signals(signum).name}: the flow run is marked "
-                "Cancelled; run the same command again to continue",
+                f"error: stopped by {signal.Signals(signum).name}"
+                + (": the flow run is marked Cancelled" if CANCELLED else "")
+                + "; run the same command again to continue",
                 file=sys.stderr,
             )
-            return code
+            return 128 + signum
         # the module's terminal text: ``report``, or ``report_text`` where the flow itself is
         # called report
         print(per_horizon(getattr(module, "report_text", module.report), result))
@@ -404,26 +455,35 @@ def _unexpected(exc: Exception) -> str:
 def _temporary_server() -> TemporaryServer | None:
     """This run's own temporary Prefect server when no API is configured (a user's
     ``PREFECT_API_URL``, the project's server, a test harness): ``deployments.temporary``."""
+    from deployments.temporary import start_temporary, startup_limit
+
+    limit = startup_limit()  # a bad value is exit 2 before Prefect reads it
     from prefect.settings import get_current_settings
 
     if get_current_settings().api.url:
         return None
-    from deployments.temporary import start_temporary
-
-    server = start_temporary()
-    # stopped at exit, after Prefect's own exit handlers (registered later, run earlier)
-    # have shipped the run's last logs and events to it
-    atexit.register(server.stop)
-    return server
+    return start_temporary(limit)
 
 
-def _api(server: TemporaryServer | None) -> contextlib.AbstractContextManager[object]:
-    """Prefect's settings pointed at ``server`` for the flow call (as they are when None)."""
+@contextlib.contextmanager
+def _api(server: TemporaryServer | None) -> Iterator[None]:
+    """Prefect's settings pointed at ``server`` for the flow call, and ``PREFECT_API_URL``
+    for the processes it starts (Dask's workers); as they are when None."""
     if server is None:
-        return contextlib.nullcontext()
+        yield
+        return
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    return temporary_settings(updates={PREFECT_API_URL: server.url})
+    saved = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = server.url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.url}):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = saved
 
 
 class _MessageOnly(logging.Formatter):

@@ -45,6 +45,9 @@ def stopped(state: Any) -> bool:
     return any(words in (state.message or "") for words in STOPPED_BY)
 
 
+CANCELLED: list[str] = []  # the runs of this process marked Cancelled (the shell's last line)
+
+
 def cancel_stopped(flow: Any, flow_run: Any, state: Any) -> None:
     """Mark a run that a stop signal ended Cancelled (Prefect marks it Crashed)."""
     if not stopped(state):
@@ -57,6 +60,7 @@ def cancel_stopped(flow: Any, flow_run: Any, state: Any) -> None:
             client.set_flow_run_state(
                 flow_run.id, Cancelled(message=f"Stopped: {state.message}"), force=True
             )
+        CANCELLED.append(flow_run.name)
     except Exception as exc:  # the API may be going down with the run
         logger.warning("run %s not marked Cancelled: %s", flow_run.name, first_line(str(exc)))
 

@@ -42,30 +42,32 @@ def monitor_task(
     (then remember them, so a lasting condition alerts once); under the store's ``monitor``
     lock, so that a second monitor neither loses these scores nor alerts again."""
     opened = Store.open(store)
-    with store_lock(opened, "monitor"):  # scores and alert state: read, updated, written
-        logger = get_run_logger()
+    logger = get_run_logger()
+    # scores and alert state are read, updated and written under the lock; the alert goes
+    # out before its state is saved (a crash between them alerts again, never never)
+    with store_lock(opened, "monitor"):
         result = monitor(opened, cfg, as_of, backfill)
         save(opened, result)
-        for note in [*result.notes, result.summary["drift"]["note"]]:
-            logger.info(note)
-        rows = [
-            {
-                "window": f"{w} days",
-                **{k: v for k, v in figures.items() if not isinstance(v, dict | list)},
-            }
-            for w, figures in result.summary["rolling"].items()
-            if figures
-        ]
-        if rows:
-            create_table_artifact(
-                key="monitor-rolling",
-                table=rows,
-                description=f"Rolling forecast quality as of {result.summary['as_of']}",
-            )
         if result.fired:
             event = alert_event(opened.url, result.summary["as_of"], result.fired)
             emit_event(**event)
             for reason in event["payload"]["reasons"]:
                 logger.warning("alert: %s", reason)
         save_alert_state(opened, result)
+    for note in [*result.notes, result.summary["drift"]["note"]]:
+        logger.info(note)
+    rows = [
+        {
+            "window": f"{w} days",
+            **{k: v for k, v in figures.items() if not isinstance(v, dict | list)},
+        }
+        for w, figures in result.summary["rolling"].items()
+        if figures
+    ]
+    if rows:
+        create_table_artifact(
+            key="monitor-rolling",
+            table=rows,
+            description=f"Rolling forecast quality as of {result.summary['as_of']}",
+        )
     return result.summary

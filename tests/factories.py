@@ -240,3 +240,12 @@ def collect_into_old_store(store: Path, tmp_path: Path) -> dict[str, Any]:
         start=dt.date(2015, 6, 1),
         end=dt.date(2018, 1, 31),
     )
+
+
+def store_files(root: Path) -> dict[str, bytes]:
+    """Every file of a local store, by key, but its locks (a run that took one leaves the
+    file behind, released): what "every other file unchanged" compares."""
+    from core import layout
+
+    found = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
+    return {k: p.read_bytes() for k, p in found.items() if layout.LOCK.match(k) is None}

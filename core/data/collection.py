@@ -28,6 +28,7 @@ from core.data.prices import (
 )
 from core.data.quality import apply_rules, symbol_counts
 from core.data.tickers import Tickers
+from core.locks import store_lock
 from core.storage import DamagedFileError, Store
 
 
@@ -138,53 +139,69 @@ def collect_symbols(
     bad_by = checked.quarantine.partition_by("symbol", as_dict=True)
 
     outcomes = []
-    for symbol in symbols:
-        if symbol in fetched.failures:
+    # under the store's prices lock, each symbol merged into its file as it is now: another
+    # collect may have written it since it was read above (no fetch is held up by it)
+    with store_lock(store, "prices"):
+        for symbol in symbols:
+            if symbol in fetched.failures:
+                outcomes.append(
+                    SymbolOutcome(
+                        symbol,
+                        "failed",
+                        error=fetched.failures[symbol],
+                        repaired=repaired.get(symbol),
+                        **_span(stored[symbol]),
+                    )
+                )
+                continue
+            valid = valid_by.get((symbol,), empty_prices())
+            bad = bad_by.get((symbol,))
+            replace = symbol in stale or job.full_refresh
+            old = _current(store, symbol, stored[symbol])
+            base = None if replace else old
+            drop = bad.get_column("date") if bad is not None else None
+            merged = sort_bars(valid) if base is None else merge_bars(base, valid, drop_dates=drop)
+            if bad is not None and bad.height:
+                store.write_parquet(layout.QUARANTINE(symbol=symbol, run_id=run_id), bad)
+            if merged.height and (old is None or not merged.equals(old.select(PRICE_COLUMNS))):
+                store.write_parquet(layout.PRICES(symbol=symbol), merged.select(PRICE_COLUMNS))
+            new_rows = (
+                merged.height if old is None else merged.join(old, on="date", how="anti").height
+            )
+            status = (
+                "no_data"
+                if merged.is_empty()
+                else "insufficient"
+                if merged.height < job.quality.min_rows
+                else "ok"
+            )
             outcomes.append(
                 SymbolOutcome(
                     symbol,
-                    "failed",
-                    error=fetched.failures[symbol],
+                    status,
+                    new_rows=new_rows,
+                    quarantined=0 if bad is None else bad.height,
+                    refetched_full=symbol in stale,
                     repaired=repaired.get(symbol),
-                    **_span(stored[symbol]),
+                    error=None
+                    if status == "ok"
+                    else _status_reason(status, merged.height, job.quality.min_rows),
+                    quality=counts.get(symbol, {}),
+                    **_span(merged),
                 )
             )
-            continue
-        valid = valid_by.get((symbol,), empty_prices())
-        bad = bad_by.get((symbol,))
-        replace = symbol in stale or job.full_refresh
-        base = None if replace else stored[symbol]
-        drop = bad.get_column("date") if bad is not None else None
-        merged = sort_bars(valid) if base is None else merge_bars(base, valid, drop_dates=drop)
-        if bad is not None and bad.height:
-            store.write_parquet(layout.QUARANTINE(symbol=symbol, run_id=run_id), bad)
-        old = stored[symbol]
-        if merged.height and (old is None or not merged.equals(old.select(PRICE_COLUMNS))):
-            store.write_parquet(layout.PRICES(symbol=symbol), merged.select(PRICE_COLUMNS))
-        new_rows = merged.height if old is None else merged.join(old, on="date", how="anti").height
-        status = (
-            "no_data"
-            if merged.is_empty()
-            else "insufficient"
-            if merged.height < job.quality.min_rows
-            else "ok"
-        )
-        outcomes.append(
-            SymbolOutcome(
-                symbol,
-                status,
-                new_rows=new_rows,
-                quarantined=0 if bad is None else bad.height,
-                refetched_full=symbol in stale,
-                repaired=repaired.get(symbol),
-                error=None
-                if status == "ok"
-                else _status_reason(status, merged.height, job.quality.min_rows),
-                quality=counts.get(symbol, {}),
-                **_span(merged),
-            )
-        )
     return outcomes
+
+
+def _current(store: Store, symbol: str, read_before: pl.DataFrame | None) -> pl.DataFrame | None:
+    """The symbol's stored bars as they are now; those read before when they cannot be
+    read now (the next collect repairs the file)."""
+    key = layout.PRICES(symbol=symbol)
+    try:
+        now = store.read_parquet(key) if store.exists(key) else None
+    except DamagedFileError:
+        return read_before
+    return now if now is None or price_schema_problem(now) is None else read_before
 
 
 def _span(frame: pl.DataFrame | None) -> dict[str, Any]:

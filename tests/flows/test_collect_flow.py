@@ -20,7 +20,7 @@ from core.data.collectors.local import LocalCollector
 from core.data.prices import PRICE_COLUMNS
 from core.storage import Store
 from flows.collect import COMMAND, collect
-from tests.factories import ROOT, SAMPLE
+from tests.factories import ROOT, SAMPLE, store_files
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
 
@@ -381,11 +381,7 @@ def test_a_damaged_or_wrong_schema_price_file_is_set_aside_and_refetched(tmp_pat
     store_dir = tmp_path / "store"
     shutil.copytree(collected, store_dir)
     store = Store(str(store_dir))
-    before = {
-        p.relative_to(store_dir).as_posix(): p.read_bytes()
-        for p in store_dir.rglob("*")
-        if p.is_file()
-    }
+    before = store_files(store_dir)
     key = layout.PRICES(symbol="AOS")
     damaged = before[key][:5000]
     (store_dir / key).write_bytes(damaged)
@@ -395,14 +391,9 @@ def test_a_damaged_or_wrong_schema_price_file_is_set_aside_and_refetched(tmp_pat
     aside = store_dir / layout.CORRUPT(run_id=summary["run_id"], key=key)
     assert aside.read_bytes() == damaged
     assert store.read_parquet(key).equals(pl.read_parquet(io.BytesIO(before[key])))
-    after = {
-        p.relative_to(store_dir).as_posix(): p.read_bytes()
-        for p in store_dir.rglob("*")
-        if p.is_file()
-    }
+    after = store_files(store_dir)
     changed = {k for k in before if after.get(k) != before[k]}
-    # the run's own record (and the lock it took to write it); prices as they were
-    assert changed == {layout.INGESTION(), layout.LOCK(name="ingestion")}
+    assert changed == {layout.INGESTION()}  # the run's own record; prices as they were
     # The same request again, inside the cache window: the damaged file is still found.
     (store_dir / layout.PRICES(symbol="KO")).write_bytes(before[layout.PRICES(symbol="KO")][:3000])
     again = run(store_dir)

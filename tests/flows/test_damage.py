@@ -14,16 +14,10 @@ from flows.collect import collect
 from flows.features import COMMAND as FEATURES
 from flows.predict import COMMAND as PREDICT
 from flows.train import train
-from tests.factories import SAMPLE_COLLECT
+from tests.factories import SAMPLE_COLLECT, store_files
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
 FAST = {"num_boost_round": 60, "min_data_in_leaf": 50}
-
-
-def files(root: Path) -> dict[str, bytes]:
-    """Every file of a store but its locks (a run that took one leaves the file, released)."""
-    found = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    return {k: v for k, v in found.items() if layout.LOCK.match(k) is None}
 
 
 def truncate(path: Path, size: int = 20) -> None:
@@ -41,12 +35,12 @@ def test_damaged_run_files_are_named_with_the_rebuild_command(trained, capsys):
     manifest = store_dir / layout.RUN_MANIFEST(run_id=run_id)
     kept = manifest.read_bytes()
     truncate(manifest)
-    before = files(store_dir)
+    before = store_files(store_dir)
     assert PREDICT.main(["--store", str(store_dir), "--run", run_id]) == 3
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: damaged file {manifest}: not valid JSON (")
     assert err.endswith("; to rebuild it: python -m flows.train (a new run)")
-    assert files(store_dir) == before  # nothing written
+    assert store_files(store_dir) == before  # nothing written
     manifest.write_bytes(kept)
 
     scale = store_dir / layout.RUN_MODEL(run_id=run_id, file="scale.json")
@@ -86,7 +80,7 @@ def test_a_damaged_ingestion_table_is_named_then_rebuilt_from_the_prices(store_d
     err = capsys.readouterr().err
     assert f"damaged file {damaged}: not readable Parquet" in err
     assert "python -m flows.collect (it rebuilds the table from the price files)" in err
-    prices = {k: v for k, v in files(store_dir).items() if k.startswith("raw/prices/")}
+    prices = {k: v for k, v in store_files(store_dir).items() if k.startswith("raw/prices/")}
     broken = damaged.read_bytes()
     summary: dict[str, Any] = collect(store=str(store_dir), **SAMPLE_COLLECT)  # pyright: ignore[reportAssignmentType]
     assert summary["failed"] == 0
@@ -94,7 +88,9 @@ def test_a_damaged_ingestion_table_is_named_then_rebuilt_from_the_prices(store_d
     assert table.height == 40 and (table["attempts"] == 1).all()  # counted from the rebuilt 0
     aside = store_dir / layout.CORRUPT(run_id=summary["run_id"], key=key)
     assert aside.read_bytes() == broken
-    assert {k: v for k, v in files(store_dir).items() if k.startswith("raw/prices/")} == prices
+    assert {
+        k: v for k, v in store_files(store_dir).items() if k.startswith("raw/prices/")
+    } == prices
     assert FEATURES.main(["--store", str(store_dir), "--horizon", "5"]) == 0
 
 

@@ -17,6 +17,7 @@ import polars as pl
 import psutil
 import pytest
 
+from benchmarks.processes import is_worker
 from core import layout
 from core.features.table import FeatureBuild
 from core.storage import Store
@@ -89,11 +90,7 @@ def test_a_worker_killed_mid_run_still_ends_with_every_symbol_collected(
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(prices.glob("symbol=*"))) < 4:
         time.sleep(0.05)  # the workers are running batches now
-    workers = [
-        p
-        for p in psutil.Process(proc.pid).children(recursive=True)
-        if "spawn_main" in " ".join(p.cmdline())
-    ]
+    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if is_worker(p)]
     assert len(workers) == 2, [p.cmdline() for p in workers]
     os.kill(workers[-1].pid, signal.SIGKILL)
     out = finish(proc)

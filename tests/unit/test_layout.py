@@ -13,15 +13,15 @@ from core.storage import Store
 from tests.factories import ROOT
 
 
-def readme_layout_keys() -> list[str]:
-    """The first column of the README's store layout table, in order."""
+def readme_layout_rows() -> list[tuple[str, str]]:
+    """The rows of the README's store layout table, in order: (key, what it holds)."""
     text = (ROOT / "README.md").read_text()
     section = text.split("## Store layout", 1)[1].split("\n#", 1)[0]
-    return re.findall(r"^\| `([^`]+)` \|", section, flags=re.MULTILINE)
+    return re.findall(r"^\| `([^`]+)` \| (.*) \|$", section, flags=re.MULTILINE)
 
 
 def test_readme_table_lists_exactly_the_layout_keys():
-    assert readme_layout_keys() == [key.readme for key in layout.KEYS]
+    assert readme_layout_rows() == [(key.readme, key.holds) for key in layout.KEYS]
 
 
 def test_keys_format_and_match_back():

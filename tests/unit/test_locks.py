@@ -5,6 +5,7 @@ says so in one line; a dead holder's lock is not in the way."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from core.errors import NothingUsableError
 from core.features.table import MissingInputError, price_keys
 from core.locks import StoreBusyError, store_lock
 from core.storage import Store
-from tests.factories import ROOT
+from tests.factories import ROOT, bars, weekdays
 
 NOW = dt.datetime(2026, 12, 7, tzinfo=dt.UTC)
 
@@ -37,22 +38,25 @@ def outcome(symbol: str) -> dict:
 
 
 def test_two_collects_recording_at_once_keep_every_row(tmp_path, monkeypatch):
-    """Run A reads the table, then waits half a second before writing; run B starts as soon
-    as A has read. Without the lock B reads the table without A's rows and writes it back
-    over A's: A's new symbol is lost. With it, B waits and both runs' rows stay."""
+    """Run A reads the table, then waits (up to 1 s) for run B to have read it too before
+    writing: without the lock both read the old table and the last writer drops the
+    other's rows. With it, B cannot read before A has written: A's wait runs out, B
+    then reads A's table, and both runs' rows stay."""
     store = Store(str(tmp_path / "store"))
     ingestion.record_outcomes(store, [outcome("OLD")], "r0", 20, NOW)
-    a_has_read = threading.Event()
+    a_has_read, b_has_read = threading.Event(), threading.Event()
     real = ingestion.update_ingestion
 
-    def slow_update(previous, outcomes, now):
+    def between_read_and_write(previous, outcomes, now):
         outcomes = list(outcomes)
-        if outcomes[0]["symbol"] == "AAA":  # run A: between its read and its write
+        if outcomes[0]["symbol"] == "AAA":  # run A
             a_has_read.set()
-            time.sleep(0.5)
+            b_has_read.wait(1)
+        else:
+            b_has_read.set()
         return real(previous, outcomes, now)
 
-    monkeypatch.setattr(ingestion, "update_ingestion", slow_update)
+    monkeypatch.setattr(ingestion, "update_ingestion", between_read_and_write)
     run_a = threading.Thread(
         target=ingestion.record_outcomes,
         args=(store, [outcome("AAA"), outcome("BOTH")], "ra", 20, NOW),
@@ -64,9 +68,8 @@ def test_two_collects_recording_at_once_keep_every_row(tmp_path, monkeypatch):
     table = store.read_parquet(layout.INGESTION())
     assert table["symbol"].to_list() == ["AAA", "BBB", "BOTH", "OLD"]
     assert table.filter(pl.col("symbol") == "BOTH")["attempts"].item() == 2
-    assert (
-        tmp_path / "store" / layout.LOCK(name="ingestion")
-    ).read_bytes() != b""  # names its holder
+    holder = json.loads((tmp_path / "store" / layout.LOCK(name="ingestion")).read_bytes())
+    assert holder["pid"] == os.getpid()  # the lock names its last holder
 
 
 def test_a_run_that_cannot_get_the_lock_says_so_in_one_line(tmp_path):
@@ -101,31 +104,38 @@ def test_a_killed_holder_does_not_keep_the_lock(tmp_path):
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    with pytest.raises(StoreBusyError), store_lock(Store(str(store_dir)), "predict", wait=0.2):
-        pass
-    os.kill(holder.pid, signal.SIGKILL)
-    holder.wait()
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreBusyError), store_lock(Store(str(store_dir)), "predict", wait=0.2):
+            pass
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
     with store_lock(Store(str(store_dir)), "predict", wait=5):
         pass
 
 
-def test_s3_locks_are_conditional_writes_and_an_expired_one_is_taken_over(
+def test_s3_locks_are_conditional_writes_kept_alive_and_taken_over_once_expired(
     s3_endpoint, s3_bucket, monkeypatch
 ):
     import core.locks as locks
 
     store = Store(f"s3://{s3_bucket}/store", endpoint_url=s3_endpoint)
     key = layout.LOCK(name="ingestion")
+    monkeypatch.setattr(locks, "S3_EXPIRY_SECONDS", 0.6)  # a heartbeat every 0.2 s
     busy = pytest.raises(StoreBusyError, match=f"store s3://{s3_bucket}/store is busy")
-    with store_lock(store, "ingestion"), busy, store_lock(store, "ingestion", wait=0.3):
-        pass
-    assert not store.exists(key)  # released, though the block raised
-    monkeypatch.setattr(locks, "S3_EXPIRY_SECONDS", -1.0)  # a holder that died long ago
     with store_lock(store, "ingestion"):
-        monkeypatch.setattr(locks, "S3_EXPIRY_SECONDS", 3600.0)
-        with store_lock(store, "ingestion", wait=2):  # its lock has expired: taken over
+        time.sleep(1.0)  # past its first expiry: the heartbeat has moved it on
+        with busy, store_lock(store, "ingestion", wait=0.5):
             pass
+    assert not store.exists(key)  # released, though the block raised
+    # a holder that died: its lock expired, then taken over (only if still the one read)
+    store.write_bytes(
+        key, json.dumps({"pid": 1, "host": "gone", "since": "x", "expires": 0}).encode()
+    )
+    with store_lock(store, "ingestion", wait=2):
+        assert json.loads(store.read_bytes(key))["pid"] == os.getpid()
+    assert not store.exists(key)
 
 
 def test_features_refuse_prices_of_a_collection_that_never_finished(tmp_path):
@@ -140,3 +150,39 @@ def test_features_refuse_prices_of_a_collection_that_never_finished(tmp_path):
         f"the collection into {store.uri(layout.PRICES.prefix)} never finished (no "
         f"{store.uri(layout.INGESTION())}): run `python -m flows.collect` again"
     )
+
+
+def test_two_collects_of_one_symbol_with_different_windows_keep_every_bar(tmp_path):
+    """Run A reads T's stored bars, then its fetch is held until run B (a longer window)
+    has written T in full; A then merges into T's file as it is now, not as A read it:
+    B's later bars stay."""
+    from core.config import CollectJob
+    from core.data.collection import collect_symbols
+    from tests.unit.test_quality import TODAY, Frames, frames_job, normal
+
+    days = weekdays(30)
+    frame = bars([normal(d) for d in days], "T")
+    store = Store(str(tmp_path / "store"))
+
+    def job(end: dt.date) -> CollectJob:
+        return frames_job(days[0], end)
+
+    collect_symbols(Frames(frame), store, ["T"], job(days[9]), "r0", TODAY)
+    a_has_read, b_done = threading.Event(), threading.Event()
+
+    class HeldFrames(Frames):
+        def fetch(self, symbols, start, end):  # run A: it has read T's stored bars
+            a_has_read.set()
+            assert b_done.wait(10)
+            return super().fetch(symbols, start, end)
+
+    run_a = threading.Thread(
+        target=collect_symbols, args=(HeldFrames(frame), store, ["T"], job(days[19]), "ra", TODAY)
+    )
+    run_a.start()
+    assert a_has_read.wait(10)
+    (b,) = collect_symbols(Frames(frame), store, ["T"], job(days[29]), "rb", TODAY)
+    b_done.set()
+    run_a.join()
+    assert b.rows == 30
+    assert store.read_parquet(layout.PRICES(symbol="T"))["date"].to_list() == days

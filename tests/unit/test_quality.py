@@ -240,6 +240,20 @@ class Frames:
         return FetchResult(bars=self.frame.filter(asked))
 
 
+def frames_job(start: dt.date, end: dt.date) -> CollectJob:
+    """A collect of ``Frames`` from ``start`` to ``end`` with the default settings."""
+    return CollectJob(
+        source="frames",
+        source_path=None,
+        start=start,
+        end=end,
+        full_refresh=False,
+        collect=CollectSettings(),
+        quality=QualitySettings(),
+        synthetic=SyntheticSettings(),
+    )
+
+
 def test_collection_quarantines_a_stale_run_even_split_across_two_collects(tmp_path):
     """The quarantine file records the rule. A run split across collects is judged on the bars
     each collect checks, the new ones and the overlap (the last ``overlap_days`` + 1 stored):
@@ -251,16 +265,7 @@ def test_collection_quarantines_a_stale_run_even_split_across_two_collects(tmp_p
     store = Store(str(tmp_path))
 
     def job(end: dt.date) -> CollectJob:
-        return CollectJob(
-            source="frames",
-            source_path=None,
-            start=days[0],
-            end=end,
-            full_refresh=False,
-            collect=CollectSettings(),
-            quality=QualitySettings(),
-            synthetic=SyntheticSettings(),
-        )
+        return frames_job(days[0], end)
 
     (first,) = collect_symbols(source, store, ["T"], job(days[22]), "r1", TODAY)
     assert (first.rows, first.quarantined) == (23, 0)

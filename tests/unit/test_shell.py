@@ -94,6 +94,9 @@ def test_error_classes_carry_the_exit_code_table():
         3,
     )
     assert set(EXIT_CODES) == {0, 1, 2, 3, 130, 143}
+    readme = (ROOT / "README.md").read_text().split("### Exit codes", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| (\d+) \| (.*) \|$", readme, flags=re.MULTILINE)
+    assert rows == [(str(code), text) for code, text in EXIT_CODES.items()]
 
 
 def renamed_flags() -> list[tuple[str, str, Arg]]:
@@ -188,3 +191,18 @@ def test_a_full_disk_outside_the_store_is_named_not_unexpected():
         "no space left on device writing /tmp/sma-run-x/model.txt: free space there (or set TMPDIR)"
     )
     assert _unexpected(KeyError("x")).endswith("(unexpected: rerun with --debug for the traceback)")
+
+
+@pytest.mark.parametrize("value", ["1.5", "abc", "0"])
+def test_a_bad_start_up_limit_is_exit_2_before_prefect_reads_it(fresh, monkeypatch, capsys, value):
+    """Prefect reads the limit as whole seconds and would fail on it with a validation
+    error ('unexpected'); the command checks it first."""
+    from flows.prune import COMMAND as PRUNE
+
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", value)
+    assert PRUNE.main(["--store", str(fresh / "store"), "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS={value!r} is not a whole "
+        "number of seconds"
+    ]
+    assert not (fresh / "store").exists()

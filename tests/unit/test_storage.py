@@ -5,7 +5,7 @@ import threading
 import polars as pl
 import pytest
 
-from core.storage import Store, StoreError, StoreFullError, disk_full
+from core.storage import Manifest, Store, StoreError, StoreFullError, disk_full
 from tests.factories import free_port
 
 FRAME = pl.DataFrame({"symbol": ["A", "B"], "x": [1.0, 2.0]})
@@ -270,7 +270,7 @@ def test_a_full_disk_midway_through_a_set_of_files_removes_those_already_written
     real = Store.write_bytes
 
     def third_fails(self, key, data, content_type=None):
-        if key.endswith("c.json"):
+        if key.endswith("c.json"):  # the third file, or a manifest named so
             raise StoreFullError(f"no space left on device writing {self.uri(key)}: free space")
         return real(self, key, data, content_type)
 
@@ -278,4 +278,18 @@ def test_a_full_disk_midway_through_a_set_of_files_removes_those_already_written
     files = {f"models/new/{n}.json": b"{}" for n in "abcd"}
     with pytest.raises(StoreFullError, match=r"models/new/c\.json"):
         write_files(store, files)
+    assert store.list("models") == ["models/old/manifest.json"]
+    # the files all written, then the manifest itself fails: they go too
+
+    class Files(Manifest):
+        files: dict[str, str] = {}  # noqa: RUF012 -- pydantic copies a field's default
+
+        def hashed(self) -> dict[str, str]:
+            return self.files
+
+        def with_hashes(self, written):
+            return self.model_copy(update={"files": dict(written)})
+
+    with pytest.raises(StoreFullError, match=r"models/new/manifest\.c\.json"):
+        Files().publish(store, "models/new/manifest.c.json", {"models/new/a.json": b"{}"})
     assert store.list("models") == ["models/old/manifest.json"]
