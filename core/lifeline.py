@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -36,3 +37,15 @@ def pool_worker(parent: int) -> None:
     to the terminal's whole process group) to the parent, which stops the pool."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     watch_parent(parent)
+
+
+# the resource tracker of a pool whose parent ended abruptly (a SIGKILL, a hard exit) cleans
+# up the pool's semaphores and warns of them on the terminal; it is started with this
+# interpreter's -W options (``sys.warnoptions``)
+TRACKER_WARNING = "ignore::UserWarning:multiprocessing.resource_tracker"
+
+
+def quiet_tracker() -> None:
+    """Before a process pool starts: its resource tracker will clean up without a warning."""
+    if TRACKER_WARNING not in sys.warnoptions:
+        sys.warnoptions.append(TRACKER_WARNING)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import socket
 import threading
@@ -31,6 +32,7 @@ from core.storage import Store, StoreError
 WAIT_SECONDS = 600.0  # longer than a predict or a monitor holds its lock on a big store
 S3_EXPIRY_SECONDS = 120.0  # a held S3 lock's heartbeat moves it on; past it, its holder died
 POLL_SECONDS = 0.2
+logger = logging.getLogger(__name__)
 
 
 class StoreBusyError(NothingUsableError):
@@ -51,12 +53,27 @@ def _holder(expires: float | None = None, token: str | None = None) -> bytes:
     ).encode()
 
 
-def _busy(store: Store, name: str, holder: bytes | str, wait: float) -> StoreBusyError:
+def _held_by(holder: bytes | str) -> str:
     try:
         who = json.loads(holder)
-        held = f"pid {who['pid']} on {who['host']} since {who['since']}"
+        return f"pid {who['pid']} on {who['host']} since {who['since']}"
     except (ValueError, KeyError, TypeError):
-        held = "another run"
+        return "another run"
+
+
+def _waiting(store: Store, name: str, holder: bytes, wait: float) -> None:
+    """Say, as the wait starts, whom this run waits for."""
+    logger.warning(
+        "store %s: waiting up to %g s for its %s lock, held by %s",
+        store.shared_root or store.url,
+        wait,
+        name,
+        _held_by(holder),
+    )
+
+
+def _busy(store: Store, name: str, holder: bytes | str, wait: float) -> StoreBusyError:
+    held = _held_by(holder)
     return StoreBusyError(
         f"store {store.shared_root or store.url} is busy: its {name} lock is held by {held} (waited {wait:g} s); "
         "run again when that run has ended"
@@ -80,7 +97,7 @@ def store_lock(store: Store, name: str, wait: float = WAIT_SECONDS) -> Iterator[
     except OSError as exc:  # read-only, permission, a file where the folder should be
         raise StoreError(f"cannot take the {name} lock {path}: {exc.strerror or exc}") from None
     with handle:
-        deadline = time.monotonic() + wait
+        deadline, waited = time.monotonic() + wait, False
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -88,6 +105,9 @@ def store_lock(store: Store, name: str, wait: float = WAIT_SECONDS) -> Iterator[
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise _busy(store, name, _read(handle), wait) from None
+                if not waited:
+                    _waiting(store, name, _read(handle), wait)
+                waited = True
                 time.sleep(POLL_SECONDS)
         try:
             handle.truncate(0)
@@ -151,7 +171,7 @@ def _s3_lock(store: Store, name: str, wait: float) -> Iterator[None]:
     still the one read (``If-Match`` its ETag), so two waiters never both take it over; a
     heartbeat keeps it from expiring while held; released only if still ours."""
     token = uuid.uuid4().hex
-    deadline = time.monotonic() + wait
+    deadline, waited = time.monotonic() + wait, False
     while True:
         body = _holder(time.time() + S3_EXPIRY_SECONDS, token)
         put = _s3_call(store, name, "put_object", Body=body, IfNoneMatch="*")
@@ -169,6 +189,9 @@ def _s3_lock(store: Store, name: str, wait: float) -> Iterator[None]:
             elif time.monotonic() > deadline:
                 raise _busy(store, name, data, wait)
             else:
+                if not waited:
+                    _waiting(store, name, data, wait)
+                waited = True
                 time.sleep(POLL_SECONDS)
         if put is not None:
             break

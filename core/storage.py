@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -104,6 +105,23 @@ def full_store(exc: BaseException, uri: str) -> StoreFullError | None:
     if what is None:
         return None
     return StoreFullError(f"{what} writing {uri}: free space or move the store (SMA_STORE)")
+
+
+NO_ROOM_BYTES = 1 << 20  # less free space than this after a failed write: the disk is full
+
+
+def _no_room(folder: Path, uri: str) -> StoreFullError | None:
+    """The full-disk error for a failed write of ``uri`` when ``folder``'s file system has
+    (next to) no space left; None otherwise."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    return (
+        full_store(OSError(errno.ENOSPC, "No space left on device"), uri)
+        if free < NO_ROOM_BYTES
+        else None
+    )
 
 
 def _s3_problem(exc: Exception, url: str, endpoint: str | None) -> str:
@@ -419,8 +437,13 @@ class Store:
             os.replace(tmp, path)
         except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
-            # a full disk: Python's writes raise OSError, Polars' a ComputeError (disk_full)
-            if (full := full_store(exc, self.uri(key))) is not None:
+            # a full disk: Python's writes raise OSError, Polars' a ComputeError (disk_full);
+            # Polars writing into a Python handle loses the OS's error ("Invalid thrift:
+            # transport error"): then the folder's free space tells
+            full = full_store(exc, self.uri(key)) or (
+                _no_room(folder, self.uri(key)) if isinstance(exc, Exception) else None
+            )
+            if full is not None:
                 raise full from exc
             raise
         return sha

@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 from core.errors import InputError, NothingUsableError
@@ -61,14 +61,18 @@ class StartupLimitError(InputError):
     """The start-up limit is not a whole number of seconds (Prefect reads it as one too)."""
 
 
-def startup_limit(environ: Mapping[str, str] | None = None) -> int:
-    """The start-up limit in seconds: ``STARTUP_LIMIT`` from the environment, else
-    ``DEFAULT_LIMIT``; checked before Prefect reads it (``StartupLimitError``, exit 2)."""
-    value = (os.environ if environ is None else environ).get(STARTUP_LIMIT, "").strip()
+def startup_limit(environ: MutableMapping[str, str] | None = None) -> int:
+    """The start-up limit in seconds: ``STARTUP_LIMIT`` from the environment, else (unset or
+    empty) ``DEFAULT_LIMIT``; checked before Prefect reads it (``StartupLimitError``, exit 2)."""
+    env = os.environ if environ is None else environ
+    value = env.get(STARTUP_LIMIT, "").strip()
     if not value:
+        env.pop(STARTUP_LIMIT, None)  # set but empty: unset (Prefect would refuse it)
         return DEFAULT_LIMIT
     if not value.isdigit() or int(value) < 1:
-        raise StartupLimitError(f"{STARTUP_LIMIT}={value!r} is not a whole number of seconds")
+        raise StartupLimitError(
+            f"{STARTUP_LIMIT}={value!r} is not a whole number of seconds of at least 1"
+        )
     return int(value)
 
 

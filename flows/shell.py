@@ -153,6 +153,7 @@ class _Stops:
         self.cli = cli
         self.signum: int | None = None
         self.timer: threading.Timer | None = None
+        self.code: int | None = None  # the command's exit code, once it has one
 
     def __enter__(self) -> _Stops:
         self.handlers = {s: signal.signal(s, _stop) for s in STOP_SIGNALS}
@@ -171,7 +172,7 @@ class _Stops:
                     # a second Ctrl-C: now. (Not a second SIGTERM: Prefect sends the run
                     # one itself, the first one's, after its crash handling.)
                     if signum == signal.SIGINT:
-                        os._exit(128 + self.signum)
+                        self._end("a second Ctrl-C ended it at once")
                     continue
                 self.signum = signum
                 self.timer = threading.Timer(HARD_EXIT_SECONDS, self._abandon)
@@ -181,19 +182,23 @@ class _Stops:
 
     def _abandon(self) -> None:
         """The run did not wind down in time (a task still running): end it now."""
+        self._end(f"a task still running {HARD_EXIT_SECONDS:g} s later was abandoned")
+
+    def _end(self, why: str) -> None:
+        """End the process now, in one line: its flow run is left as the API last saw it."""
         assert self.signum is not None
         print(
-            f"error: stopped by {signal.Signals(self.signum).name}: a task still running "
-            f"{HARD_EXIT_SECONDS:g} s later was abandoned; run the same command again to continue",
+            f"error: stopped by {signal.Signals(self.signum).name}: {why} (its flow run may "
+            "still show Running); run the same command again to continue",
             file=sys.stderr,
             flush=True,
         )
         os._exit(128 + self.signum)
 
     def __exit__(self, *exc: object) -> None:
-        if self.cli:
+        if self.cli:  # the outcome stands (a finished run exits 0, its last output cut)
             for each in STOP_SIGNALS:
-                signal.signal(each, lambda signum, _: os._exit(128 + signum))
+                signal.signal(each, lambda signum, _: os._exit(self.code or 128 + signum))
             return
         if self.timer is not None:
             self.timer.cancel()
@@ -390,8 +395,9 @@ class Command:
         """
         main = sys.modules["__main__"]
         cli = getattr(main.__spec__, "name", None) == f"flows.{self.name}"
-        with _Stops(cli):
-            return self._main(argv)
+        with _Stops(cli) as stops:
+            stops.code = self._main(argv)
+            return stops.code
 
     def _main(self, argv: list[str] | None) -> int:
         args, unknown = self.parser().parse_known_args(argv)

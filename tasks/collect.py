@@ -29,7 +29,7 @@ from core.data.prices import price_schema_problem
 from core.data.quality import quality_report
 from core.data.tickers import Tickers, load_tickers
 from core.errors import first_line
-from core.storage import DamagedFileError, Store, StoreError
+from core.storage import DamagedFileError, Store, StoreError, StoreFullError
 from tasks.caching import cached_or_rerun, s3_result_storage
 from tasks.runners import finished
 
@@ -146,6 +146,8 @@ def collect_batches(
                 results, cached = cached_or_rerun(
                     task, future, *calls[i], usable=lambda r: batch_still_valid(r, ref)
                 )
+            except StoreFullError:  # every other batch would fail on it too: the run stops
+                raise
             except Exception as exc:  # the rerun failed after its retries: the batch failed
                 results = failed_batch(batch, f"{type(exc).__name__}: {first_line(str(exc))}")
                 cached = False
@@ -173,8 +175,12 @@ UNCHANGED = {
 
 
 def _error_line(state: Any) -> str:
+    """What failed a batch, in one line; a full disk is raised instead: it stops the run
+    (each symbol's files are whole, the ingestion table is not updated)."""
     try:
         state.result()
+    except StoreFullError:
+        raise
     except Exception as exc:
         return f"{type(exc).__name__}: {first_line(str(exc))}"
     return str(state.message or state.name)

@@ -72,7 +72,7 @@ def test_two_collects_recording_at_once_keep_every_row(tmp_path, monkeypatch):
     assert holder["pid"] == os.getpid()  # the lock names its last holder
 
 
-def test_a_run_that_cannot_get_the_lock_says_so_in_one_line(tmp_path):
+def test_a_run_that_cannot_get_the_lock_says_so_in_one_line(tmp_path, caplog):
     store = Store(str(tmp_path / "store"))
     with (
         store_lock(store, "monitor"),
@@ -80,6 +80,11 @@ def test_a_run_that_cannot_get_the_lock_says_so_in_one_line(tmp_path):
         store_lock(store, "monitor", wait=0.3),
     ):
         pass
+    waits = [r.getMessage() for r in caplog.records if "waiting up to" in r.getMessage()]
+    assert len(waits) == 1  # said once, as the wait starts
+    assert waits[0].startswith(
+        f"store {store.url}: waiting up to 0.3 s for its monitor lock, held by pid {os.getpid()} on "
+    )
     message = str(caught.value)
     assert "\n" not in message and isinstance(caught.value, NothingUsableError)
     assert message.startswith(

@@ -203,6 +203,14 @@ def test_a_bad_start_up_limit_is_exit_2_before_prefect_reads_it(fresh, monkeypat
     assert PRUNE.main(["--store", str(fresh / "store"), "--dry-run"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"error: PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS={value!r} is not a whole "
-        "number of seconds"
+        "number of seconds of at least 1"
     ]
     assert not (fresh / "store").exists()
+
+
+def test_an_empty_start_up_limit_is_the_default_and_unset_before_prefect_reads_it():
+    from deployments.temporary import DEFAULT_LIMIT, STARTUP_LIMIT, startup_limit
+
+    env = {STARTUP_LIMIT: " "}
+    assert startup_limit(env) == DEFAULT_LIMIT and env == {}
+    assert startup_limit({STARTUP_LIMIT: "45"}) == 45

@@ -293,3 +293,34 @@ def test_a_full_disk_midway_through_a_set_of_files_removes_those_already_written
     with pytest.raises(StoreFullError, match=r"models/new/manifest\.c\.json"):
         Files().publish(store, "models/new/manifest.c.json", {"models/new/a.json": b"{}"})
     assert store.list("models") == ["models/old/manifest.json"]
+
+
+def test_a_write_that_loses_the_os_error_on_a_full_disk_is_still_one(tmp_path, monkeypatch):
+    """Polars writing into a Python file handle on a full disk raises "Invalid thrift:
+    transport error", the OS's error lost: the folder's free space tells. A collect batch
+    failing so stops the run instead of marking every symbol failed."""
+    import shutil
+    from collections import namedtuple
+
+    from prefect.states import Failed
+
+    from tasks.collect import _error_line
+
+    store = Store(str(tmp_path / "store"))
+    lost = pl.exceptions.ComputeError(
+        "parquet: File out of specification: Invalid thrift: transport error"
+    )
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", lambda *a, **k: (_ for _ in ()).throw(lost))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10, 10, 4096))
+    with pytest.raises(
+        StoreFullError, match=r"no space left on device writing .*/x\.parquet"
+    ) as full:
+        store.write_parquet("x.parquet", pl.DataFrame({"a": [1]}))
+    assert [p.name for p in (tmp_path / "store").iterdir()] == ["store.json"]  # no .tmp- file
+    with pytest.raises(StoreFullError):
+        _error_line(Failed(data=full.value))
+    assert _error_line(Failed(data=ValueError("bad row"))) == "ValueError: bad row"
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 0, 10**9))  # room left
+    with pytest.raises(pl.exceptions.ComputeError):
+        store.write_parquet("x.parquet", pl.DataFrame({"a": [1]}))

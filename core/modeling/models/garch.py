@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import InsufficientDataError
-from core.lifeline import pool_worker
+from core.lifeline import pool_worker, quiet_tracker
 from core.modeling.models.base import ModelSpec
 from core.modeling.models.baselines import ewma_quantiles
 from core.modeling.models.prices import PriceModel, daily_log_returns
@@ -157,6 +157,7 @@ def fit_all(series: list[np.ndarray]) -> list[FitResult]:
     try:
         with _POOL_LOCK:  # refits run in threads: one pool for all of them
             if _POOL is None:
+                quiet_tracker()
                 _POOL = ProcessPoolExecutor(  # workers end with this process (a SIGKILL too)
                     workers,
                     mp_context=multiprocessing.get_context("spawn"),
