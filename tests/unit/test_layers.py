@@ -45,7 +45,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("core/modeling/", "core/settings.py", "core/runs.py", "core/backtests.py"),
     # retention: what prune removes (reads run dates with monitoring's health helpers)
     ("core/monitoring/", "core/retention.py"),
-    ("core/report/",),
+    # forecasts: the read API over what the steps wrote (runs, predictions, monitoring)
+    ("core/report/", "core/forecasts.py"),
     ("tasks/",),
     ("flows/", "deployments/"),
 ]
