@@ -74,6 +74,7 @@ COPY core /app/core
 COPY tasks /app/tasks
 COPY flows /app/flows
 COPY deployments /app/deployments
+COPY service /app/service
 COPY data/sample /app/data/sample
 # A local store and W&B's offline runs default to folders under the working directory.
 RUN python -m compileall -q /app \

@@ -529,6 +529,24 @@ class TrackingSettings(BaseModel):
     directory: str = Field(default="wandb", description="Where W&B writes its run files.")
 
 
+class ApiSettings(BaseModel):
+    """The HTTP forecast service (``python -m service``): read-only, over the store."""
+
+    host: str = Field(default="127.0.0.1", description="Address the service listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the service listens on.")
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token every route but /health requires (a secret: never logged); "
+        "none: open.",
+    )
+    cors_origins: Names = Field(
+        default_factory=list, description="Origins browsers may call the service from (none)."
+    )
+    timeout_seconds: float = Field(
+        default=3.0, gt=0, description="A store slower than this answers 503."
+    )
+
+
 class TuningSettings(BaseModel):
     """Hyperparameter search (flows.tune)."""
 
@@ -629,6 +647,7 @@ class Settings(BaseSettings):
         "default: a SQLite file beside a local store.",
     )
     tracking: TrackingSettings = TrackingSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("store", "tickers")
     @classmethod

@@ -81,6 +81,7 @@ class Forecasts:
 
     def __init__(self, store: Store):
         self.store = store
+        self._home: int | None = None  # the home horizon, once known (it never changes)
 
     @classmethod
     def open(cls, url: str, endpoint_url: str | None = None) -> Forecasts:
@@ -94,8 +95,13 @@ class Forecasts:
         return cls(store)
 
     def horizons(self) -> list[int]:
-        """The horizons with forecasts or a run, the store's home horizon first."""
-        home = self.store.home_horizon()
+        """The horizons with forecasts or a run, the store's home horizon first (that of
+        its root feature build, else that of its root forecasts)."""
+        home = self._home = self._home or self.store.home_horizon()
+        files = prediction_dates(self.store) if home is None else {}
+        if files:  # no feature build here (a copy of a store's forecasts): they tell
+            newest = self.store.read_parquet(files[max(files)])
+            home = self._home = int(newest["horizon"][0]) if "horizon" in newest.columns else None
         others = {
             int(m[1])
             for k in self.store.list(layout.HORIZON_ROOT.partition("/")[0])
@@ -146,6 +152,16 @@ class Forecasts:
             )
         return files
 
+    def newest_files(self, horizons: Sequence[int] | None = None) -> dict[int, tuple[Store, str]]:
+        """Per horizon asked (default: every one), the newest prediction file: its horizon's
+        view of the store and its key (``latest`` reads them; a cache tells their version)."""
+        out = {}
+        for asked in horizons or self.horizons() or [None]:
+            horizon, view = self._view(asked)
+            files = self._predictions(view)
+            out[horizon] = (view, files[max(files)])
+        return out
+
     def latest(
         self,
         symbols: Sequence[str] | None = None,
@@ -155,12 +171,10 @@ class Forecasts:
         """The newest forecasts of each horizon asked (default: every horizon), one row per
         (horizon, symbol): ``horizon, symbol, date, target_date, method, run_id``, the
         ``q_<level>`` columns (all, or ``levels``) and the VaR and ES columns."""
-        frames = []
-        for asked in horizons or self.horizons() or [None]:
-            horizon, view = self._view(asked)
-            files = self._predictions(view)
-            newest = view.read_parquet(files[max(files)])
-            frames.append(newest.with_columns(pl.lit(horizon, pl.Int64).alias("horizon")))
+        frames = [
+            view.read_parquet(key).with_columns(pl.lit(horizon, pl.Int64).alias("horizon"))
+            for horizon, (view, key) in self.newest_files(horizons).items()
+        ]
         table = pl.concat(frames, how="diagonal_relaxed")
         table = _only_symbols(table, symbols)
         return _with_levels(table, levels).sort("horizon", "symbol")

@@ -249,3 +249,30 @@ def store_files(root: Path) -> dict[str, bytes]:
 
     found = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
     return {k: p.read_bytes() for k, p in found.items() if layout.LOCK.match(k) is None}
+
+
+FORECAST_DATES = (dt.date(2017, 12, 12), dt.date(2017, 12, 29))  # the second: STORE_V2's own
+
+
+def forecast_store(root: Path) -> Path:
+    """A copy of ``STORE_V2`` at ``root`` with an older prediction file (its forecasts of
+    2017-12-12, whose 3-day outcomes are known) and a horizon-1 file beside the newest: what
+    the read API and the service read."""
+    import shutil
+
+    from core import layout
+    from core.storage import Store
+
+    shutil.copytree(STORE_V2, root)
+    opened = Store(str(root))
+    older, newest_date = FORECAST_DATES
+    newest = opened.read_parquet(layout.PREDICTIONS(as_of=newest_date.isoformat()))
+    opened.write_parquet(
+        layout.PREDICTIONS(as_of=older.isoformat()),
+        newest.with_columns(pl.lit(older).alias("date")),
+    )
+    opened.for_horizon(1, 3).write_parquet(
+        layout.PREDICTIONS(as_of=newest_date.isoformat()),
+        newest.with_columns(pl.lit(1).alias("horizon")),
+    )
+    return root

@@ -4,7 +4,6 @@ second horizon added beside it, and the same store on S3 (moto)."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import polars as pl
 import pytest
@@ -20,27 +19,14 @@ from core.forecasts import (
     UnknownSymbolError,
 )
 from core.storage import Store
-from tests.factories import OLD_STORE_SYMBOLS, STORE_V2
+from tests.factories import FORECAST_DATES, OLD_STORE_SYMBOLS, forecast_store
 
-NEWEST = dt.date(2017, 12, 29)
+OLDER, NEWEST = FORECAST_DATES
 
 
 @pytest.fixture()
 def store(tmp_path):
-    """A copy of the layout 2 store with an older prediction file (forecasts of 2017-12-12,
-    whose 3-day outcomes are known) and a horizon-1 file beside it."""
-    root = tmp_path / "store"
-    shutil.copytree(STORE_V2, root)
-    opened = Store(str(root))
-    newest = opened.read_parquet(layout.PREDICTIONS(as_of=NEWEST.isoformat()))
-    older = newest.with_columns(pl.lit(dt.date(2017, 12, 12)).alias("date"))
-    opened.write_parquet(layout.PREDICTIONS(as_of="2017-12-12"), older)
-    one = opened.for_horizon(1, 3)
-    one.write_parquet(
-        layout.PREDICTIONS(as_of=NEWEST.isoformat()),
-        newest.with_columns(pl.lit(1).alias("horizon")),
-    )
-    return root
+    return forecast_store(tmp_path / "store")
 
 
 def test_the_deployed_run_and_the_latest_forecasts_filtered(store):
@@ -60,19 +46,17 @@ def test_the_deployed_run_and_the_latest_forecasts_filtered(store):
 def test_a_symbols_history_is_joined_with_its_realized_outcomes(store):
     fc = Forecasts.open(str(store))
     history = fc.history("AAPL")
-    assert history["date"].to_list() == [dt.date(2017, 12, 12), NEWEST]
+    assert history["date"].to_list() == [OLDER, NEWEST]
     prices = Store(str(store)).read_parquet(layout.PRICES(symbol="AAPL")).sort("date")
     closes = dict(zip(prices["date"], prices["close"], strict=True))
     dates = prices["date"].to_list()
-    start = dates.index(dt.date(2017, 12, 12))
+    start = dates.index(OLDER)
     expected = float(pl.Series([closes[dates[start + 3]] / closes[dates[start]]]).log()[0])
     assert history["y"][0] == pytest.approx(expected, rel=1e-12)
     assert history["y"][1] is None  # its 3 days have not passed in the store's prices
     assert fc.history("AAPL", start=dt.date(2017, 12, 13))["date"].to_list() == [NEWEST]
     assert fc.history("AAPL", start=dt.date(2018, 1, 1)).is_empty()
-    assert fc.history("AAPL", end=dt.date(2017, 12, 20))["date"].to_list() == [
-        dt.date(2017, 12, 12)
-    ]
+    assert fc.history("AAPL", end=dt.date(2017, 12, 20))["date"].to_list() == [OLDER]
 
 
 def test_the_monitors_rolling_figures_one_row_per_window(store):
@@ -117,3 +101,13 @@ def test_the_same_calls_on_s3(store, s3_endpoint, s3_bucket):
     assert fc.latest().equals(local.latest())
     assert fc.history("KO").equals(local.history("KO"))
     assert fc.deployed_run() == local.deployed_run()
+
+
+def test_the_readmes_example_runs(store):
+    """The README's read-API example, run as written but on this store."""
+    from tests.factories import ROOT
+
+    text = (ROOT / "README.md").read_text().split("**Reaching the forecasts.**", 1)[1]
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "Forecasts.open(" in example
+    exec(example.replace("s3://bucket/prod", str(store)), {})  # the README's own code

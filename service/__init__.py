@@ -1,0 +1,1 @@
+"""The HTTP forecast service: read-only, over ``core.forecasts``; ``python -m service``."""
