@@ -15,6 +15,7 @@ from core import layout
 from core.storage import Store
 from flows.monitor import monitor
 from tests.factories import frozen_model_store
+from tests.flows.test_service import serve
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
 SCREENSHOT = "report.png"
@@ -129,3 +130,20 @@ def test_the_report_works_in_a_real_browser(browser, tmp_path):
     browser.save_screenshot(str(tmp_path / SCREENSHOT))
     assert (tmp_path / SCREENSHOT).stat().st_size > 10_000
     print(f"report {page.stat().st_size / 1e6:.1f} MB, load event after {timing:.0f} ms")
+
+    # the same report served by the forecast service (python -m service), behind its token
+    proc, url = serve({"SMA_STORE": str(root), "SMA_API__TOKEN": "tok"}, tmp_path / "service.log")
+    try:
+        browser.execute_cdp_cmd(
+            "Network.setExtraHTTPHeaders", {"headers": {"Authorization": "Bearer tok"}}
+        )
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.get(f"{url}/report")
+        WebDriverWait(browser, 30).until(
+            lambda d: d.execute_script("return document.readyState") == "complete"
+        )
+        assert [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")] == []
+        assert len(browser.find_elements("css selector", "#forecasts tbody tr")) == 12
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -153,7 +153,12 @@ def test_the_same_service_on_s3(local, s3_endpoint, s3_bucket, tmp_path):
     store's files are there, it serves what the local one does."""
     url, root, _ = local
     s3 = Store(f"s3://{s3_bucket}/prod", endpoint_url=s3_endpoint)
-    env = {"SMA_STORE": s3.url, "SMA_S3__ENDPOINT_URL": s3_endpoint}
+    origin = "https://dashboard.example"
+    env = {
+        "SMA_STORE": s3.url,
+        "SMA_S3__ENDPOINT_URL": s3_endpoint,
+        "SMA_API__CORS_ORIGINS": origin,
+    }
     proc, s3_url = serve(env, tmp_path / "s3.log")
     try:
         empty = httpx.get(f"{s3_url}/health")
@@ -164,6 +169,10 @@ def test_the_same_service_on_s3(local, s3_endpoint, s3_bucket, tmp_path):
         on_s3 = httpx.get(f"{s3_url}/v1/forecasts/latest").json()
         assert on_s3 == httpx.get(f"{url}/v1/forecasts/latest", headers=AUTH).json()
         assert httpx.get(f"{s3_url}/health").json()["newest_forecast"] == "2017-12-29"
+        cors = httpx.get(f"{s3_url}/v1/calibration", headers={"Origin": origin})
+        assert cors.headers["access-control-allow-origin"] == origin  # the one origin set
+        other = httpx.get(f"{s3_url}/v1/calibration", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
     finally:
         proc.terminate()
         proc.wait(10)
