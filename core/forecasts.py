@@ -29,7 +29,7 @@ from core.errors import InputError
 from core.features.build import target_expr
 from core.monitoring.monitor import prediction_dates
 from core.runs import MissingRunError, read_run, resolve
-from core.storage import Store
+from core.storage import Store, sha256
 
 LEVEL = re.compile(r"^q_(0\.\d+|1\.0|0)$")  # a calibrated quantile column, not a `_raw` one
 
@@ -102,11 +102,7 @@ class Forecasts:
         if files:  # no feature build here (a copy of a store's forecasts): they tell
             newest = self.store.read_parquet(files[max(files)])
             home = self._home = int(newest["horizon"][0]) if "horizon" in newest.columns else None
-        others = {
-            int(m[1])
-            for k in self.store.list(layout.HORIZON_ROOT.partition("/")[0])
-            if (m := re.match(r"horizons/h=(\d+)/", k))
-        }
+        others = set(layout.horizons_in(self.store.list("horizons")))
         return ([home] if home is not None else []) + sorted(others - {home})
 
     def _view(self, horizon: int | None) -> tuple[int, Store]:
@@ -152,15 +148,33 @@ class Forecasts:
             )
         return files
 
-    def newest_files(self, horizons: Sequence[int] | None = None) -> dict[int, tuple[Store, str]]:
+    def _newest_files(self, horizons: Sequence[int] | None) -> dict[int, tuple[Store, str]]:
         """Per horizon asked (default: every one), the newest prediction file: its horizon's
-        view of the store and its key (``latest`` reads them; a cache tells their version)."""
+        view of the store and its key."""
         out = {}
         for asked in horizons or self.horizons() or [None]:
             horizon, view = self._view(asked)
             files = self._predictions(view)
             out[horizon] = (view, files[max(files)])
         return out
+
+    def latest_versioned(
+        self,
+        symbols: Sequence[str] | None = None,
+        horizons: Sequence[int] | None = None,
+        levels: Sequence[float] | None = None,
+    ) -> tuple[pl.DataFrame, str]:
+        """``latest``, and the version of what it read: the sha256 of the prediction files'
+        sha256s (each file read once), which changes exactly when one of them does."""
+        frames, digests = [], []
+        for horizon, (view, key) in self._newest_files(horizons).items():
+            data = view.read_bytes(key)
+            digests.append(sha256(data))
+            frame = view.parse_parquet(key, data)
+            frames.append(frame.with_columns(pl.lit(horizon, pl.Int64).alias("horizon")))
+        table = _only_symbols(pl.concat(frames, how="diagonal_relaxed"), symbols)
+        version = sha256("|".join(digests).encode())
+        return _with_levels(table, levels).sort("horizon", "symbol"), version
 
     def latest(
         self,
@@ -171,13 +185,7 @@ class Forecasts:
         """The newest forecasts of each horizon asked (default: every horizon), one row per
         (horizon, symbol): ``horizon, symbol, date, target_date, method, run_id``, the
         ``q_<level>`` columns (all, or ``levels``) and the VaR and ES columns."""
-        frames = [
-            view.read_parquet(key).with_columns(pl.lit(horizon, pl.Int64).alias("horizon"))
-            for horizon, (view, key) in self.newest_files(horizons).items()
-        ]
-        table = pl.concat(frames, how="diagonal_relaxed")
-        table = _only_symbols(table, symbols)
-        return _with_levels(table, levels).sort("horizon", "symbol")
+        return self.latest_versioned(symbols, horizons, levels)[0]
 
     def history(
         self,
@@ -191,10 +199,9 @@ class Forecasts:
         realized target on the forecasts' scale (null until its horizon has passed)."""
         horizon, view = self._view(horizon)
         files = self._predictions(view)
-        newest = view.read_parquet(files[max(files)])
         one = pl.col("symbol") == symbol
-        keys = [k for d, k in files.items() if start is None or d >= start]
-        scans = [view.scan_parquet([k]).filter(one) for k in keys] or [newest.clear().lazy()]
+        keys = [k for d, k in files.items() if start is None or d >= start] or [files[max(files)]]
+        scans = [view.scan_parquet([k]).filter(one) for k in keys]
         window = (pl.col("date") >= (start or dt.date.min)) & (
             pl.col("date") <= (end or dt.date.max)
         )
@@ -204,8 +211,8 @@ class Forecasts:
             .unique(["symbol", "date"], keep="last")  # a date forecast again: the newest file's
             .sort("date")
         )
-        if table.is_empty():
-            _only_symbols(newest, [symbol])  # a symbol never forecast: named
+        if table.is_empty():  # a symbol never forecast: named
+            _only_symbols(view.read_parquet(files[max(files)]), [symbol])
         key = layout.PRICES(symbol=symbol)
         prices = self.store.read_parquet(key) if self.store.exists(key) else None
         if prices is None:

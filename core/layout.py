@@ -68,6 +68,14 @@ class Key:
 
 
 HORIZON_ROOT = "horizons/h={horizon}"  # a non-home horizon's keys, below this folder
+_HORIZON_KEY = re.compile(r"horizons/h=(\d+)/")
+
+
+def horizons_in(keys: list[str]) -> list[int]:
+    """The non-home horizons that keys (of ``Store.list("horizons")``) live under, sorted."""
+    return sorted({int(m[1]) for k in keys if (m := _HORIZON_KEY.match(k))})
+
+
 SHARED = ("raw/", "store.json")  # key prefixes every horizon reads at the store's root
 
 

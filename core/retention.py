@@ -101,9 +101,7 @@ def newest_live_score(store: Store) -> dt.date:
 
 def horizon_views(store: Store) -> dict[str, Store]:
     """The store's other horizons (layout 3), each a view, by its folder (``horizons/h=<h>``)."""
-    found = sorted(
-        {int(m[1]) for k in store.list("horizons") if (m := re.match(r"horizons/h=(\d+)/", k))}
-    )
+    found = layout.horizons_in(store.list("horizons"))
     views = {layout.HORIZON_ROOT.format(horizon=h): store.for_horizon(h) for h in found}
     return {folder: view for folder, view in views.items() if view is not store}
 

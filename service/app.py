@@ -199,19 +199,12 @@ def create_app(settings: Settings) -> FastAPI:
             wanted = [float(q) for q in csv(levels) or []] or None
         except ValueError:
             raise InputError(f"levels {levels!r}: not numbers") from None
-        files = await read(lambda: forecasts.newest_files(asked))
-        digests = await read(lambda: [view.sha256(key) for view, key in files.values()])
-        tag = (
-            '"'
-            + hashlib.sha256(("|".join(digests) + str(request.query_params)).encode()).hexdigest()[
-                :32
-            ]
-            + '"'
-        )
+        frame, version = await read(lambda: forecasts.latest_versioned(csv(symbols), asked, wanted))
+        query = str(request.query_params).encode()
+        tag = f'"{hashlib.sha256(version.encode() + query).hexdigest()[:32]}"'
         headers = {"ETag": tag, "Cache-Control": CACHE}
         if request.headers.get("if-none-match") == tag:
             return Response(status_code=304, headers=headers)
-        frame = await read(lambda: forecasts.latest(csv(symbols), asked, wanted))
         response = respond(request, frame, "forecasts")
         response.headers.update(headers)
         return response

@@ -41,6 +41,13 @@ def test_the_deployed_run_and_the_latest_forecasts_filtered(store):
     one = fc.latest(symbols=["AAPL", "KO"], horizons=[3], levels=[0.1, 0.9])
     assert one["symbol"].to_list() == ["AAPL", "KO"] and (one["horizon"] == 3).all()
     assert [c for c in one.columns if c.startswith("q_")] == ["q_0.1", "q_0.9"]
+    # the version of what was read: the same until a file changes
+    table, version = fc.latest_versioned()
+    assert table.equals(both) and fc.latest_versioned()[1] == version
+    h1 = Store(str(store)).for_horizon(1, 3)
+    key = layout.PREDICTIONS(as_of=NEWEST.isoformat())
+    h1.write_parquet(key, h1.read_parquet(key).with_columns(pl.col("q_0.5") + 1e-9))
+    assert fc.latest_versioned()[1] != version
 
 
 def test_a_symbols_history_is_joined_with_its_realized_outcomes(store):
