@@ -9,8 +9,11 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 # A first run creates Prefect's database, which can outlast the default 20 s start-up wait.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PYTHONPATH := $(CURDIR)
+# mkdocs-material and a plugin each print a page-long notice about MkDocs 2 on every build.
+export NO_MKDOCS_2_WARNING ?= 1
+export DISABLE_MKDOCS_2_WARNING ?= true
 
-.PHONY: setup system demo server server-stop test verify format lint typecheck bench clean
+.PHONY: setup system demo server server-stop test docs docs-serve verify format lint typecheck bench clean
 
 $(UV):
 	python3 .make/bootstrap.py uv $(CURDIR)/.tools
@@ -41,8 +44,16 @@ server: setup  ## start a local Prefect server in the background (.prefect/) tha
 server-stop: setup  ## stop it; flows start temporary servers again
 	$(RUN) python -m deployments.server stop
 
-test: system setup  ## the test suite (starts and stops the servers it needs)
-	$(RUN) pytest -q
+test: system setup  ## the test suite on up to 4 worker processes (it starts and stops the servers it needs)
+	$(RUN) pytest -q -n auto --maxprocesses 4
+
+# The documentation site: Markdown in docs/ plus reference pages generated from the code
+# (docs/reference_pages.py); the test suite builds it with --strict too.
+docs: setup  ## build the documentation site into site/ (strict: a broken link fails it)
+	$(RUN) mkdocs build --strict --site-dir site
+
+docs-serve: setup  ## serve the site at http://127.0.0.1:8001, rebuilt on every change
+	$(RUN) mkdocs serve --dev-addr 127.0.0.1:8001
 
 format: setup
 	$(RUN) ruff format .
@@ -57,7 +68,7 @@ verify: system setup  ## format check, lint, types, tests
 	$(RUN) ruff format --check .
 	$(RUN) ruff check .
 	$(RUN) pyright
-	$(RUN) pytest -q
+	$(RUN) pytest -q -n auto --maxprocesses 4
 
 bench: setup
 	$(RUN) python -m benchmarks.collect
@@ -68,4 +79,4 @@ bench: setup
 	$(RUN) python -m benchmarks.cold_start
 
 clean:
-	rm -rf .venv $(DEMO_STORE) .pytest_cache .ruff_cache
+	rm -rf .venv $(DEMO_STORE) .pytest_cache .ruff_cache site

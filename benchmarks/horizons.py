@@ -6,7 +6,7 @@ process; the median of ``--repeats`` runs of each.
 
 The store is collected once, then copied for every run (so every run builds its features
 and trains from scratch). The backtest's figure (issue 23's other half) comes from whole
-Yahoo backtests at each horizon (``benchmarks.tail_risk``, the README).
+Yahoo backtests at each horizon (``benchmarks.tail_risk``, docs/performance.md).
 """
 
 from __future__ import annotations

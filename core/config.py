@@ -155,8 +155,8 @@ class CollectSettings(BaseModel):
 class SyntheticSettings(BaseModel):
     """The synthetic source: seeded random walks for load tests."""
 
-    seed: int = 7
-    start_price: float = Field(default=50.0, gt=0)
+    seed: int = Field(default=7, description="Random seed: the same seed gives the same prices.")
+    start_price: float = Field(default=50.0, gt=0, description="Every walk's first close.")
 
 
 class QualitySettings(BaseModel):
@@ -309,7 +309,11 @@ class ModelSettings(BaseModel):
     )
     split_fractions: Annotated[
         tuple[float, float, float, float], NoDecode, BeforeValidator(csv_or_json)
-    ] = (0.6, 0.1, 0.2, 0.1)
+    ] = Field(
+        default=(0.6, 0.1, 0.2, 0.1),
+        description="Shares of the lookback's dates for train, validation, calibration and test "
+        "(train's held-out fit); four positive shares that sum to 1.",
+    )
     tracker_step: float = Field(
         default=0.02,
         gt=0,
@@ -331,7 +335,7 @@ class ModelSettings(BaseModel):
         lt=1,
         description="The per-symbol tracker's step, in coverage units (0: none): each symbol's own "
         "offset per level, moved by its own hits, for a stock persistently off the pooled "
-        "calibration (core.modeling.calibration). Chosen on 2010-2018 (README, issue 22).",
+        "calibration (core.modeling.calibration). Chosen on 2010-2018 (docs/performance.md, issue 22).",
     )
     symbol_tracker_decay: float = Field(
         default=0.001,
@@ -525,7 +529,7 @@ class TrackingSettings(BaseModel):
     wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
         default=None, description="None: online with WANDB_API_KEY, else offline."
     )
-    project: str = "stock-market-analytics"
+    project: str = Field(default="stock-market-analytics", description="The W&B project.")
     directory: str = Field(default="wandb", description="Where W&B writes its run files.")
 
 
@@ -561,7 +565,7 @@ class TuningSettings(BaseModel):
     folds: int = Field(
         default=3, ge=2, le=10, description="Expanding-window folds of train+validation."
     )
-    seed: int = 7
+    seed: int = Field(default=7, description="The TPE sampler's seed (reproducible studies).")
 
 
 class DaskSettings(BaseModel):
@@ -738,8 +742,7 @@ OTHER_VARIABLES = ("SMA_IMAGE", "SMA_IMAGE_BASE")
 # whose flag sets the new setting (the old path's last part: ``flows.shell``), and a setting
 # passed under its old path to ``read_settings`` all still work, with a warning naming the
 # new name (once per process); the new name wins when both are given. The unknown-variable
-# check knows the old variables, and the README's table of renamed settings is checked
-# against this one.
+# check knows the old variables, and the site's settings page lists them from here.
 RENAMED: dict[str, str] = {
     "batch_size": "collect.symbols_per_task",
     "features.batch_size": "features.symbols_per_task",

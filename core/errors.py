@@ -1,6 +1,6 @@
 """The errors a user can meet, by the exit code they end a command with.
 
-One table for every flow (``flows.shell`` maps these classes to exit codes; the README
+One table for every flow (``flows.shell`` maps these classes to exit codes; the site's exit-code page
 lists them). A module raises a subclass that names its own problem; the shell never needs
 to know the subclass.
 """

@@ -183,8 +183,8 @@ class Forecasts:
         levels: Sequence[float] | None = None,
     ) -> pl.DataFrame:
         """The newest forecasts of each horizon asked (default: every horizon), one row per
-        (horizon, symbol): ``horizon, symbol, date, target_date, method, run_id``, the
-        ``q_<level>`` columns (all, or ``levels``) and the VaR and ES columns."""
+        (horizon, symbol): ``symbol, date, target_date, horizon, method``, the ``q_<level>``
+        columns (all, or ``levels``), the VaR and ES columns and ``run_id``."""
         return self.latest_versioned(symbols, horizons, levels)[0]
 
     def history(

@@ -2,7 +2,7 @@
 
 Each ``Key`` is a pattern such as ``raw/prices/symbol={symbol}/data.parquet``; call it with
 the parts to get a key, ``match`` a key to get them back. ``KEYS`` lists them in the
-order of the README's layout table (a test holds the two together). The layout carries a
+order of the site's layout page, which is generated from it. The layout carries a
 version in ``store.json`` (recorded by the store's first write): a store written by an
 older version keeps working, through a migration here when a change needs one.
 """
@@ -44,8 +44,8 @@ class Key:
         return self.pattern.format(**parts)
 
     @property
-    def readme(self) -> str:
-        """The pattern as the README writes it: ``raw/prices/symbol=<symbol>/data.parquet``."""
+    def shown(self) -> str:
+        """The pattern as the docs write it: ``raw/prices/symbol=<symbol>/data.parquet``."""
         return _FIELD.sub(lambda m: f"<{m[1]}>", self.pattern)
 
     @property

@@ -1,18 +1,45 @@
-"""``python -m service``: the forecast service on ``SMA_API__HOST``:``SMA_API__PORT`` over
-``SMA_STORE``. Bad settings are one line, exit 2 (``core.errors.EXIT_CODES``)."""
+"""``python -m service``: the read-only forecast service (FastAPI on uvicorn) over the store.
+
+Settings come from the environment (SMA_STORE, SMA_API__HOST, SMA_API__PORT, SMA_API__TOKEN,
+SMA_API__CORS_ORIGINS, SMA_API__TIMEOUT_SECONDS); the flags override them. Bad settings are
+one line, exit 2.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from typing import Any
 
 from core.errors import UserFacingError, first_line
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line: ``--help`` answers without importing the service's libraries."""
+    lines = (__doc__ or "").strip().splitlines()
+    first = lines[0].removeprefix("``python -m service``: the ")
+    command = argparse.ArgumentParser(
+        prog="python -m service",
+        description=first[0].upper() + first[1:],
+        epilog="\n".join(lines[2:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_argument("--store", help="store root: a folder or s3://bucket/prefix (SMA_STORE)")
+    command.add_argument("--host", help="address to listen on (SMA_API__HOST, default 127.0.0.1)")
+    command.add_argument("--port", type=int, help="port to listen on (SMA_API__PORT, default 8000)")
+    return command
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     from core.settings import load_settings
 
+    overrides: dict[str, Any] = {"store": args.store} if args.store else {}
+    api = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if api:
+        overrides["api"] = api
     try:
-        settings = load_settings()
+        settings = load_settings(**overrides)
         from service.app import create_app
 
         app = create_app(settings)

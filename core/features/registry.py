@@ -1,4 +1,4 @@
-"""The feature groups by name: the single list that settings, ``--groups`` and the README read.
+"""The feature groups by name: the single list that settings, ``--groups`` and the docs read.
 
 A new group is one module declaring a ``FeatureGroup`` plus one entry here.
 """

@@ -17,7 +17,7 @@ New runs are calibrated per level (``core.modeling.calibration``). All state is 
     CQR's raw interval, whatever the run's CQR mode and normalization). Linear in q, it has none of ACI's blow-ups
     when alpha_t runs into the tails of the score distribution; the square root sits between
     additive offsets (too narrow in turbulent markets) and offsets proportional to the width
-    (too wide there, costing pinball loss). Chosen on the 2010-2018 backtest (README).
+    (too wide there, costing pinball loss). Chosen on the 2010-2018 backtest (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The HTML report in a real browser: headless Chromium (Debian's package, driven by Selenium
-through Debian's chromedriver) opens it from file://, as a user would."""
+through Debian's chromedriver) opens it from file://, as a user would. One browser serves
+every test of the module (starting Chromium costs seconds)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from typing import Any
 import pytest
 
 from core import layout
+from core.config import MonitorSettings
+from core.report.data import report_data
+from core.report.page import render
 from core.storage import Store
 from flows.monitor import monitor
 from tests.factories import frozen_model_store
@@ -19,9 +23,11 @@ from tests.flows.test_service import serve
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "clean_env")
 SCREENSHOT = "report.png"
+ROOT = Path(__file__).resolve().parents[2]
+STORE_V2 = ROOT / "tests" / "data" / "store_v2"  # a trained store with a real model card
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -43,6 +49,26 @@ def browser() -> Iterator[Any]:
         yield chrome
     finally:
         chrome.quit()
+
+
+def load(browser: Any, url: str) -> None:
+    """Open ``url`` and wait for the page to finish loading."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+
+
+def errors(browser: Any) -> list[dict[str, Any]]:
+    """The console's errors since the last call (reading the log empties it)."""
+    return [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+
+
+def text_of(browser: Any, element_id: str) -> str:
+    """An element's textContent (the note of a hidden element too)."""
+    return browser.execute_script(f"return document.getElementById('{element_id}').textContent")
 
 
 def test_the_report_works_in_a_real_browser(browser, tmp_path):
@@ -77,15 +103,11 @@ def test_the_report_works_in_a_real_browser(browser, tmp_path):
     page = Path(summary["report"])
     assert page.is_file() and page.stat().st_size < 10e6
 
-    browser.get(page.as_uri())
-    WebDriverWait(browser, 30).until(
-        lambda d: d.execute_script("return document.readyState") == "complete"
-    )
+    load(browser, page.as_uri())
     timing = browser.execute_script(
         "const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime;"
     )
-    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
-    assert errors == []
+    assert errors(browser) == []
     assert browser.title.startswith("Stock market analytics")  # the injected handler never ran
     # one table row per predicted symbol, the hostile name shown as text
     rows = browser.find_elements("css selector", "#forecasts tbody tr")
@@ -98,15 +120,21 @@ def test_the_report_works_in_a_real_browser(browser, tmp_path):
     browser.find_element("id", "filter").send_keys("S0")
     assert len(browser.find_elements("css selector", "#forecasts tbody tr")) == 10
     # choosing another symbol redraws the fan chart with that symbol's forecasts
-    fan = "const f = document.getElementById('fan'); return [f.layout.title.text, JSON.stringify(f.data.map(t => t.y))];"
+    fan = "const f = document.getElementById('fan'); return [document.getElementById('fan-title').textContent, JSON.stringify(f.data.map(t => t.y))];"
     before = browser.execute_script(fan)
     Select(browser.find_element("id", "symbol")).select_by_visible_text("S05")
     after = browser.execute_script(fan)
     assert after[0].startswith("S05") and after[1] != before[1]
-    # the hostile name as the chart's title: shown as text, no element made from it
+    assert browser.execute_script("return location.hash") == "#symbol=S05"
+    # the hostile name as the chart's title and in the address: shown as text, no element
+    # made from it, read back from the address as the name it is
     Select(browser.find_element("id", "symbol")).select_by_visible_text(hostile)
-    title = browser.execute_script("return document.querySelector('#fan .gtitle').textContent")
-    assert title.startswith(hostile) and not browser.find_elements("css selector", "#fan .gtitle *")
+    assert text_of(browser, "fan-title").startswith(hostile)
+    assert not browser.find_elements("css selector", "#fan-title *, #symbol-summary *")
+    assert text_of(browser, "symbol-summary").startswith(hostile)
+    assert hostile == browser.execute_script(
+        "return new URLSearchParams(location.hash.slice(1)).get('symbol')"
+    )
     realized = json.loads(after[1])[-1]
     assert sum(v is not None for v in realized) >= 80  # realized returns overlaid
     # the coverage chart shows the target band and the shift the monitor saw
@@ -114,6 +142,11 @@ def test_the_report_works_in_a_real_browser(browser, tmp_path):
         "return document.getElementById('coverage').layout.shapes.length"
     )
     assert shapes == 2
+    # scores but no backtest: the loss ratios drawn, and a line saying what would add to them
+    assert browser.find_elements("css selector", "#pinball .main-svg")
+    assert browser.find_element("css selector", "#pinball + .note").text.startswith(
+        "No backtest yet: run python -m flows.backtest"
+    )
     # the risk section: a zone per symbol (the volatility tripled: red ones), exceptions over
     # time, the selected symbol's VaR against its returns, tail losses against their ES
     zones = browser.find_elements("css selector", "#zones tbody tr")
@@ -121,7 +154,7 @@ def test_the_report_works_in_a_real_browser(browser, tmp_path):
     assert "red zone: " in browser.find_element("id", "risk-note").text
     assert browser.execute_script("return document.getElementById('exceptions').data.length") == 2
     Select(browser.find_element("id", "symbol")).select_by_visible_text("S05")
-    title = browser.execute_script("return document.getElementById('var-symbol').layout.title.text")
+    title = text_of(browser, "var-symbol-title")
     assert title.startswith("S05") and "99 % VaR" in title
     es = browser.execute_script("return document.getElementById('es').data[1].x.length")
     assert es > 20
@@ -142,8 +175,111 @@ def test_the_report_works_in_a_real_browser(browser, tmp_path):
         WebDriverWait(browser, 30).until(
             lambda d: d.execute_script("return document.readyState") == "complete"
         )
-        assert [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")] == []
+        assert errors(browser) == []
         assert len(browser.find_elements("css selector", "#forecasts tbody tr")) == 12
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def unscored_report(tmp_path: Path) -> Path:
+    """The report of a trained store the monitor never ran on and with no backtest (a copy of
+    ``store_v2`` without them), rendered by core directly: no Prefect, no monitor run."""
+    import plotly.offline
+
+    root = tmp_path / "unscored"
+    shutil.copytree(STORE_V2, root, ignore=shutil.ignore_patterns("monitoring", "backtests"))
+    tickers = str(ROOT / "data" / "sample" / "tickers.csv")
+    data = report_data(Store(str(root)), MonitorSettings(), tickers)
+    page = tmp_path / "unscored" / "index.html"
+    page.write_text(render(data, plotly.offline.get_plotlyjs()), encoding="utf-8")
+    return page
+
+
+INTERSECTIONS = """
+return [...document.querySelectorAll('.chart')].filter(c => c.querySelector('.modebar')).map(c => {
+  const box = r => [r.left, r.top, r.right, r.bottom];
+  return [c.id, box(document.getElementById(c.id + '-title').getBoundingClientRect()),
+          box(c.querySelector('.modebar').getBoundingClientRect())];
+});
+"""
+
+
+def overlap(a: list[float], b: list[float]) -> bool:
+    """Whether two (left, top, right, bottom) boxes share any area."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_an_unscored_store_says_what_is_missing_and_each_symbol_has_an_address(browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    page = unscored_report(tmp_path)
+    load(browser, page.as_uri())
+    assert errors(browser) == []
+    # the model card as HTML: its heading, paragraphs and tables, no Markdown in a <pre>
+    assert not browser.find_elements("css selector", "pre")
+    card = browser.find_element("id", "card")
+    assert card.find_element("css selector", "h3").text.startswith("Model card: 2026")
+    assert card.find_element("css selector", "h3 code").text.startswith("2026")
+    assert card.find_element("css selector", "p strong").text == "lightgbm"
+    tables = card.find_elements("css selector", "table")
+    assert len(tables) == 2
+    head = [th.text for th in tables[0].find_elements("css selector", "thead th")]
+    assert head[0] == "method" and head[-1] == "CRPS / ewma"
+    assert len(tables[0].find_elements("css selector", "tbody tr")) == 12
+    assert "|---" not in card.text and "**" not in card.text
+    # nothing scored, no backtest, no monitor run: one-line notes instead of empty charts
+    pinball = browser.find_element("id", "pinball")
+    assert not pinball.find_elements("css selector", ".main-svg")
+    assert pinball.text.startswith("No scored forecasts yet: run python -m flows.monitor")
+    assert "python -m flows.backtest" in pinball.text
+    assert pinball.find_element("css selector", "code").text == "python -m flows.monitor"
+    assert pinball.size["height"] < 60  # one line, not the chart's 360 px
+    for section in ("drift", "health"):
+        assert "run python -m flows.monitor" in browser.find_element("id", section).text
+    # every chart's title is an HTML heading above it, clear of Plotly's mode bar (shown)
+    ActionChains(browser).move_to_element(browser.find_element("id", "coverage")).perform()
+    boxes = browser.execute_script(INTERSECTIONS)
+    assert {b[0] for b in boxes} == {
+        "fan",
+        "coverage",
+        "calibration",
+        "exceptions",
+        "var-symbol",
+        "es",
+    }
+    for name, title, bar in boxes:
+        assert title[2] > title[0] and bar[2] > bar[0], name  # both laid out
+        assert not overlap(title, bar), (name, title, bar)
+    assert not browser.find_elements("css selector", ".gtitle")  # no title left in Plotly
+
+    # a symbol's view by address: the selection, both per-symbol charts and its table row
+    load(browser, page.as_uri() + "#symbol=KO")
+    symbol = Select(browser.find_element("id", "symbol"))
+    assert symbol.first_selected_option.text == "KO"
+    assert text_of(browser, "fan-title").startswith("KO:")
+    assert text_of(browser, "var-symbol-title").startswith("KO:")
+    assert text_of(browser, "symbol-summary").startswith("KO, forecast of 2017-12-29")
+    assert browser.find_element("css selector", "#forecasts tr.selected").text.startswith("KO")
+    assert not browser.find_element("id", "symbol-note").is_displayed()
+    # choosing another writes the address; so does a click on a table row
+    symbol.select_by_visible_text("JPM")
+    assert browser.execute_script("return location.hash") == "#symbol=JPM"
+    browser.find_element("xpath", "//table[@id='forecasts']//td[text()='XOM']").click()
+    assert browser.execute_script("return location.hash") == "#symbol=XOM"
+    assert text_of(browser, "fan-title").startswith("XOM:")
+    # an unknown symbol, typed into the open page or loaded: a note, the page still whole
+    browser.get(page.as_uri() + "#symbol=NOPE")
+    note = browser.find_element("id", "symbol-note")
+    WebDriverWait(browser, 5).until(lambda _: note.is_displayed())
+    assert note.text == 'No symbol "NOPE" in this report: showing XOM.'
+    browser.refresh()
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+    note = browser.find_element("id", "symbol-note")
+    assert note.is_displayed() and note.text == 'No symbol "NOPE" in this report: showing AAPL.'
+    assert text_of(browser, "fan-title").startswith("AAPL:")
+    assert browser.find_elements("css selector", "#fan .main-svg")
+    assert errors(browser) == []

@@ -6,11 +6,10 @@ import re
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
-from core.config import RENAMED, ConfigError, ModelSettings, Settings, unknown_variables, variable
+from core.config import RENAMED, ConfigError, ModelSettings, unknown_variables, variable
 from core.settings import load_settings
-from tests.factories import ROOT, value_at
+from tests.factories import value_at
 
 CONFIG_LOGGER = "stock_market_analytics.config"
 
@@ -198,43 +197,6 @@ def test_an_old_path_in_the_overrides_sets_the_new_setting(fresh, caplog, old):
 
 def test_old_variables_are_known():
     assert unknown_variables([variable(path) for path in RENAMED]) == {}
-
-
-def readme_table(header: str) -> list[list[str]]:
-    """The rows of the README table whose header row starts with ``header``: cells' text."""
-    text = (ROOT / "README.md").read_text()
-    start = text.index(header)
-    lines = text[start : text.index("\n\n", start)].splitlines()[2:]
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
-
-
-def test_readme_lists_the_renamed_settings_of_the_table():
-    rows = readme_table("| old | new |")
-    assert [tuple(row[:2]) for row in rows] == [
-        (f"`{variable(old)}`", f"`{variable(new)}`") for old, new in RENAMED.items()
-    ]
-
-
-def test_readme_configuration_table_names_every_setting_and_only_those():
-    """Every variable of the configuration table is a setting, and every setting is there
-    (a row's ``__NAME`` continues the section of the variable before it)."""
-    named: list[str] = []
-    for row in readme_table("| setting | env | default |"):
-        section = ""
-        for token in re.findall(r"`([^`]+)`", row[1]):
-            if token.startswith("SMA_"):
-                named.append(token)
-                section = token.rsplit("__", 1)[0] if "__" in token else ""
-            elif token.startswith("__"):
-                named.append(section + token)
-    settings: list[str] = []
-    for name, field in Settings.model_fields.items():
-        section = field.annotation
-        if isinstance(section, type) and issubclass(section, BaseModel):
-            settings += [variable(f"{name}.{sub}") for sub in section.model_fields]
-        else:
-            settings.append(variable(name))
-    assert sorted(named) == sorted(settings)
 
 
 def test_sections_built_in_code_are_not_checked_against_the_registries():

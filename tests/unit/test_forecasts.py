@@ -108,13 +108,3 @@ def test_the_same_calls_on_s3(store, s3_endpoint, s3_bucket):
     assert fc.latest().equals(local.latest())
     assert fc.history("KO").equals(local.history("KO"))
     assert fc.deployed_run() == local.deployed_run()
-
-
-def test_the_readmes_example_runs(store):
-    """The README's read-API example, run as written but on this store."""
-    from tests.factories import ROOT
-
-    text = (ROOT / "README.md").read_text().split("**Reaching the forecasts.**", 1)[1]
-    example = text.split("```python\n", 1)[1].split("```", 1)[0]
-    assert "Forecasts.open(" in example
-    exec(example.replace("s3://bucket/prod", str(store)), {})  # the README's own code

@@ -1,27 +1,13 @@
-"""The store layout: one module holds every key, the README's table lists the same keys,
+"""The store layout: one module holds every key (the site's layout page is generated from it),
 and a store carries its layout version."""
 
 from __future__ import annotations
-
-import re
 
 import pytest
 
 from core import layout
 from core.errors import InputError
 from core.storage import Store
-from tests.factories import ROOT
-
-
-def readme_layout_rows() -> list[tuple[str, str]]:
-    """The rows of the README's store layout table, in order: (key, what it holds)."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Store layout", 1)[1].split("\n#", 1)[0]
-    return re.findall(r"^\| `([^`]+)` \| (.*) \|$", section, flags=re.MULTILINE)
-
-
-def test_readme_table_lists_exactly_the_layout_keys():
-    assert readme_layout_rows() == [(key.readme, key.holds) for key in layout.KEYS]
 
 
 def test_keys_format_and_match_back():
@@ -33,7 +19,7 @@ def test_keys_format_and_match_back():
     part = layout.FEATURE_PART(version="abc", index=3, chunk=1)
     assert part == "features/abc/part-00003-001.parquet"
     assert layout.FEATURE_PART.match(part) == {"version": "abc", "index": "00003", "chunk": "001"}
-    assert layout.FEATURE_PART.readme == "features/<version>/part-<index>-<chunk>.parquet"
+    assert layout.FEATURE_PART.shown == "features/<version>/part-<index>-<chunk>.parquet"
     assert layout.run_key("r1", "model/params.json") == layout.RUN_MODEL(
         run_id="r1", file="params.json"
     )

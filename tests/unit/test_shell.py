@@ -94,9 +94,6 @@ def test_error_classes_carry_the_exit_code_table():
         3,
     )
     assert set(EXIT_CODES) == {0, 1, 2, 3, 130, 143}
-    readme = (ROOT / "README.md").read_text().split("### Exit codes", 1)[1].split("\n#", 1)[0]
-    rows = re.findall(r"^\| (\d+) \| (.*) \|$", readme, flags=re.MULTILINE)
-    assert rows == [(str(code), text) for code, text in EXIT_CODES.items()]
 
 
 def renamed_flags() -> list[tuple[str, str, Arg]]:

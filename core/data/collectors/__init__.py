@@ -1,5 +1,5 @@
 """Market-data collectors behind one protocol, by name: the registry ``COLLECTORS`` is the
-single list of sources (``--source`` choices, settings validation and the README read it).
+single list of sources (``--source`` choices, settings validation and the docs read it).
 
 A collector's module is imported only when it is built, so naming a source costs nothing.
 """

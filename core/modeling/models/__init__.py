@@ -1,5 +1,5 @@
 """Quantile regressors by name: ``MODELS`` is the single list (``--model`` choices, settings
-validation, tuning spaces and the README read it). A new regressor is one module declaring
+validation, tuning spaces and the docs read it). A new regressor is one module declaring
 a ``ModelSpec`` plus one entry here; its library is imported only when it fits or loads."""
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ class ModelSpec:
     evaluation (train's test period, each backtest refit) fits and scores beside the model.
     ``thin_by_horizon``: unless ``model.train_every`` says otherwise, a window's fits learn
     from the training rows of every h-th date only, set where the whole backtest showed it
-    costs no quality (the figures: README, issue 21). ``from_settings``: the parameters a
+    costs no quality (the figures: docs/performance.md, issue 21). ``from_settings``: the parameters a
     method takes from the model settings whether or not it is the configured model (a
     baseline's window).
     """
