@@ -1,5 +1,5 @@
 # The project's image: one image for a process worker, an ECS task (prefect-aws) and a Dask
-# worker. The locked dependencies (no dev group) in a virtual environment at /opt/venv, the
+# worker. The locked dependencies (no dev or docs group) in a virtual environment at /opt/venv, the
 # code at /app (read-only to the runtime user), `prefect` and `dask` on PATH, user sma (10001).
 #
 #   docker build -t sma .                                        # with a package index
@@ -10,11 +10,11 @@
 # means the default (prefect.yaml passes SMA_IMAGE_BASE, empty when unset).
 #
 # Two ways to install the dependencies, chosen by the build context:
-# - `wheels/` holds wheel files and `requirements.txt` (`uv export --frozen --no-dev
+# - `wheels/` holds wheel files and `requirements.txt` (`uv export --frozen --no-default-groups
 #   --no-emit-project`, with hashes): pip installs them with `--no-index --find-links`,
 #   hashes required. Nothing is fetched, so the build runs without network (`python -m
 #   benchmarks.image --wheelhouse wheels` makes such a folder on a connected machine).
-# - otherwise `uv sync --frozen --no-dev` from the package index (uv itself from pip).
+# - otherwise `uv sync --frozen --no-default-groups` from the package index (uv itself from pip).
 #
 # LightGBM loads the OpenMP runtime libgomp.so.1, absent from minimal and slim images: the
 # runtime stage keeps the base's copy and installs `libgomp1` with apt-get only when the
@@ -42,7 +42,7 @@ RUN set -eu; \
         /tmp/uv/bin/pip install "uv==${UV_VERSION}"; \
         UV_PROJECT_ENVIRONMENT=/opt/venv UV_PYTHON=python3 UV_PYTHON_DOWNLOADS=never \
         UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_NO_CACHE=1 \
-            /tmp/uv/bin/uv sync --frozen --no-dev --no-install-project; \
+            /tmp/uv/bin/uv sync --frozen --no-default-groups --no-install-project; \
     fi; \
     /opt/venv/bin/python -c "import prefect, distributed, catboost"
 

@@ -1,5 +1,6 @@
 """Container image benchmark: the image built without network access, then the collect flow
-run inside it against a Prefect server and an S3 server on the host.
+run inside it against a Prefect server and an S3 server on the host, and the forecast
+service run from it over a store on that S3 server.
 
     python -m benchmarks.image [--work DIR] [--mirror URL] [--rebuild-base] [--no-build]
                                [--keep-dockerd]
@@ -10,21 +11,33 @@ Needs root, `docker` with `dockerd` (started here when not running, stopped at t
 - a base image made without a registry: `debootstrap --variant=minbase` of Debian 12 with
   python3 (3.11), python3-venv, ca-certificates and libgomp1, then `docker import` (made once,
   kept as a tag; `--rebuild-base` makes it again);
-- a wheelhouse downloaded on the host: `uv export --frozen --no-dev` (with hashes) and the
-  wheels of those pins for CPython 3.11 on manylinux x86_64 (`pip download --only-binary`),
-  kept in --work (default ~/.cache/sma-image) and topped up when uv.lock changes;
+- a wheelhouse downloaded on the host: `uv export --frozen --no-default-groups` (with
+  hashes: the runtime dependencies, no dev or docs group) and the wheels of those pins for
+  CPython 3.11 on manylinux x86_64 (`pip download --only-binary`), kept in --work (default
+  ~/.cache/sma-image) and topped up when uv.lock changes;
 - `docker build --build-arg BASE=<that base>` of a context holding the repository's files and
   `wheels/` (nothing is fetched inside the build): cold (`--no-cache`) and again after a code
   change (the dependency layers cached); the image's size (`--no-build` reuses the image);
 - inside the image: non-root, `import lightgbm, catboost`, `prefect worker start --help`,
-  `dask worker --help`;
+  `dask worker --help`; no package locked only for the dev or docs group (`uv export
+  --all-groups` less `--no-default-groups`): mkdocs, pytest, ruff and the rest neither
+  installed, importable nor on PATH;
 - `prefect server start` and a moto S3 server on 127.0.0.1, then the collect flow on the
   bundled sample (as `make demo`) into S3, each run with `--network host`: `python -m
   flows.collect` in a container, the same on the host for comparison, the `collect`
   deployment (registered from the image) run by a process worker in a container, and
   `python -m flows.collect` in a container whose tasks run on Dask (`SMA_TASK_RUNNER=dask`),
   the scheduler and the worker two more containers of the image. Checked: the prices in S3,
-  the flow runs in the server, the task runs in the Dask worker's log.
+  the flow runs in the server, the task runs in the Dask worker's log;
+- the forecast service: a trained store (tests/data/store_v2: models, predictions,
+  monitoring) copied into the moto bucket, its report written by `python -m flows.report`
+  in a container, then `python -m service` in a container over that S3 store (`SMA_STORE`,
+  `SMA_S3__ENDPOINT_URL`, `SMA_API__TOKEN`; --network host, a free port). Measured: the
+  seconds from `docker run` to `GET /health` answering 200, and `docker stop`. Checked:
+  `GET /v1/forecasts/latest` 200 with the bearer token (one row per symbol), 401 without it
+  or with a wrong one; `GET /report` 200 (when the store holds a report); the process not
+  root; `docker stop` within 5 s with exit code 0 (uvicorn ends on SIGTERM), no container
+  left, the port closed, neither the token nor a traceback in the container's log.
 """
 
 from __future__ import annotations
@@ -201,7 +214,7 @@ def _linux_cpython311_envs() -> list[dict[str, str]]:
 
 
 def wheelhouse(dest: Path) -> dict[str, Any]:
-    """`requirements.txt` (the lock without dev, hashed) and its wheels for CPython 3.11 on
+    """`requirements.txt` (the lock without the dev and docs groups, hashed) and its wheels for CPython 3.11 on
     manylinux x86_64 into dest; wheels no longer locked are removed, wheels already there
     with a locked hash are kept. The lock may pin a package twice (soupsieve differs below
     and from 3.11.5): the wheelhouse holds both, so it serves Debian 12's Python 3.11.2 and
@@ -213,7 +226,7 @@ def wheelhouse(dest: Path) -> dict[str, Any]:
 
     dest.mkdir(parents=True, exist_ok=True)
     requirements = dest / "requirements.txt"
-    export = [uv(), "export", "--frozen", "--no-dev", "--no-emit-project"]
+    export = [uv(), "export", "--frozen", "--no-default-groups", "--no-emit-project"]
     sh([*export, "--format", "requirements.txt", "-o", str(requirements)], cwd=ROOT)
     have: dict[tuple[str, str], set[str]] = {}  # (name, version) -> sha256 of the wheels here
     for wheel in dest.glob("*.whl"):
@@ -322,22 +335,47 @@ def docker_run(args: list[str], env: dict[str, str], *, name: str | None = None)
     return proc.stdout + proc.stderr
 
 
+def locked_names(*groups: str) -> set[str]:
+    """The normalized names of the packages `uv export --frozen` pins with those options."""
+    from packaging.utils import canonicalize_name
+
+    export = [uv(), "export", "--frozen", "--no-emit-project", "--no-hashes", *groups]
+    text = sh([*export, "--format", "requirements.txt"], cwd=ROOT).stdout
+    return {canonicalize_name(pin.partition("==")[0]) for pin, _, _ in _requirements(text)}
+
+
 def check_image() -> dict[str, Any]:
-    """Non-root, the model libraries load, and the worker commands are there."""
+    """Non-root, the model libraries load, the worker commands are there, and no package of
+    the dev or docs group alone is installed (nor mkdocs, pytest or ruff importable)."""
+    dev_only = sorted(locked_names("--all-groups") - locked_names("--no-default-groups"))
+    assert {"mkdocs", "pytest", "ruff"} <= set(dev_only), dev_only
     probe = docker_run(
         [
             "python",
             "-c",
-            "import json, os, shutil, sys, lightgbm, catboost, prefect; "
+            "import importlib.metadata as md, importlib.util, json, os, shutil, sys; "
+            "import lightgbm, catboost, prefect; "
+            f"dev_only = {dev_only!r}; "
+            "names = {d.metadata['Name'].lower().replace('_', '-').replace('.', '-') "
+            "for d in md.distributions()}; "
             "print(json.dumps({'uid': os.getuid(), 'python': sys.version.split()[0], "
             "'lightgbm': lightgbm.__version__, 'catboost': catboost.__version__, "
             "'prefect': prefect.__version__, 'cwd': os.getcwd(), "
-            "'prefect_on_path': shutil.which('prefect'), 'dask_on_path': shutil.which('dask')}))",
+            "'prefect_on_path': shutil.which('prefect'), 'dask_on_path': shutil.which('dask'), "
+            "'distributions': len(names), "
+            "'dev_installed': sorted(names.intersection(dev_only)), "
+            "'dev_importable': [m for m in ('mkdocs', 'material', 'mkdocstrings', 'pytest', "
+            "'ruff', 'moto', 'hypothesis', 'selenium') if importlib.util.find_spec(m)], "
+            "'dev_on_path': [c for c in ('mkdocs', 'pytest', 'ruff', 'pyright', 'moto_server') "
+            "if shutil.which(c)]}))",
         ],
         {},
     )
     info = json.loads(probe.strip().splitlines()[-1])
+    info["dev_only"] = len(dev_only)
     assert info["uid"] != 0, "the image must not run as root"
+    for found in ("dev_installed", "dev_importable", "dev_on_path"):
+        assert not info[found], f"the dev or docs group in the image: {found} {info[found]}"
     assert "--pool" in docker_run(["prefect", "worker", "start", "--help"], {})
     assert "SCHEDULER" in docker_run(["dask", "worker", "--help"], {}).upper()
     return info
@@ -401,20 +439,25 @@ def flow_run_states(api: str) -> list[str]:
     return sorted(run["state"]["type"] for run in flow_runs(api))
 
 
-def collect_runs(api: str, endpoint: str) -> dict[str, Any]:
-    """`python -m flows.collect` of the sample into S3: in a container of the image, on the
-    host, as a deployment run by a process worker in a container, and in a container whose
-    tasks run on a Dask worker container of the image."""
+def s3_client(endpoint: str) -> Any:
+    """A client of the S3 server (moto's fixed credentials)."""
     import boto3
 
-    bucket = "sma-image-bench"
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         region_name=AWS_ENV["AWS_DEFAULT_REGION"],
         aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+def collect_runs(api: str, endpoint: str) -> dict[str, Any]:
+    """`python -m flows.collect` of the sample into S3: in a container of the image, on the
+    host, as a deployment run by a process worker in a container, and in a container whose
+    tasks run on a Dask worker container of the image."""
+    bucket = "sma-image-bench"
+    s3 = s3_client(endpoint)
     s3.create_bucket(Bucket=bucket)
 
     def symbols(prefix: str) -> int:
@@ -466,6 +509,121 @@ def collect_runs(api: str, endpoint: str) -> dict[str, Any]:
     return figures
 
 
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """The status and body of a GET (an error status too, never raised)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=10
+        ) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def service_run(api: str, endpoint: str) -> dict[str, Any]:
+    """`python -m service` in a container of the image over an S3 store holding forecasts
+    (a copy of tests/data/store_v2 in the moto bucket, its report written by `python -m
+    flows.report` in a container first): the seconds from `docker run` to /health's 200, the
+    latest forecasts behind the token, /report, the user, and `docker stop`."""
+    from core import layout
+    from core.forecasts import Forecasts
+
+    source = ROOT / "tests" / "data" / "store_v2"  # a trained store: models, predictions
+    bucket, prefix = "sma-image-bench-service", "prod"
+    store = f"s3://{bucket}/{prefix}"
+    s3 = s3_client(endpoint)
+    s3.create_bucket(Bucket=bucket)
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            key = f"{prefix}/{path.relative_to(source).as_posix()}"
+            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+    symbols = sorted(Forecasts.open(str(source)).latest()["symbol"].unique().to_list())
+    figures: dict[str, Any] = {"store": store, "symbols": len(symbols)}
+
+    env = AWS_ENV | {"SMA_STORE": store, "SMA_S3__ENDPOINT_URL": endpoint}
+    report_env = env | {"PREFECT_API_URL": api, "SMA_TRACKING__WANDB_MODE": "disabled"}
+    started = time.perf_counter()
+    docker_run(["python", "-m", "flows.report"], report_env)
+    figures["report_s"] = time.perf_counter() - started
+    report_key = f"{prefix}/{layout.REPORT_LATEST()}"
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=report_key).get("Contents", [])
+    has_report = any(obj["Key"] == report_key for obj in listed)
+
+    token = f"bench-{os.urandom(8).hex()}"
+    auth = {"Authorization": f"Bearer {token}"}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    name = f"sma-bench-service-{os.getpid()}"
+    service_env = env | {
+        "SMA_API__HOST": "127.0.0.1",  # the host's network: reached on the host's loopback
+        "SMA_API__PORT": str(port),
+        "SMA_API__TOKEN": token,
+    }
+    try:
+        started = time.perf_counter()
+        docker_run(["python", "-m", "service"], service_env, name=name)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                status, body = http_get(f"{url}/health")
+            except OSError:  # not listening yet
+                status, body = 0, b""
+            if status == 200:
+                break
+            running = sh(["docker", "inspect", "--format", "{{.State.Running}}", name]).stdout
+            if running.strip() != "true" or time.monotonic() > deadline:
+                raise SystemExit(
+                    f"the service did not answer /health ({status}):\n{logs(name)[-3000:]}"
+                )
+            time.sleep(0.1)
+        figures["health_s"] = time.perf_counter() - started
+        figures["health"] = json.loads(body)
+
+        status, body = http_get(f"{url}/v1/forecasts/latest", auth)
+        assert status == 200, (status, body[:500])
+        rows = json.loads(body)["forecasts"]
+        assert sorted(row["symbol"] for row in rows) == symbols, rows
+        figures["latest"], figures["latest_rows"] = status, len(rows)
+        figures["latest_no_token"], _ = http_get(f"{url}/v1/forecasts/latest")
+        assert figures["latest_no_token"] == 401, figures["latest_no_token"]
+        wrong = {"Authorization": "Bearer wrong"}
+        figures["latest_wrong_token"], _ = http_get(f"{url}/v1/forecasts/latest", wrong)
+        assert figures["latest_wrong_token"] == 401, figures["latest_wrong_token"]
+        if has_report:
+            figures["report"], page = http_get(f"{url}/report", auth)
+            assert figures["report"] == 200 and b"<html" in page.lower(), figures["report"]
+            figures["report_mb"] = len(page) / 1e6
+        else:
+            figures["report"] = None  # no report in the store: not checked
+
+        status_line = sh(["docker", "exec", name, "cat", "/proc/1/status"]).stdout
+        uids = next(
+            line.split()[1:] for line in status_line.splitlines() if line.startswith("Uid:")
+        )
+        figures["uid"] = int(uids[0])
+        assert all(int(uid) != 0 for uid in uids), f"the service runs as root: {uids}"
+
+        figures["stop_s"], _ = timed(["docker", "stop", "-t", "30", name])
+        state = sh(["docker", "inspect", "--format", "{{.State.ExitCode}}", name])
+        figures["exit_code"] = int(state.stdout)
+        output = logs(name)
+        assert figures["stop_s"] < 5 and figures["exit_code"] == 0, (figures, output[-2000:])
+        assert token not in output and "Traceback" not in output, output[-2000:]
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    left = sh(["docker", "ps", "-aq", "--filter", f"name={name}"]).stdout.split()
+    assert not left, f"containers left: {left}"
+    try:
+        http_get(f"{url}/health")
+        raise AssertionError(f"{url} still answers after docker stop")
+    except OSError:
+        pass
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -504,8 +662,14 @@ def main() -> None:
             f"({info['dask_on_path']}), lightgbm {info['lightgbm']}, catboost "
             f"{info['catboost']}; `prefect worker start --help` and `dask worker --help` answer"
         )
+        print(
+            f"  {info['distributions']} distributions installed, none of the "
+            f"{info['dev_only']} locked for the dev or docs group only (mkdocs, pytest, "
+            "ruff, moto, ...): none importable, no mkdocs/pytest/ruff/pyright on PATH"
+        )
         with prefect_server() as client_env, s3_server() as endpoint:
             run = collect_runs(client_env["PREFECT_API_URL"], endpoint)
+            served = service_run(client_env["PREFECT_API_URL"], endpoint)
     rows = [
         ("a container: python -m flows.collect", run["container_s"], run["container_symbols"]),
         ("the host: the same command", run["host_s"], run["host_symbols"]),
@@ -525,6 +689,29 @@ def main() -> None:
     for where, seconds, symbols in rows:
         print(f"  {where:<66} {seconds:>6.1f} {symbols:>13}")
     print(f"  flow runs in the server: {run['flow_runs']}")
+    health = served["health"]
+    report = (
+        f"{served['report']} ({served['report_mb']:.1f} MB)"
+        if served["report"] is not None
+        else "not checked (no report in the store)"
+    )
+    print(f"the forecast service in a container (python -m service) over {served['store']}:")
+    print(f"  `python -m flows.report` in a container first: {served['report_s']:.1f} s")
+    print(
+        f"  docker run to GET /health 200: {served['health_s']:.1f} s (status "
+        f"{health['status']}, newest forecast {health['newest_forecast']}, "
+        f"{health['sessions_behind']} sessions behind)"
+    )
+    print(
+        f"  GET /v1/forecasts/latest: {served['latest']} with the token "
+        f"({served['latest_rows']} rows, one per symbol of {served['symbols']}), "
+        f"{served['latest_no_token']} without it, {served['latest_wrong_token']} with a wrong one"
+    )
+    print(f"  GET /report with the token: {report}")
+    print(
+        f"  the service's process: uid {served['uid']}; docker stop: {served['stop_s']:.1f} s, "
+        f"exit code {served['exit_code']}, no container left, the port closed"
+    )
 
 
 if __name__ == "__main__":
