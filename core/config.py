@@ -205,7 +205,7 @@ class FeatureSettings(BaseModel):
         min_length=1,
         description="Forecast horizons in trading days, each with its own features, runs, "
         "forecasts and scores in the store (the first one built keeps the root keys; the others "
-        "live under horizons/h=<h>/).",
+        "live under `horizons/h=<h>/`).",
     )
     horizon: int = Field(
         default=3,
@@ -222,7 +222,7 @@ class FeatureSettings(BaseModel):
     symbols_per_task: int | None = Field(
         default=None,
         ge=1,
-        description="Symbols per feature task; None builds the panel in one task.",
+        description="Symbols per feature task; unset: the whole panel in one task.",
     )
     chunk_rows: int = Field(
         default=150_000,
@@ -527,7 +527,7 @@ class TrackingSettings(BaseModel):
     """Weights & Biases: offline unless an API key is set, so nothing blocks on the network."""
 
     wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
-        default=None, description="None: online with WANDB_API_KEY, else offline."
+        default=None, description="Unset: online with WANDB_API_KEY, else offline."
     )
     project: str = Field(default="stock-market-analytics", description="The W&B project.")
     directory: str = Field(default="wandb", description="Where W&B writes its run files.")

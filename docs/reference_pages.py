@@ -8,6 +8,8 @@ twice; ``docs/gen_pages.py`` hands the pages to mkdocs-gen-files.
 from __future__ import annotations
 
 import datetime as dt
+import html
+import json
 import os
 import subprocess
 import sys
@@ -24,8 +26,12 @@ GENERATED = "Generated from the code when the site is built: "
 
 
 def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell (one line, pipes escaped)."""
-    return " ".join(text.split()).replace("|", "\\|")
+    """Text safe inside a Markdown table cell: one line, pipes escaped, and ``<``, ``>``,
+    ``&`` escaped outside code spans (``horizons/h=<h>/`` is text, not a tag)."""
+    parts = " ".join(text.split()).split("`")
+    return "`".join(
+        part if i % 2 else html.escape(part, quote=False) for i, part in enumerate(parts)
+    ).replace("|", "\\|")
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -58,21 +64,33 @@ def type_name(annotation: object) -> str:
 
 
 def default_text(field: FieldInfo) -> str:
-    """A field's default as it reads in a table (empty for none)."""
+    """A field's default as it reads in a table, in code font; ``unset`` for none."""
     value = field.default
     if value is PydanticUndefined and field.default_factory is not None:
         value = field.default_factory()  # type: ignore[call-arg]
     if value is None or value is PydanticUndefined:
-        return ""
-    if value == "":
-        return "empty"
+        return "unset"
     if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return "{}" if not value else str(value)
-    return f"`{value}`" if isinstance(value, str) else str(value)
+        text = str(value).lower()
+    elif isinstance(value, list | tuple):
+        text = ",".join(str(v) for v in value)
+    elif isinstance(value, dict):
+        text = json.dumps(value)
+    else:
+        text = str(value)
+    return f"`{text}`" if text else "empty"
+
+
+def bounds_text(field: FieldInfo) -> str:
+    """The range a numeric setting is held to (its ``ge``, ``gt``, ``le``, ``lt``)."""
+    signs = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    found = [
+        f"`{signs[name]} {getattr(rule, name)}`"
+        for rule in field.metadata
+        for name in signs
+        if getattr(rule, name, None) is not None
+    ]
+    return ", ".join(found)
 
 
 def _setting_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, ...]]:
@@ -91,6 +109,7 @@ def _setting_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, ...]]:
                 f"`{variable(prefix + name)}`",
                 type_name(kind),
                 default_text(field),
+                bounds_text(field),
                 field.description,
             )
         )
@@ -110,7 +129,7 @@ def _sections() -> list[tuple[str, type[BaseModel]]]:
 
 def settings_page() -> str:
     """Every setting of ``core.config.Settings``: its variable, type, default and meaning."""
-    from core.config import RENAMED, Settings, variable
+    from core.config import Settings
 
     sections = _sections()
     top = _setting_rows(Settings, "")
@@ -127,33 +146,66 @@ def settings_page() -> str:
         "`prefect.yaml` (known, so never warned about); how many batches run at once on "
         "threads is Prefect's `PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS` (unset: "
         "min(32, cores + 4), not Prefect's unbounded default); on Dask, the workers' threads.\n",
-        "## Run inputs\n",
-        table(("variable", "type", "default", "meaning"), top),
+        "## Top-level settings\n",
+        table(("variable", "type", "default", "range", "meaning"), top),
     ]
     for name, model in sections:
         doc = " ".join((model.__doc__ or "").split())
         out += [
             f"## `{name}`\n",
             doc + "\n" if doc else "",
-            table(("variable", "type", "default", "meaning"), _setting_rows(model, f"{name}.")),
+            table(
+                ("variable", "type", "default", "range", "meaning"),
+                _setting_rows(model, f"{name}."),
+            ),
         ]
     out += [
         "## Renamed settings\n",
-        "The old names still work, with a warning naming the new one; when both are given, "
-        "the new one wins. A flow's old flag or parameter is the old name's last part.\n",
-        table(
-            ("old", "new"),
-            [(f"`{variable(old)}`", f"`{variable(new)}`") for old, new in RENAMED.items()],
-        ),
+        "The old names still work, with a warning naming the new one (once per process); "
+        "when both are given, the new one wins, and a flag or flow parameter still beats a "
+        "variable. A flow's old flag or parameter is the old name's last part (hidden from "
+        "`--help`).\n",
+        table(("old", "new", "old flag and parameter → new"), renamed_rows()),
     ]
     return "\n".join(out)
+
+
+def renamed_rows() -> list[tuple[str, ...]]:
+    """(old variable, new variable, the flows whose flag it renamed) per renamed setting,
+    the flags read from each flow's command line (``Command.renamed``)."""
+    import importlib
+
+    from core.config import RENAMED, variable
+
+    flags: dict[str, list[str]] = {}
+    for module in commands():
+        command = getattr(importlib.import_module(module), "COMMAND", None)
+        if command is None:
+            continue
+        for old, arg in command.renamed().items():
+            flags.setdefault(arg.setting, []).append(
+                f"{command.name}: `--{old.replace('_', '-')}` → `{arg.flag}`, "
+                f"`{old}` → `{arg.flag.removeprefix('--').replace('-', '_')}`"
+            )
+    return [
+        (f"`{variable(old)}`", f"`{variable(new)}`", "; ".join(flags.get(new, [])))
+        for old, new in RENAMED.items()
+    ]
+
+
+def command_text(rebuild: str) -> str:
+    """A rebuild hint with its command in code font: ``python -m flows.x`` (why)."""
+    if not rebuild.startswith("python -m "):
+        return rebuild
+    command, paren, rest = rebuild.partition(" (")
+    return f"`{command}`{paren}{rest}"
 
 
 def layout_page() -> str:
     """Every key of the store (``core.layout.KEYS``), what it holds and what rebuilds it."""
     from core import layout
 
-    rows = [(f"`{key.shown}`", key.holds, key.rebuild) for key in layout.KEYS]
+    rows = [(f"`{key.shown}`", key.holds, command_text(key.rebuild)) for key in layout.KEYS]
     return "\n".join(
         [
             "# Store layout\n",
@@ -179,8 +231,9 @@ def exit_codes_page() -> str:
     return "\n".join(
         [
             "# Exit codes\n",
-            GENERATED + "`core/errors.py`. Every command (`python -m flows.<name>`, "
-            "`python -m service`) ends with one of these. An error is one line on stderr naming "
+            GENERATED + "`core/errors.py`. Every flow's command (`python -m flows.<name>`) "
+            "ends with one of these; `python -m service` ends with 2 on bad settings, and "
+            "with 0 when it is stopped (uvicorn's own shutdown). An error is one line on stderr naming "
             "the file, setting or symbol; tracebacks go to the Prefect logs, and to the "
             "terminal only with `--debug`.\n",
             table(("code", "meaning"), [(str(c), m) for c, m in errors.EXIT_CODES.items()]),
@@ -192,9 +245,12 @@ def exit_codes_page() -> str:
 
 
 def commands() -> list[str]:
-    """The command-line entry points: every flow, then the service."""
+    """The command-line entry points: every flow module that runs as a command, then the
+    service."""
     flows = sorted(
-        p.stem for p in (ROOT / "flows").glob("*.py") if p.stem not in ("__init__", "shell")
+        p.stem
+        for p in (ROOT / "flows").glob("*.py")
+        if '\nif __name__ == "__main__":' in p.read_text()
     )
     return [f"flows.{name}" for name in flows] + ["service"]
 

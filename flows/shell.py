@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -297,11 +298,11 @@ class Command:
 
     def parser(self, renamed: bool = False) -> argparse.ArgumentParser:
         """The flags; with ``renamed``, the old names of renamed flags too (hidden)."""
-        lines = (self.doc or "").strip().splitlines()
+        summary = " ".join((self.doc or "").strip().split("\n\n", 1)[0].split())
         codes = "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
         parser = argparse.ArgumentParser(
             prog=f"python -m flows.{self.name}",
-            description=lines[0] if lines else None,
+            description=textwrap.fill(summary, 88) if summary else None,
             epilog=f"Every flag is also a setting (SMA_*) or a flow parameter.\nexit codes:\n{codes}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )

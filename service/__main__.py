@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from core.settings import load_settings
 
-    overrides: dict[str, Any] = {"store": args.store} if args.store else {}
+    overrides: dict[str, Any] = {"store": args.store} if args.store is not None else {}
     api = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if api:
         overrides["api"] = api

@@ -96,32 +96,20 @@ def dynamic_quantile(y: np.ndarray, var: np.ndarray, tau: float, lags: int = 4) 
     return dq_of_hits(np.asarray(y, dtype=float) < var, var, tau, lags)
 
 
-def dq_statistics(
-    hits: np.ndarray, var: np.ndarray, tau: float, lags: int = 4
-) -> tuple[np.ndarray, int]:
-    """(DQ statistic of each row, observations) of hit series (booleans, one series per row,
-    all against the same VaR): the demeaned hits regressed on a constant, ``lags`` of their
-    lags and the VaR; nan when too short. The fit is the least-squares projection through the
-    normal equations' pseudo-inverse, batched, so a rank-deficient design (no hit at all)
-    has its fit too."""
-    var = np.asarray(var, dtype=float)
-    hit = np.atleast_2d(np.asarray(hits, dtype=float)) - tau
-    rows, length = hit.shape
-    n = length - lags
-    if n <= lags + 2:
-        return np.full(rows, np.nan), max(n, 0)
-    lagged = [hit[:, lags - k : length - k] for k in range(1, lags + 1)]
-    X = np.stack([np.ones((rows, n)), *lagged, np.broadcast_to(var[lags:], (rows, n))], axis=2)
-    Xt = X.transpose(0, 2, 1)
-    beta = np.linalg.pinv(Xt @ X) @ (Xt @ hit[:, lags:, None])  # pinv(X'X) X' = pinv(X)
-    fitted = (X @ beta)[:, :, 0]
-    return np.einsum("ij,ij->i", fitted, fitted) / (tau * (1 - tau)), n
-
-
 def dq_statistic(hits: np.ndarray, var: np.ndarray, tau: float, lags: int = 4) -> tuple[float, int]:
-    """(DQ statistic, observations) of one series' hits against its VaR (``dq_statistics``)."""
-    statistics, n = dq_statistics(np.asarray(hits)[None, :], var, tau, lags)
-    return float(statistics[0]), n
+    """(DQ statistic, observations) of a series' hits (booleans) against its VaR: the demeaned
+    hits regressed on a constant, ``lags`` of their lags and the VaR; nan when too short."""
+    var = np.asarray(var, dtype=float)
+    hit = np.asarray(hits, dtype=float) - tau
+    n = len(hit) - lags
+    if n <= lags + 2:
+        return float("nan"), max(n, 0)
+    X = np.column_stack(
+        [np.ones(n), *[hit[lags - k : len(hit) - k] for k in range(1, lags + 1)], var[lags:]]
+    )
+    beta, *_ = np.linalg.lstsq(X, hit[lags:], rcond=None)
+    fitted = X @ beta
+    return float(fitted @ fitted / (tau * (1 - tau))), n
 
 
 def dq_of_hits(hits: np.ndarray, var: np.ndarray, tau: float, lags: int = 4) -> QuantileTest:
@@ -190,14 +178,13 @@ def dq_reference_pass_share(
     test's size at a few hundred dates and rare hits is far from its nominal level)."""
     rng = np.random.default_rng(seed)
     critical = float(chi2.isf(level, lags + 2))
-    tested = [np.asarray(var, dtype=float) for var in var_by_symbol if len(var) > 2 * lags + 2]
-    # the draws in the order one draw at a time over every symbol takes them (seed-stable)
-    draws_of = [[rng.random(len(var)) < tau for var in tested] for _ in range(draws)]
     passes = [
-        dq_statistics(np.stack([d[i] for d in draws_of]), var, tau, lags)[0] <= critical
-        for i, var in enumerate(tested)
+        dq_statistic(rng.random(len(var)) < tau, var, tau, lags)[0] <= critical
+        for _ in range(draws)
+        for var in var_by_symbol
+        if len(var) > 2 * lags + 2
     ]
-    return float(np.mean(np.concatenate(passes))) if passes else float("nan")
+    return float(np.mean(passes)) if passes else float("nan")
 
 
 Z2_REFERENCE_NU = 5.0  # the Student-t a calibrated forecaster's outcomes are drawn from

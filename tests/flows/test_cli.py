@@ -63,25 +63,24 @@ def test_a_temporary_server_that_does_not_start_in_time_is_one_line_with_the_cur
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMA_", "PREFECT_API"))}
     env |= {"PYTHONPATH": str(ROOT), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"}
-    before = {p.pid for p in psutil.process_iter()}
-    done = subprocess.run(
+    run = subprocess.Popen(
         [sys.executable, "-m", "flows.prune", "--store", str(tmp_path / "store")],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
     )
-    assert done.returncode == 1, done.stderr
-    assert done.stderr.strip().splitlines() == [
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr
+    assert stderr.strip().splitlines() == [
         "error: Prefect's temporary server did not answer within 1 s (a busy machine?): start "
         "one with `make server` or point PREFECT_API_URL at a running server, or raise "
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
     ]
     assert not (tmp_path / "store").exists()
+    own = ["-m", "deployments.temporary", str(run.pid)]  # its server names it as parent
     servers = [
-        p
-        for p in psutil.process_iter(["pid", "cmdline"])
-        if p.pid not in before and "deployments.temporary" in " ".join(p.info["cmdline"] or [])
+        p for p in psutil.process_iter(["pid", "cmdline"]) if (p.info["cmdline"] or [])[1:4] == own
     ]
     assert servers == []

@@ -50,15 +50,21 @@ def every_setting() -> list[str]:
 
 def test_the_settings_page_lists_every_setting_once_with_its_default():
     page = pages.settings_page()
-    listed = [row[0].strip("`") for row in rows(page) if len(row) == 4]
+    listed = [row[0].strip("`") for row in rows(page) if len(row) == 5]
     assert sorted(listed) == sorted(every_setting())
     quality = {row[0]: row for row in rows(page, "`quality`")}
-    assert quality["`SMA_QUALITY__STALE_RUN_BARS`"][1:3] == ["int", "5"]
+    assert quality["`SMA_QUALITY__STALE_RUN_BARS`"][1:4] == ["int", "`5`", "`>= 2`"]
     model = {row[0]: row for row in rows(page, "`model`")}
-    assert model["`SMA_MODEL__QUANTILES`"][2].startswith("0.01, 0.025, 0.05")
-    assert [tuple(r) for r in rows(page, "Renamed settings")] == [
-        (f"`{variable(old)}`", f"`{variable(new)}`") for old, new in RENAMED.items()
-    ]
+    assert model["`SMA_MODEL__QUANTILES`"][2].startswith("`0.01,0.025,0.05")
+    features = {row[0]: row for row in rows(page, "`features`")}
+    assert "`horizons/h=<h>/`" in features["`SMA_FEATURES__HORIZONS`"][4]  # code, not a tag
+    renamed = {row[0]: row[1:] for row in rows(page, "Renamed settings")}
+    assert {old: new for old, (new, _) in renamed.items()} == {
+        f"`{variable(old)}`": f"`{variable(new)}`" for old, new in RENAMED.items()
+    }
+    assert renamed["`SMA_BATCH_SIZE`"][1] == (
+        "collect: `--batch-size` → `--symbols-per-task`, `batch_size` → `symbols_per_task`"
+    )
 
 
 def test_a_setting_without_a_description_stops_the_build():
@@ -72,8 +78,10 @@ def test_a_setting_without_a_description_stops_the_build():
 
 def test_the_layout_page_lists_every_key_in_order():
     assert rows(pages.layout_page()) == [
-        [f"`{key.shown}`", key.holds.replace("|", "\\|"), key.rebuild] for key in layout.KEYS
+        [f"`{key.shown}`", pages._cell(key.holds), pages.command_text(key.rebuild)]
+        for key in layout.KEYS
     ]
+    assert "`python -m flows.features`" in pages.layout_page()
 
 
 def test_the_exit_codes_page_is_the_table_of_core_errors():
@@ -125,7 +133,7 @@ def test_the_read_api_examples_run_as_written(tmp_path):
     done = run_examples("docs/how-to/read-forecasts.md", store)
     assert done["run"].horizon == 3  # type: ignore[attr-defined]
     assert done["some"].height == 4  # type: ignore[attr-defined]  # 2 symbols, 2 horizons
-    assert "Forecasts" in run_examples("README.md", store)
+    assert run_examples("README.md", store)["latest"].height == 2  # type: ignore[attr-defined]
 
 
 def test_the_site_builds_strict(tmp_path):
@@ -151,3 +159,33 @@ def test_the_site_builds_strict(tmp_path):
     assert "SMA_QUALITY__STALE_RUN_BARS" in settings
     api = (site / "how-to" / "read-forecasts" / "index.html").read_text()
     assert "latest_versioned" in api  # mkdocstrings rendered the read API's docstrings
+
+
+def test_the_http_error_table_names_the_status_the_service_gives():
+    """Each error the read API raises reaches the status the read-API page says."""
+    from core.errors import DamagedArtifactError, InputError
+    from core.forecasts import (
+        NoCalibrationError,
+        NoForecastsError,
+        UnknownHorizonError,
+        UnknownLevelError,
+        UnknownSymbolError,
+    )
+    from core.storage import StoreError
+    from service.app import Unavailable, status_of
+
+    page = (ROOT / "docs" / "how-to" / "read-forecasts.md").read_text()
+    said = dict(re.findall(r"^ {4}\| (\d{3}) \| (.*) \|$", page, flags=re.MULTILINE))
+    cases = {
+        UnknownSymbolError("x"): "an unknown symbol",
+        UnknownHorizonError("x"): "horizon",
+        NoForecastsError("x"): "no forecast",
+        NoCalibrationError("x"): "no monitor figures",
+        UnknownLevelError("x"): "a level the forecasts do not carry",
+        InputError("x"): "malformed",
+        DamagedArtifactError("x"): "damaged artifact",
+        StoreError("x"): "store is down",
+        Unavailable("x"): "slower than",
+    }
+    for exc, phrase in cases.items():
+        assert phrase in said[str(status_of(exc))], (type(exc).__name__, said)
