@@ -536,7 +536,11 @@ class TrackingSettings(BaseModel):
 class ApiSettings(BaseModel):
     """The HTTP forecast service (``python -m service``): read-only, over the store."""
 
-    host: str = Field(default="127.0.0.1", description="Address the service listens on.")
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address the service listens on (0.0.0.0: every interface).",
+    )
     port: int = Field(default=8000, ge=1, le=65535, description="Port the service listens on.")
     token: SecretStr | None = Field(
         default=None,
@@ -547,8 +551,18 @@ class ApiSettings(BaseModel):
         default_factory=list, description="Origins browsers may call the service from (none)."
     )
     timeout_seconds: float = Field(
-        default=3.0, gt=0, description="A store slower than this answers 503."
+        default=3.0, gt=0, le=60, description="A store slower than this answers 503."
     )
+
+    @field_validator("token")
+    @classmethod
+    def _usable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """A token a client can send: visible ASCII, not empty (an empty one would lock
+        every guarded route; unset the variable to leave the service open)."""
+        text = value.get_secret_value() if value is not None else None
+        if text is not None and not (text and text.isascii() and text.isprintable()):
+            raise ValueError("must be visible ASCII characters, not empty (unset it for none)")
+        return value
 
 
 class TuningSettings(BaseModel):

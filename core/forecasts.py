@@ -201,12 +201,11 @@ class Forecasts:
         files = self._predictions(view)
         one = pl.col("symbol") == symbol
         keys = [k for d, k in files.items() if start is None or d >= start] or [files[max(files)]]
-        scans = [view.scan_parquet([k]).filter(one) for k in keys]
         window = (pl.col("date") >= (start or dt.date.min)) & (
             pl.col("date") <= (end or dt.date.max)
         )
         table = (
-            pl.concat([scan.collect() for scan in scans], how="diagonal_relaxed")
+            pl.concat([_rows_of(view, k, one) for k in keys], how="diagonal_relaxed")
             .filter(window)
             .unique(["symbol", "date"], keep="last")  # a date forecast again: the newest file's
             .sort("date")
@@ -254,6 +253,15 @@ class Forecasts:
                 "not known yet, or run `python -m flows.monitor --backfill`"
             )
         return pl.DataFrame(rows).sort("window")
+
+
+def _rows_of(view: Store, key: str, rows: pl.Expr) -> pl.DataFrame:
+    """The ``rows`` of one prediction file, scanned (only those rows are read); a file that
+    cannot be scanned is read whole, which names a damaged one (``DamagedFileError``)."""
+    try:
+        return view.scan_parquet([key]).filter(rows).collect()
+    except (pl.exceptions.PolarsError, OSError):
+        return view.read_parquet(key).filter(rows)
 
 
 def _only_symbols(table: pl.DataFrame, symbols: Sequence[str] | None) -> pl.DataFrame:

@@ -102,7 +102,8 @@ def _setting_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, ...]]:
         kind = field.annotation
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             continue
-        if not field.description:
+        description = (field.description or "").strip()
+        if not description:
             raise ValueError(f"setting {prefix}{name} has no description (core/config.py)")
         rows.append(
             (
@@ -110,7 +111,7 @@ def _setting_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, ...]]:
                 type_name(kind),
                 default_text(field),
                 bounds_text(field),
-                field.description,
+                description,
             )
         )
     return rows
@@ -232,8 +233,9 @@ def exit_codes_page() -> str:
         [
             "# Exit codes\n",
             GENERATED + "`core/errors.py`. Every flow's command (`python -m flows.<name>`) "
-            "ends with one of these; `python -m service` ends with 2 on bad settings, and "
-            "with 0 when it is stopped (uvicorn's own shutdown). An error is one line on stderr naming "
+            "ends with one of these; `python -m service` too: 2 for bad settings or a store "
+            "folder that does not exist, 1 when it cannot listen (the port taken), 130 and "
+            "143 when it is stopped. An error is one line on stderr naming "
             "the file, setting or symbol; tracebacks go to the Prefect logs, and to the "
             "terminal only with `--debug`.\n",
             table(("code", "meaning"), [(str(c), m) for c, m in errors.EXIT_CODES.items()]),

@@ -48,8 +48,19 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     import uvicorn
 
-    uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")
-    return 0
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_level="warning")
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again
+        return 130
+    except SystemExit as exc:  # uvicorn's start-up failure: the address (its line printed)
+        return 1 if exc.code == STARTUP_FAILURE else int(exc.code or 0)
+    return 0 if server.started else 1
+
+
+STARTUP_FAILURE = 3  # uvicorn's exit code when it cannot listen (the port taken, ...)
 
 
 if __name__ == "__main__":

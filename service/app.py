@@ -21,13 +21,17 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import polars as pl
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import layout
 from core.config import Settings
@@ -45,6 +49,8 @@ from core.storage import Store, StoreError
 PARQUET = "application/vnd.apache.parquet"
 CACHE = "private, max-age=60, must-revalidate"  # forecasts change once a trading day
 MAX_LIMIT = 5000
+BEARER = HTTPBearer(auto_error=False, description="The token of SMA_API__TOKEN.")
+MAX_READS = 32  # store reads that may be outstanding at once (a stuck store holds them)
 T = TypeVar("T")
 logger = logging.getLogger("service")
 
@@ -76,9 +82,20 @@ def rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return json.loads(clean.write_json())
 
 
+def wants_parquet(request: Request) -> bool:
+    """Whether ``Accept`` asks for Parquet."""
+    return PARQUET in request.headers.get("accept", "")
+
+
+def matches(if_none_match: str, tag: str) -> bool:
+    """Whether an ``If-None-Match`` header (``*``, a list, weak tags) names ``tag``."""
+    given = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in given or tag in given
+
+
 def respond(request: Request, frame: pl.DataFrame, name: str, **meta: Any) -> Response:
     """The frame as Parquet when asked for (``Accept``), else as JSON ``{name: rows, **meta}``."""
-    if PARQUET in request.headers.get("accept", ""):
+    if wants_parquet(request):
         buffer = io.BytesIO()
         frame.write_parquet(buffer)
         return Response(buffer.getvalue(), media_type=PARQUET)
@@ -98,13 +115,24 @@ def decode_cursor(cursor: str) -> dt.date:
         raise InputError(f"cursor {cursor!r} is not one this service gave") from None
 
 
+def symbol_of(name: str) -> str:
+    """A symbol as the store spells it (upper case); letters that upper-case into others
+    (``ß`` into ``SS``) are refused first, as in a tickers file."""
+    if not name.isascii():
+        raise UnknownSymbolError(f"unknown symbol {name!r}: symbols are ASCII")
+    return name.upper()
+
+
 def csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
 def create_app(settings: Settings) -> FastAPI:
     """The service over ``settings.store`` (every horizon it holds)."""
-    forecasts = Forecasts(Store.open(settings.root_ref))
+    store = Store.open(settings.root_ref)
+    if not store.is_s3 and not Path(store.root).is_dir():  # S3 may be down for now: 503s
+        raise ReadError(f"no store at {store.url}: not a folder (SMA_STORE, --store)")
+    forecasts = Forecasts(store)
     api = settings.api
     secret = api.token.get_secret_value().encode() if api.token is not None else None
     app = FastAPI(
@@ -113,24 +141,61 @@ def create_app(settings: Settings) -> FastAPI:
         version="1",
     )
     if api.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=api.cors_origins, allow_methods=["GET"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=api.cors_origins,
+            allow_methods=["GET"],
+            allow_headers=["Authorization"],
+            expose_headers=["ETag"],
+        )
+
+    slots = threading.BoundedSemaphore(MAX_READS)
 
     async def read(call: Callable[[], T]) -> T:
-        """A blocking store read on a thread, ``Unavailable`` past the timeout."""
+        """A blocking store read on its own daemon thread, ``Unavailable`` past the timeout.
+        A read that never returns (a stuck mount) holds only its own thread, never a shared
+        pool's: the other routes keep answering; past ``MAX_READS`` such reads, 503 at once."""
+        if not slots.acquire(blocking=False):
+            raise Unavailable(
+                f"store {forecasts.store.url} is not answering: {MAX_READS} reads still wait on it"
+            )
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: Any, exc: BaseException | None) -> None:
+            if done.done():  # the request gave up (timeout) before the read returned
+                return
+            if exc is None:
+                done.set_result(result)
+            else:
+                done.set_exception(exc)
+
+        def run() -> None:
+            try:
+                result, exc = call(), None
+            except BaseException as caught:  # handed to the request that waits for it
+                result, exc = None, caught
+            finally:
+                slots.release()
+            loop.call_soon_threadsafe(settle, result, exc)
+
+        threading.Thread(target=run, name="store-read", daemon=True).start()
         try:
-            return await asyncio.wait_for(asyncio.to_thread(call), api.timeout_seconds)
+            return await asyncio.wait_for(done, api.timeout_seconds)
         except TimeoutError:
             raise Unavailable(
                 f"store {forecasts.store.url} did not answer within {api.timeout_seconds:g} s"
             ) from None
-        except OSError as exc:  # an unreachable S3 endpoint, a vanished folder
+        except (OSError, BotoCoreError, ClientError) as exc:  # unreachable S3, a vanished folder
             raise Unavailable(f"store {forecasts.store.url} cannot be read: {exc}") from None
 
-    def authorized(request: Request) -> None:
+    def authorized(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    ) -> None:
         if secret is None:
             return
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, b"Bearer " + secret):
+        given = credentials.credentials.encode() if credentials is not None else b""
+        if not hmac.compare_digest(given, secret):
             raise PermissionError("a bearer token is needed (Authorization: Bearer <token>)")
 
     # the errors this service expects, each its status and its one line (no traceback in
@@ -148,6 +213,10 @@ def create_app(settings: Settings) -> FastAPI:
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return error(500, f"internal error: {type(exc).__name__}")
 
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+
     @app.exception_handler(RequestValidationError)
     async def on_bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problem = exc.errors()[0]
@@ -156,6 +225,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     guarded = [Depends(authorized)]
 
+    @app.head("/health", include_in_schema=False)
     @app.get("/health")
     async def health() -> JSONResponse:
         """The store reachable, and the newest forecast's date against the exchange's
@@ -199,11 +269,12 @@ def create_app(settings: Settings) -> FastAPI:
             wanted = [float(q) for q in csv(levels) or []] or None
         except ValueError:
             raise InputError(f"levels {levels!r}: not numbers") from None
-        frame, version = await read(lambda: forecasts.latest_versioned(csv(symbols), asked, wanted))
-        query = str(request.query_params).encode()
-        tag = f'"{hashlib.sha256(version.encode() + query).hexdigest()[:32]}"'
-        headers = {"ETag": tag, "Cache-Control": CACHE}
-        if request.headers.get("if-none-match") == tag:
+        names = [symbol_of(name) for name in csv(symbols) or []] or None
+        frame, version = await read(lambda: forecasts.latest_versioned(names, asked, wanted))
+        asked_for = f"{request.query_params}|{PARQUET if wants_parquet(request) else 'json'}"
+        tag = f'"{hashlib.sha256(version.encode() + asked_for.encode()).hexdigest()[:32]}"'
+        headers = {"ETag": tag, "Cache-Control": CACHE, "Vary": "Accept"}
+        if matches(request.headers.get("if-none-match", ""), tag):
             return Response(status_code=304, headers=headers)
         response = respond(request, frame, "forecasts")
         response.headers.update(headers)
@@ -223,8 +294,11 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> Response:
         """A symbol's forecasts with their realized outcomes (``y``), oldest first, a page
         of ``limit`` at a time."""
+        if start is not None and end is not None and start > end:
+            raise InputError(f"start {start} is after end {end}")
         after = decode_cursor(cursor) if cursor else None
-        frame = await read(lambda: forecasts.history(symbol.upper(), start, end, horizon))
+        name = symbol_of(symbol)
+        frame = await read(lambda: forecasts.history(name, start, end, horizon))
         if after is not None:
             frame = frame.filter(pl.col("date") > after)
         page = frame.head(limit)

@@ -51,7 +51,7 @@ td:first-child,th:first-child,td.text{text-align:left}.scroll{max-height:420px;o
 .chart-title{font-size:13px;font-weight:600;margin:8px 0 2px;overflow-wrap:anywhere}
 .controls{display:flex;align-items:center;flex-wrap:wrap;gap:0 8px}.controls label{font-size:13px}
 input,select{font-size:13px;padding:3px 6px;margin:0 8px 8px 0}[hidden]{display:none!important}
-#symbol-note{color:#b54708}.card{font-size:13px;line-height:1.45}.card h3{font-size:15px;margin:6px 0 8px}
+#symbol-note{color:#b54708;overflow-wrap:anywhere}.card{font-size:13px;line-height:1.45}.card h3{font-size:15px;margin:6px 0 8px}
 .card h4,.card h5,.card h6{font-size:13px;margin:10px 0 6px}.card p{margin:6px 0 10px}
 .table-wrap{overflow-x:auto;margin:4px 0 12px}.card td{white-space:nowrap}
 """
@@ -93,11 +93,12 @@ const view = (function () {
     if (location.hash !== hash) location.replace(hash);
   }
   function fromHash() {
-    const name = wanted();
-    if (name !== null && names.includes(name)) { box.hidden = true; show(name); return; }
+    const given = wanted(), name = given === '' ? null : given;  // '#symbol=' selects nothing
+    const found = name === null ? undefined : (names.includes(name) ? name : names.find(n => n.toUpperCase() === name.toUpperCase()));
+    if (found !== undefined) { box.hidden = true; show(found); return; }
     const current = shown === null ? names[0] : shown;
-    if (name !== null) {
-      box.textContent = 'No symbol "' + name + '" in this report' + (current === undefined ? '.' : ': showing ' + current + '.');
+    if (name !== null) {  // the name isolated (<bdi>): a right-to-left mark cannot turn the line
+      box.replaceChildren('No symbol "', el('bdi', name), '" in this report' + (current === undefined ? '.' : ': showing ' + current + '.'));
       box.hidden = false;
     }
     if (current !== undefined) show(current);

@@ -282,4 +282,12 @@ def test_an_unscored_store_says_what_is_missing_and_each_symbol_has_an_address(b
     assert note.is_displayed() and note.text == 'No symbol "NOPE" in this report: showing AAPL.'
     assert text_of(browser, "fan-title").startswith("AAPL:")
     assert browser.find_elements("css selector", "#fan .main-svg")
+    # lower case finds the symbol; a right-to-left override or a huge name stays in its box
+    browser.get(page.as_uri() + "#symbol=ko")
+    WebDriverWait(browser, 5).until(lambda _: text_of(browser, "fan-title").startswith("KO:"))
+    browser.get(page.as_uri() + "#symbol=%E2%80%AE" + "X" * 5000)
+    WebDriverWait(browser, 5).until(lambda _: note.is_displayed())
+    assert note.find_element("tag name", "bdi").text.endswith("XXX")
+    width = "return document.documentElement.scrollWidth <= window.innerWidth + 1"
+    assert browser.execute_script(width)
     assert errors(browser) == []

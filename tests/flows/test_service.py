@@ -3,12 +3,14 @@ a local store and over the same store on S3 (moto), called with httpx."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -84,6 +86,13 @@ def test_the_latest_forecasts_filtered_cached_and_as_parquet(local):
         headers=AUTH | {"If-None-Match": got.headers["etag"]},
     )
     assert again.status_code == 304 and again.headers["etag"] == got.headers["etag"]
+    listed = AUTH | {"If-None-Match": f'W/"other", W/{got.headers["etag"]}'}  # weak, a list
+    assert httpx.get(got.url, headers=listed).status_code == 304
+    as_parquet = AUTH | {"Accept": "application/vnd.apache.parquet"}
+    other_format = httpx.get(got.url, headers=as_parquet | {"If-None-Match": got.headers["etag"]})
+    assert other_format.status_code == 200 and got.headers["vary"] == "Accept"  # a tag per format
+    lower = httpx.get(got.url, headers={"Authorization": f"bearer {TOKEN}"})  # any case of scheme
+    assert lower.status_code == 200 and lower.json() == got.json()
     table = httpx.get(
         f"{url}/v1/forecasts/latest", headers=AUTH | {"Accept": "application/vnd.apache.parquet"}
     )
@@ -117,11 +126,21 @@ def test_bad_requests_are_their_status_and_one_line(local):
         "/v1/forecasts/latest?levels=0.3": (400, "no level 0.3 in the forecasts"),
         "/v1/forecasts/latest?horizon=5": (404, "holds no horizon 5"),
         "/v1/calibration?horizon=1": (404, "no monitoring figures"),
+        "/v1/forecasts/%C3%9F": (404, "symbols are ASCII"),  # not looked up as SS
+        "/v1/forecasts/AAPL?start=2018-01-02&end=2018-01-01": (400, "is after end"),
+        "/v1/nothing": (404, "GET /v1/nothing: Not Found"),
     }
     for path, (status, words) in cases.items():
         got = httpx.get(url + path, headers=AUTH)
         message = got.json()["error"]
         assert got.status_code == status and words in message and "\n" not in message, path
+    posted = httpx.post(f"{url}/health")
+    assert posted.status_code == 405 and posted.json() == {
+        "error": "POST /health: Method Not Allowed"
+    }
+    assert httpx.head(f"{url}/health").status_code == 200  # a load balancer's probe
+    lower = httpx.get(f"{url}/v1/forecasts/latest?symbols=aapl", headers=AUTH).json()
+    assert [row["symbol"] for row in lower["forecasts"]] == ["AAPL", "AAPL"]  # two horizons
     report = httpx.get(f"{url}/report", headers=AUTH)
     assert report.status_code == 200 and report.content == REPORT
     assert "/v1/forecasts/latest" in httpx.get(f"{url}/openapi.json").json()["paths"]
@@ -144,8 +163,41 @@ def test_a_store_that_does_not_answer_is_503_within_the_timeout(local):
         got = httpx.get(f"{url}/v1/forecasts/latest?horizon=9", headers=AUTH, timeout=10)
         assert got.status_code == 503 and "did not answer within 3 s" in got.json()["error"]
         assert time.monotonic() - started < 4.5
+        with ThreadPoolExecutor(12) as pool:  # more stuck reads than a default thread pool
+            stuck_reads = list(
+                pool.map(
+                    lambda _: httpx.get(f"{url}/v1/forecasts/latest?horizon=9", headers=AUTH),
+                    range(12),
+                )
+            )
+        assert {r.status_code for r in stuck_reads} == {503}
+        healthy = httpx.get(f"{url}/v1/calibration", headers=AUTH, timeout=10)
+        assert healthy.status_code == 200  # the stuck reads hold only their own threads
     finally:
+        with contextlib.suppress(OSError):  # a writer's open and close ends the stuck reads
+            os.close(os.open(stuck, os.O_WRONLY | os.O_NONBLOCK))
         stuck.unlink()
+
+
+def test_a_port_in_use_or_a_missing_store_is_one_line(local, tmp_path):
+    """Exit 1 when the port is taken, 2 when the store folder does not exist; one line."""
+    url, root, _ = local
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMA_")}
+    cases = [
+        (str(root), url.rsplit(":", 1)[1], 1, "address already in use"),
+        (str(tmp_path / "nowhere"), "1", 2, "not a folder (SMA_STORE, --store)"),
+    ]
+    for store, port, code, words in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "service", "--store", store, "--port", port],
+            cwd=ROOT,
+            env=env | {"PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == code, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and words in done.stderr
 
 
 def test_the_same_service_on_s3(local, s3_endpoint, s3_bucket, tmp_path):
@@ -173,6 +225,24 @@ def test_the_same_service_on_s3(local, s3_endpoint, s3_bucket, tmp_path):
         assert cors.headers["access-control-allow-origin"] == origin  # the one origin set
         other = httpx.get(f"{s3_url}/v1/calibration", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+        preflight = httpx.options(
+            f"{s3_url}/v1/calibration",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert preflight.status_code == 200  # a browser may send the token
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    down = {"SMA_STORE": s3.url, "SMA_S3__ENDPOINT_URL": "http://127.0.0.1:1"}
+    proc, down_url = serve(down, tmp_path / "down.log")
+    try:
+        for path in ("/health", "/v1/forecasts/latest"):
+            got = httpx.get(down_url + path, timeout=10)
+            assert got.status_code == 503 and "cannot be read" in got.json()["error"], got.text
     finally:
         proc.terminate()
         proc.wait(10)

@@ -213,6 +213,9 @@ def test_sections_built_in_code_are_not_checked_against_the_registries():
         ("SMA_MODEL__SPLIT_FRACTIONS", "0.6,0.1,0.2,0.2", "sum to 1"),
         ("SMA_MODEL__SPLIT_FRACTIONS", "0.7,-0.1,0.2,0.2", "four positive shares"),
         ("SMA_STORE", "ftp://host/store", "unsupported store URL 'ftp://host/store'"),
+        ("SMA_API__TOKEN", "", "visible ASCII characters, not empty"),
+        ("SMA_API__TOKEN", "caf\u00e9", "visible ASCII characters, not empty"),
+        ("SMA_API__HOST", "", "at least 1 character"),
     ],
 )
 def test_contradictory_settings_are_refused_when_they_load(fresh, monkeypatch, name, value, says):

@@ -108,3 +108,14 @@ def test_the_same_calls_on_s3(store, s3_endpoint, s3_bucket):
     assert fc.latest().equals(local.latest())
     assert fc.history("KO").equals(local.history("KO"))
     assert fc.deployed_run() == local.deployed_run()
+
+
+def test_a_damaged_prediction_file_is_named_by_the_history_too(store):
+    """A truncated prediction file: the symbol's history names it (exit 3's error)."""
+    from core.storage import DamagedFileError
+
+    key = layout.PREDICTIONS(as_of=NEWEST.isoformat())
+    path = store / key
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DamagedFileError, match=key):
+        Forecasts.open(str(store)).history("AAPL")
