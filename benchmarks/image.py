@@ -55,6 +55,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from benchmarks.servers import flow_runs, prefect_server
 from deployments.server import free_port
 
@@ -509,26 +511,11 @@ def collect_runs(api: str, endpoint: str) -> dict[str, Any]:
     return figures
 
 
-def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """The status and body of a GET (an error status too, never raised)."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(
-            urllib.request.Request(url, headers=headers or {}), timeout=10
-        ) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 def service_run(api: str, endpoint: str) -> dict[str, Any]:
     """`python -m service` in a container of the image over an S3 store holding forecasts
     (a copy of tests/data/store_v2 in the moto bucket, its report written by `python -m
     flows.report` in a container first): the seconds from `docker run` to /health's 200, the
     latest forecasts behind the token, /report, the user, and `docker stop`."""
-    from core import layout
     from core.forecasts import Forecasts
 
     source = ROOT / "tests" / "data" / "store_v2"  # a trained store: models, predictions
@@ -548,9 +535,6 @@ def service_run(api: str, endpoint: str) -> dict[str, Any]:
     started = time.perf_counter()
     docker_run(["python", "-m", "flows.report"], report_env)
     figures["report_s"] = time.perf_counter() - started
-    report_key = f"{prefix}/{layout.REPORT_LATEST()}"
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix=report_key).get("Contents", [])
-    has_report = any(obj["Key"] == report_key for obj in listed)
 
     token = f"bench-{os.urandom(8).hex()}"
     auth = {"Authorization": f"Bearer {token}"}
@@ -568,8 +552,9 @@ def service_run(api: str, endpoint: str) -> dict[str, Any]:
         deadline = time.monotonic() + 120
         while True:
             try:
-                status, body = http_get(f"{url}/health")
-            except OSError:  # not listening yet
+                answer = httpx.get(f"{url}/health", timeout=10)
+                status, body = answer.status_code, answer.content
+            except httpx.TransportError:  # not listening yet
                 status, body = 0, b""
             if status == 200:
                 break
@@ -582,22 +567,22 @@ def service_run(api: str, endpoint: str) -> dict[str, Any]:
         figures["health_s"] = time.perf_counter() - started
         figures["health"] = json.loads(body)
 
-        status, body = http_get(f"{url}/v1/forecasts/latest", auth)
-        assert status == 200, (status, body[:500])
-        rows = json.loads(body)["forecasts"]
+        latest = httpx.get(f"{url}/v1/forecasts/latest", headers=auth, timeout=10)
+        assert latest.status_code == 200, (latest.status_code, latest.text[:500])
+        rows = latest.json()["forecasts"]
         assert sorted(row["symbol"] for row in rows) == symbols, rows
-        figures["latest"], figures["latest_rows"] = status, len(rows)
-        figures["latest_no_token"], _ = http_get(f"{url}/v1/forecasts/latest")
-        assert figures["latest_no_token"] == 401, figures["latest_no_token"]
+        figures["latest"], figures["latest_rows"] = latest.status_code, len(rows)
+        no_token = httpx.get(f"{url}/v1/forecasts/latest", timeout=10).status_code
         wrong = {"Authorization": "Bearer wrong"}
-        figures["latest_wrong_token"], _ = http_get(f"{url}/v1/forecasts/latest", wrong)
-        assert figures["latest_wrong_token"] == 401, figures["latest_wrong_token"]
-        if has_report:
-            figures["report"], page = http_get(f"{url}/report", auth)
-            assert figures["report"] == 200 and b"<html" in page.lower(), figures["report"]
-            figures["report_mb"] = len(page) / 1e6
-        else:
-            figures["report"] = None  # no report in the store: not checked
+        wrong_token = httpx.get(f"{url}/v1/forecasts/latest", headers=wrong, timeout=10)
+        figures["latest_no_token"], figures["latest_wrong_token"] = (
+            no_token,
+            wrong_token.status_code,
+        )
+        assert no_token == wrong_token.status_code == 401, figures
+        page = httpx.get(f"{url}/report", headers=auth, timeout=30)  # flows.report wrote it
+        assert page.status_code == 200 and b"<html" in page.content.lower(), page.status_code
+        figures["report"], figures["report_mb"] = page.status_code, len(page.content) / 1e6
 
         status_line = sh(["docker", "exec", name, "cat", "/proc/1/status"]).stdout
         uids = next(
@@ -617,9 +602,9 @@ def service_run(api: str, endpoint: str) -> dict[str, Any]:
     left = sh(["docker", "ps", "-aq", "--filter", f"name={name}"]).stdout.split()
     assert not left, f"containers left: {left}"
     try:
-        http_get(f"{url}/health")
+        httpx.get(f"{url}/health", timeout=5)
         raise AssertionError(f"{url} still answers after docker stop")
-    except OSError:
+    except httpx.TransportError:
         pass
     return figures
 
@@ -690,11 +675,6 @@ def main() -> None:
         print(f"  {where:<66} {seconds:>6.1f} {symbols:>13}")
     print(f"  flow runs in the server: {run['flow_runs']}")
     health = served["health"]
-    report = (
-        f"{served['report']} ({served['report_mb']:.1f} MB)"
-        if served["report"] is not None
-        else "not checked (no report in the store)"
-    )
     print(f"the forecast service in a container (python -m service) over {served['store']}:")
     print(f"  `python -m flows.report` in a container first: {served['report_s']:.1f} s")
     print(
@@ -707,7 +687,7 @@ def main() -> None:
         f"({served['latest_rows']} rows, one per symbol of {served['symbols']}), "
         f"{served['latest_no_token']} without it, {served['latest_wrong_token']} with a wrong one"
     )
-    print(f"  GET /report with the token: {report}")
+    print(f"  GET /report with the token: {served['report']} ({served['report_mb']:.1f} MB)")
     print(
         f"  the service's process: uid {served['uid']}; docker stop: {served['stop_s']:.1f} s, "
         f"exit code {served['exit_code']}, no container left, the port closed"

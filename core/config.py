@@ -777,16 +777,22 @@ def variable(path: str) -> str:
     return "SMA_" + path.replace(".", "__").upper()
 
 
+def sections() -> dict[str, type[BaseModel]]:
+    """The nested sections of the settings by name (``collect``: ``CollectSettings``, ...)."""
+    return {
+        name: field.annotation
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
+
+
 def setting_variables() -> list[str]:
     """Every environment variable the settings read: ``SMA_<FIELD>`` and, for a section,
     ``SMA_<SECTION>__<FIELD>`` (a section may also be given whole, as JSON); old names
     (``RENAMED``) not included."""
-    names: list[str] = list(OTHER_VARIABLES)
-    for name, field in Settings.model_fields.items():
-        names.append(f"SMA_{name}".upper())
-        section = field.annotation
-        if isinstance(section, type) and issubclass(section, BaseModel):
-            names += [f"SMA_{name}__{sub}".upper() for sub in section.model_fields]
+    names = list(OTHER_VARIABLES) + [variable(name) for name in Settings.model_fields]
+    for name, section in sections().items():
+        names += [variable(f"{name}.{sub}") for sub in section.model_fields]
     return names
 
 

@@ -90,7 +90,13 @@ class Forecasts:
         store = Store(url, endpoint_url=endpoint_url)
         if store.is_s3:
             store.check()
-        elif not Path(store.root).is_dir():
+        return cls.over(store)
+
+    @classmethod
+    def over(cls, store: Store) -> Forecasts:
+        """Read access to an opened store; a local one must be a folder (an S3 one is
+        reached by its reads: a service starts while S3 is down, and answers 503)."""
+        if not store.is_s3 and not Path(store.root).is_dir():
             raise ReadError(f"no store at {store.url}: not a folder")
         return cls(store)
 

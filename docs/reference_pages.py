@@ -94,13 +94,12 @@ def bounds_text(field: FieldInfo) -> str:
 
 
 def _setting_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, ...]]:
-    """A table row per setting of ``model`` (sections, themselves models, left out)."""
-    from core.config import variable
+    """A table row per setting of ``model`` (its sections, if any, left out)."""
+    from core.config import Settings, sections, variable
 
     rows: list[tuple[str, ...]] = []
     for name, field in model.model_fields.items():
-        kind = field.annotation
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
+        if model is Settings and name in sections():
             continue
         description = (field.description or "").strip()
         if not description:
@@ -108,7 +107,7 @@ def _setting_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, ...]]:
         rows.append(
             (
                 f"`{variable(prefix + name)}`",
-                type_name(kind),
+                type_name(field.annotation),
                 default_text(field),
                 bounds_text(field),
                 description,
@@ -117,22 +116,10 @@ def _setting_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, ...]]:
     return rows
 
 
-def _sections() -> list[tuple[str, type[BaseModel]]]:
-    from core.config import Settings
-
-    sections: list[tuple[str, type[BaseModel]]] = []
-    for name, field in Settings.model_fields.items():
-        kind = field.annotation
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
-            sections.append((name, kind))
-    return sections
-
-
 def settings_page() -> str:
     """Every setting of ``core.config.Settings``: its variable, type, default and meaning."""
-    from core.config import Settings
+    from core.config import Settings, sections
 
-    sections = _sections()
     top = _setting_rows(Settings, "")
     out = [
         "# Settings\n",
@@ -150,7 +137,7 @@ def settings_page() -> str:
         "## Top-level settings\n",
         table(("variable", "type", "default", "range", "meaning"), top),
     ]
-    for name, model in sections:
+    for name, model in sections().items():
         doc = " ".join((model.__doc__ or "").split())
         out += [
             f"## `{name}`\n",
@@ -345,13 +332,18 @@ def registries_page() -> str:
             "`GROUPS` in `core/features/registry.py`.\n",
             table(("name", "what it holds", "features", "warm-up rows at h = 3"), groups),
             "## Quality rules\n",
-            "`RULES` in `core/data/quality.py`, in order of precedence: a rejected row is quarantined with the first rule it "
-            "broke and a detail naming all it broke.\n",
+            "`RULES` in `core/data/quality.py`, in order of precedence: a rejected row is "
+            "quarantined with the first rule it broke and a detail naming all it broke.\n",
             table(("rule", "effect", "what it checks"), rules),
             "## Collectors\n",
             "`COLLECTORS` in `core/data/collectors/__init__.py`.\n",
             table(
-                ("name", "what it reads", "needs `SMA_SOURCE_PATH`", "holds the Prefect limit"),
+                (
+                    "name",
+                    "what it reads",
+                    "needs `SMA_SOURCE_PATH`",
+                    "Prefect limit held while fetching",
+                ),
                 collectors,
             ),
         ]

@@ -16,12 +16,10 @@ from core.errors import UserFacingError, first_line
 
 def parser() -> argparse.ArgumentParser:
     """The command line: ``--help`` answers without importing the service's libraries."""
-    lines = (__doc__ or "").strip().splitlines()
-    first = lines[0].removeprefix("``python -m service``: the ")
     command = argparse.ArgumentParser(
         prog="python -m service",
-        description=first[0].upper() + first[1:],
-        epilog="\n".join(lines[2:]),
+        description="The read-only forecast service (FastAPI on uvicorn) over the store.",
+        epilog=(__doc__ or "").strip().split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     command.add_argument("--store", help="store root: a folder or s3://bucket/prefix (SMA_STORE)")

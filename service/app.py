@@ -21,7 +21,6 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import polars as pl
@@ -129,10 +128,10 @@ def csv(value: str | None) -> list[str] | None:
 
 def create_app(settings: Settings) -> FastAPI:
     """The service over ``settings.store`` (every horizon it holds)."""
-    store = Store.open(settings.root_ref)
-    if not store.is_s3 and not Path(store.root).is_dir():  # S3 may be down for now: 503s
-        raise ReadError(f"no store at {store.url}: not a folder (SMA_STORE, --store)")
-    forecasts = Forecasts(store)
+    try:
+        forecasts = Forecasts.over(Store.open(settings.root_ref))
+    except ReadError as exc:
+        raise ReadError(f"{exc} (SMA_STORE, --store)") from None
     api = settings.api
     secret = api.token.get_secret_value().encode() if api.token is not None else None
     app = FastAPI(

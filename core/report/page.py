@@ -294,11 +294,6 @@ def figure(chart_id: str, title: str = "") -> str:
     )
 
 
-def card_html(card: Any) -> str:
-    """The model card's Markdown as HTML (every text escaped by ``core.report.markdown``)."""
-    return markdown_html(str(card), top=3)
-
-
 def sections(data: dict[str, Any]) -> str:
     """The page's sections, empty containers the script fills (the model card: rendered here)."""
     return f"""<section><h2>Today's forecasts</h2><input id="filter" placeholder="filter by symbol or sector" aria-label="filter"><span id="shown" class="muted"></span>
@@ -316,7 +311,7 @@ def sections(data: dict[str, Any]) -> str:
 <section><h2>Feature drift</h2><div id="drift"></div></section>
 <section><h2>Data health</h2><div id="health"></div></section>
 <section><h2>Quality rules</h2><div id="quality"></div></section>
-<section><h2>Model card</h2><div id="card" class="card">{card_html(data["model_card"])}</div></section>"""
+<section><h2>Model card</h2><div id="card" class="card">{markdown_html(str(data["model_card"]))}</div></section>"""
 
 
 def render(data: dict[str, Any], plotly_js: str) -> str:
@@ -326,13 +321,14 @@ def render(data: dict[str, Any], plotly_js: str) -> str:
         f"{html.escape(str(data['model']))}, horizon {int(data['horizon'])} trading days, "
         f"target coverage {float(data['target']):.0%} &middot; generated {html.escape(str(data['generated_at']))}"
     )
+    script_data = {k: v for k, v in data.items() if k != "model_card"}  # the card is HTML
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{TITLE} {html.escape(str(data["as_of"]))}</title><link rel="icon" href="data:,"><style>{STYLE}</style></head>
 <body><header><h1>{TITLE}</h1><p>{head}</p></header><main>
 {sections(data)}
 </main>
-<script type="application/json" id="report-data">{safe_json(data)}</script>
+<script type="application/json" id="report-data">{safe_json(script_data)}</script>
 <script>{plotly_js}</script>
 <script>{SCRIPT}</script>
 </body></html>

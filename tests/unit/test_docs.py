@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from core import layout
-from core.config import RENAMED, Settings, variable
+from core.config import RENAMED, Settings, sections, variable
 from core.data.collectors import COLLECTORS
 from core.data.quality import RULES, WARNINGS
 from core.errors import EXIT_CODES
@@ -38,14 +38,12 @@ def rows(markdown: str, section: str = "") -> list[list[str]]:
 
 def every_setting() -> list[str]:
     """The variable of every setting of the model, sections expanded."""
-    names: list[str] = []
-    for name, field in Settings.model_fields.items():
-        section = field.annotation
-        if isinstance(section, type) and issubclass(section, BaseModel):
-            names += [variable(f"{name}.{sub}") for sub in section.model_fields]
-        else:
-            names.append(variable(name))
-    return names
+    tops = [variable(name) for name in Settings.model_fields if name not in sections()]
+    return tops + [
+        variable(f"{name}.{sub}")
+        for name, model in sections().items()
+        for sub in model.model_fields
+    ]
 
 
 def test_the_settings_page_lists_every_setting_once_with_its_default():

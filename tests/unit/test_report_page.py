@@ -137,6 +137,8 @@ def test_the_page_shows_the_card_as_html_and_titles_above_charts():
     assert '<div id="card" class="card"><h3>Card</h3>' in page
     assert "<pre" not in page and "<table><thead><tr><th>a</th>" in page
     assert "<img" not in page and "&lt;img src=x" in page
+    data = json.loads(page.split('id="report-data">', 1)[1].split("</script>", 1)[0])
+    assert "model_card" not in data and data["run_id"] == "r1"  # the card is in the page once
     charts = re.findall(r'<div id="([\w-]+)" class="chart">', page)
     assert charts == ["fan", "coverage", "calibration", "pinball", "exceptions", "var-symbol", "es"]
     for chart in charts:  # each with its heading right above it, outside the chart
